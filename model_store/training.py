@@ -1,0 +1,282 @@
+"""Train a GPT-2 causal LM on prompts with the transformers Trainer, resumably.
+
+A run lives in ``<store>/runs/<name>/``: the tokenizer, the token arrays and the Trainer's
+numbered checkpoints. Rerunning the same command continues from the newest complete
+checkpoint, so Ctrl-C, kill -9 or the end of a session costs at most one save interval.
+The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    GenerationConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from model_store.corpus import Corpus, split_prompts
+from model_store.presets import Preset
+from model_store.tokenizer import load_tokenizer, train_tokenizer
+
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """An exported model directory (not yet published to the store) and its metrics."""
+
+    path: Path
+    metrics: dict[str, float]
+    tokens_seen: int
+
+
+class TokenBlocks(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """Fixed-length windows over one long array of token ids (prompts joined by EOS)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int):
+        self.tokens = tokens
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return max(0, (len(self.tokens) - 1) // self.block_size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        start = index * self.block_size
+        ids = torch.from_numpy(self.tokens[start : start + self.block_size].astype(np.int64))
+        return {"input_ids": ids, "labels": ids}
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str]) -> np.ndarray:
+    """All prompts as one uint16/int32 array, each preceded by EOS as GPT-2 separates texts."""
+    eos = tokenizer.eos_token_id
+    dtype = np.uint16 if len(tokenizer) < 65536 else np.int32
+    chunks: list[np.ndarray] = []
+    for start in range(0, len(prompts), 10_000):
+        batch = tokenizer(list(prompts[start : start + 10_000]), add_special_tokens=False)
+        for ids in batch["input_ids"]:
+            chunks.append(np.asarray([eos, *ids], dtype=dtype))
+    chunks.append(np.asarray([eos], dtype=dtype))
+    return np.concatenate(chunks)
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose trainer state was written (saves write it last)."""
+    candidates = []
+    for child in run_dir.glob("checkpoint-*"):
+        suffix = child.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and (child / TRAINER_STATE).is_file():
+            candidates.append((int(suffix), child))
+    return max(candidates)[1] if candidates else None
+
+
+class _ThroughputAndDeadline(TrainerCallback):
+    """Adds tokens/s to the logs and stops (with a save) when the time budget is spent."""
+
+    def __init__(self, tokens_per_step: int, deadline: float | None):
+        self.tokens_per_step = tokens_per_step
+        self.deadline = deadline
+        self.last_time = time.monotonic()
+        self.last_step = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        steps = state.global_step - self.last_step
+        if logs is not None and steps > 0:
+            logs["tokens_per_s"] = round(steps * self.tokens_per_step / (now - self.last_time))
+            logs["tokens_seen"] = state.global_step * self.tokens_per_step
+        self.last_time, self.last_step = now, state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def build_model(preset: Preset, vocab_size: int, eos_id: int) -> GPT2LMHeadModel:
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=max(256, preset.block_size),
+        n_embd=preset.n_embd,
+        n_layer=preset.n_layer,
+        n_head=preset.n_head,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        tie_word_embeddings=True,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def train_causal_lm(
+    preset: Preset,
+    corpus: Corpus,
+    run_dir: Path,
+    *,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    seed: int = 42,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> TrainedModel:
+    """Train (or resume) the preset on the corpus in ``run_dir``; export the final model."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_run(run_dir, preset, corpus)
+    prompts = corpus.prompts[: preset.max_train_prompts] if preset.max_train_prompts else corpus.prompts
+    train_prompts, valid_prompts = split_prompts(prompts)
+    if not train_prompts or not valid_prompts:
+        raise ValueError(f"corpus {corpus.name!r} is too small to split ({len(prompts)} prompts)")
+
+    tokenizer_dir = run_dir / "tokenizer"
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(tokenizer_dir)
+    else:
+        log(f"training a {preset.vocab_size}-token BPE tokenizer")
+        sample = train_prompts[: preset.tokenizer_prompts]
+        tokenizer = train_tokenizer(sample, preset.vocab_size, run_dir / "tokenizer.tmp")
+        shutil.rmtree(tokenizer_dir, ignore_errors=True)
+        (run_dir / "tokenizer.tmp").rename(tokenizer_dir)
+
+    tokens = _cached_tokens(run_dir / "train_tokens.npy", tokenizer, train_prompts, log)
+    dataset = TokenBlocks(tokens, preset.block_size)
+    steps = max_steps or preset.max_steps
+    tokens_per_step = preset.block_size * preset.batch_size
+    log(
+        f"{len(train_prompts):,} training prompts, {len(tokens):,} tokens; "
+        f"{steps} steps of {tokens_per_step} tokens ({steps * tokens_per_step / len(tokens):.2f} epochs)"
+    )
+    model = build_model(preset, len(tokenizer), tokenizer.eos_token_id)
+    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    args = TrainingArguments(
+        output_dir=str(run_dir),
+        max_steps=steps,
+        per_device_train_batch_size=preset.batch_size,
+        learning_rate=preset.learning_rate,
+        warmup_steps=preset.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.1,
+        adam_beta2=0.99,
+        max_grad_norm=1.0,
+        logging_steps=max(1, min(50, preset.save_every_steps // 2)),
+        save_strategy="steps",
+        save_steps=preset.save_every_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        bf16=use_bf16,
+        dataloader_num_workers=0,
+        report_to=[],
+        disable_tqdm=False,
+    )
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline)],
+    )
+    resume = last_complete_checkpoint(run_dir)
+    if resume is not None:
+        log(f"resuming from {resume.name}")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.state.global_step < steps:
+        trainer.save_model(str(run_dir / "interrupted"))
+        trainer._save_checkpoint(trainer.model, trial=None)  # noqa: SLF001 - resume point
+        shutil.rmtree(run_dir / "interrupted", ignore_errors=True)
+    return _export(trainer, tokenizer, preset, valid_prompts, run_dir, tokens_per_step, log)
+
+
+def _check_same_run(run_dir: Path, preset: Preset, corpus: Corpus) -> None:
+    """Refuse to resume a run with another preset or corpus: its checkpoints would not fit."""
+    identity = {"preset": preset.describe(), "corpus_sha256": corpus.sha256}
+    marker = run_dir / "run.json"
+    if marker.is_file():
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+        if previous != identity:
+            raise ValueError(
+                f"{run_dir} holds a run with another preset or corpus; "
+                "remove it or choose another --name"
+            )
+    else:
+        marker.write_text(json.dumps(identity, indent=2), encoding="utf-8")
+
+
+def _cached_tokens(
+    path: Path, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], log: Callable[[str], None]
+) -> np.ndarray:
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    log(f"tokenizing {len(prompts):,} prompts")
+    tokens = encode_prompts(tokenizer, prompts)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, tokens)
+    tmp.rename(path)
+    return np.load(path, mmap_mode="r")
+
+
+def _export(
+    trainer: Trainer,
+    tokenizer: PreTrainedTokenizerFast,
+    preset: Preset,
+    valid_prompts: Sequence[str],
+    run_dir: Path,
+    tokens_per_step: int,
+    log: Callable[[str], None],
+) -> TrainedModel:
+    """Write a self-contained model directory: weights, tokenizer, generation config, curve."""
+    from model_store.evaluation import perplexity
+
+    model = trainer.model.float().eval()
+    metrics = perplexity(model, tokenizer, valid_prompts[:2000])
+    log(f"held-out perplexity: {metrics['token_perplexity']:.2f} per token, "
+        f"{metrics['word_perplexity']:.2f} per word")
+    out = run_dir / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        do_sample=True, temperature=0.8, top_k=40, repetition_penalty=1.2, max_new_tokens=60,
+    )
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    history = trainer.state.log_history
+    _plot_loss(history, out / "loss.png", tokens_per_step)
+    return TrainedModel(
+        path=out, metrics=metrics, tokens_seen=trainer.state.global_step * tokens_per_step
+    )
+
+
+def _plot_loss(history: list[dict[str, Any]], path: Path, tokens_per_step: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(h["step"] * tokens_per_step, h["loss"]) for h in history if "loss" in h]
+    if not points:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] / 1e6 for p in points], [p[1] for p in points])
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(f"training loss (final {points[-1][1]:.3f}, ppl {math.exp(points[-1][1]):.1f})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

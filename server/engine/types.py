@@ -1,0 +1,37 @@
+"""Plain data passed between the completion engine and its callers (no LSP types here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
+
+
+class Cancelled(Exception):  # noqa: N818 - reads as "the request was cancelled"
+    """Raised inside the engine when the caller's stop flag was set between decoding steps."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """Replace ``text[start:end]`` with ``new_text``; offsets are Python string indices."""
+
+    kind: SuggestionKind
+    start: int
+    end: int
+    new_text: str
+    score: float  # length-normalised log-probability: higher is better
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a user may configure; the server validates raw settings into this."""
+
+    max_items: int = 8
+    temperature: float = 0.8
+    max_expansion_tokens: int = 60
+    blocklist: tuple[str, ...] = ()  # words, or regexes written as /.../
+    safe_mode: bool = True
+    time_budget_ms: int = 400
+    seed: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
