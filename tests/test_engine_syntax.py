@@ -87,7 +87,9 @@ class TestWeightsAndBrackets:
 
 
 class TestTagsAndParameters:
-    @pytest.mark.parametrize("text", ["a cat <lora:", "a cat <lora:name", "<lora:name:0.", "<hypernet:x"])
+    @pytest.mark.parametrize(
+        "text", ["a cat <lora:", "a cat <lora:name", "<lora:name:0.", "<hypernet:x"]
+    )
     def test_inside_extra_network_tag_offers_nothing(self, text: str) -> None:
         assert at_end(text).mode == "none"
 
@@ -158,8 +160,9 @@ class TestPhraseEnd:
             (" unfinished phrase", "", False, None),
         ],
     )
-    def test_phrase_end(self, generated: str, brackets: str, finishing: bool,
-                        expected: int | None) -> None:  # fmt: skip
+    def test_phrase_end(
+        self, generated: str, brackets: str, finishing: bool, expected: int | None
+    ) -> None:
         assert phrase_end(generated, brackets, finishing) == expected
 
     def test_a_leading_separator_starts_the_next_phrase(self) -> None:

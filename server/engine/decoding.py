@@ -120,12 +120,15 @@ def word_search(
                     score = total / (len(beam.tokens) + 1)
                     totals.append(total)
                     if word not in finished or finished[word].score < score:
-                        finished[word] = Word(beam.data, beam.tokens, beam.logprob, score,
-                                              logprobs[index])  # fmt: skip
+                        finished[word] = Word(
+                            beam.data, beam.tokens, beam.logprob, score, logprobs[index]
+                        )
                 if beam.extra < extra_steps:
                     candidates.extend(
                         (beam.logprob + value, index, token)
-                        for value, token in zip(top_values[position], top_ids[position], strict=True)
+                        for value, token in zip(
+                            top_values[position], top_ids[position], strict=True
+                        )
                         if value != NEG_INF
                     )
         for index, beam in enumerate(beams):
@@ -135,7 +138,9 @@ def word_search(
             allowed = vocab.allowed(vocab.word_consistent(remaining), remaining, banned)
             candidates.extend(
                 (beam.logprob + value, index, token)
-                for value, token in zip(logprobs[index, allowed].tolist(), allowed.tolist(), strict=True)
+                for value, token in zip(
+                    logprobs[index, allowed].tolist(), allowed.tolist(), strict=True
+                )
             )
         candidates.sort(reverse=True)
         chosen = candidates[:width]
@@ -151,7 +156,7 @@ def word_search(
         logprobs = torch.log_softmax(logits, dim=-1)
         beams = [
             _Beam(
-                beams[parent].tokens + [token],
+                [*beams[parent].tokens, token],
                 beams[parent].data + _bytes(vocab, token),
                 total,
                 beams[parent].extra + 1 if len(beams[parent].data) >= len(tail) else 0,

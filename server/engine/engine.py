@@ -85,8 +85,13 @@ class _Request:
 class CompletionEngine:
     """Ranks word completions, next phrases and expansions from a causal LM."""
 
-    def __init__(self, model: PreTrainedModel | Runner, tokenizer: object,
-                 settings: EngineSettings | None = None, threads: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: PreTrainedModel | Runner,
+        tokenizer: object,
+        settings: EngineSettings | None = None,
+        threads: int | None = None,
+    ) -> None:
         """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
 
         ``threads`` sets torch's (process-wide) thread count; default: the CPUs available.
@@ -106,8 +111,9 @@ class CompletionEngine:
         self.update_settings(settings or EngineSettings())
 
     @classmethod
-    def from_checkpoint(cls, path: Path, settings: EngineSettings | None = None,
-                        threads: int | None = None) -> CompletionEngine:  # fmt: skip
+    def from_checkpoint(
+        cls, path: Path, settings: EngineSettings | None = None, threads: int | None = None
+    ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -149,8 +155,14 @@ class CompletionEngine:
 
     # Public requests -----------------------------------------------------------------------
 
-    def complete(self, text: str, cursor: int, *, limit: int | None = None,
-                 stop: threading.Event | None = None) -> list[Suggestion]:  # fmt: skip
+    def complete(
+        self,
+        text: str,
+        cursor: int,
+        *,
+        limit: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Suggestion]:
         """Menu items: current-word completions and next phrases, best first.
 
         A cursor past the end of ``text`` is clamped to the end (as LSP does for positions
@@ -180,8 +192,9 @@ class CompletionEngine:
                 phrase_items = _rank(self._phrase_suggestions(request, rows, menu=True))
             return _merge(word_items, phrase_items, limit)
 
-    def inline(self, text: str, cursor: int, *, explicit: bool = False,
-               stop: threading.Event | None = None) -> list[Suggestion]:  # fmt: skip
+    def inline(
+        self, text: str, cursor: int, *, explicit: bool = False, stop: threading.Event | None = None
+    ) -> list[Suggestion]:
         """Ghost text: the best next phrase first; when explicit, alternatives and an expansion.
 
         Every item inserts at the cursor (``start == end == cursor``); in a word, its text
@@ -299,12 +312,20 @@ class CompletionEngine:
 
     def _words(self, request: _Request, width: int, budget: Budget) -> list[Word]:
         return decoding.word_search(
-            self._runner, self._vocab, request.first, request.tail_bytes, request.word_offset,
-            width=width, extra_steps=WORD_EXTRA_TOKENS, banned=self._banned, budget=budget,
-        )  # fmt: skip
+            self._runner,
+            self._vocab,
+            request.first,
+            request.tail_bytes,
+            request.word_offset,
+            width=width,
+            extra_steps=WORD_EXTRA_TOKENS,
+            banned=self._banned,
+            budget=budget,
+        )
 
-    def _word_suggestions(self, request: _Request, words: list[Word],
-                          at_cursor: bool = False) -> list[Suggestion]:  # fmt: skip
+    def _word_suggestions(
+        self, request: _Request, words: list[Word], at_cursor: bool = False
+    ) -> list[Suggestion]:
         """Finished words other than the one typed; ``at_cursor`` gives ghost-text form."""
         where = request.where
         result = []
@@ -313,8 +334,11 @@ class CompletionEngine:
             if text == request.partial or self._terms.search(text) is not None:
                 continue
             if at_cursor:
-                result.append(Suggestion("word", where.cursor, where.cursor,
-                                         text[len(request.partial) :], word.score))  # fmt: skip
+                result.append(
+                    Suggestion(
+                        "word", where.cursor, where.cursor, text[len(request.partial) :], word.score
+                    )
+                )
             else:
                 result.append(
                     Suggestion("word", where.word_start, where.word_end, text, word.score)
@@ -335,15 +359,20 @@ class CompletionEngine:
         if request.where.in_word:
             starts_word = self._vocab.boundary_mask & ~never
             starts = [
-                (word.next_logprobs.masked_fill(~starts_word, decoding.NEG_INF), word.logprob,
-                 word.tokens)
+                (
+                    word.next_logprobs.masked_fill(~starts_word, decoding.NEG_INF),
+                    word.logprob,
+                    word.tokens,
+                )
                 for word in words[:WORD_BRANCHES]
-            ]  # fmt: skip
+            ]
         else:
             tail = request.tail_bytes
             if tail:
                 allowed = torch.ones_like(never)
-                allowed[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
+                allowed[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = (
+                    False
+                )
                 never = allowed
             starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
         branches: list[tuple[float, list[int]]] = []
@@ -355,18 +384,26 @@ class CompletionEngine:
         branches.sort(key=lambda branch: branch[0], reverse=True)
         return [Row(forced=deque(tokens)) for _, tokens in branches[:count]]
 
-    def _decode_phrases(self, request: _Request, rows: list[Row], max_tokens: int,
-                        budget: Budget) -> list[Row]:  # fmt: skip
+    def _decode_phrases(
+        self, request: _Request, rows: list[Row], max_tokens: int, budget: Budget
+    ) -> list[Row]:
         brackets, in_word = request.where.brackets, request.where.in_word
         return decoding.decode_rows(
-            self._runner, self._vocab, request.first, rows, request.tail_bytes,
+            self._runner,
+            self._vocab,
+            request.first,
+            rows,
+            request.tail_bytes,
             policy=decoding.greedy_policy(self._banned),
             end_rule=lambda generated: phrase_end(generated, brackets, in_word),
-            max_new_tokens=max_tokens, banned=self._banned, budget=budget,
-        )  # fmt: skip
+            max_new_tokens=max_tokens,
+            banned=self._banned,
+            budget=budget,
+        )
 
-    def _phrase_suggestions(self, request: _Request, rows: list[Row],
-                            menu: bool) -> list[Suggestion]:  # fmt: skip
+    def _phrase_suggestions(
+        self, request: _Request, rows: list[Row], menu: bool
+    ) -> list[Suggestion]:
         """Turn decoded rows into suggestions, dropping any that fail a quality filter.
 
         Menu items replace the typed part of the word (so a client's filtering on it works);
@@ -407,7 +444,9 @@ class CompletionEngine:
                     Suggestion("phrase", where.word_start, where.cursor, new_text, row.score)
                 )
             else:
-                result.append(Suggestion("phrase", where.cursor, where.cursor, generated, row.score))
+                result.append(
+                    Suggestion("phrase", where.cursor, where.cursor, generated, row.score)
+                )
         return result
 
     # Expansions ----------------------------------------------------------------------------
@@ -421,15 +460,26 @@ class CompletionEngine:
             want = n - len(found)
             rows = [Row(forced=deque()) for _ in range(want + max(1, want // 2))]
             policy = decoding.sampling_policy(
-                self._vocab, self._banned, request.context_ids,
-                temperature=settings.temperature, top_k=TOP_K,
-                repetition_penalty=REPETITION_PENALTY, generator=generator,
-            )  # fmt: skip
+                self._vocab,
+                self._banned,
+                request.context_ids,
+                temperature=settings.temperature,
+                top_k=TOP_K,
+                repetition_penalty=REPETITION_PENALTY,
+                generator=generator,
+            )
             decoding.decode_rows(
-                self._runner, self._vocab, request.first, rows, request.tail_bytes,
-                policy=policy, end_rule=_end_of_line,
-                max_new_tokens=settings.max_expansion_tokens, banned=self._banned, budget=budget,
-            )  # fmt: skip
+                self._runner,
+                self._vocab,
+                request.first,
+                rows,
+                request.tail_bytes,
+                policy=policy,
+                end_rule=_end_of_line,
+                max_new_tokens=settings.max_expansion_tokens,
+                banned=self._banned,
+                budget=budget,
+            )
             for row in rows:
                 if len(row.data) < len(request.tail_bytes):
                     continue
@@ -477,7 +527,9 @@ def _options(where: CursorContext) -> list[Suggestion]:
 
 def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Suggestion]:
     """Best first, without two suggestions that would produce the same text."""
-    ordered = suggestions if keep_order else sorted(suggestions, key=lambda s: s.score, reverse=True)
+    ordered = (
+        suggestions if keep_order else sorted(suggestions, key=lambda s: s.score, reverse=True)
+    )
     seen: set[tuple[int, str]] = set()
     result = []
     for suggestion in ordered:

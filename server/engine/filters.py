@@ -26,8 +26,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 def has_content(text: str) -> bool:
     """True when ``text`` has a letter, digit or pictograph, not just punctuation and spaces."""
     return any(
-        unicodedata.category(char)[0] in "LN" or unicodedata.category(char) == "So"
-        for char in text
+        unicodedata.category(char)[0] in "LN" or unicodedata.category(char) == "So" for char in text
     )
 
 
@@ -132,7 +131,9 @@ class TermFilter:
         self.patterns = patterns
         self._words_regex = (
             re.compile(
-                r"(?<!\w)(?:" + "|".join(re.escape(w) for w in sorted(self.words, key=len, reverse=True)) + r")(?!\w)",
+                r"(?<!\w)(?:"
+                + "|".join(re.escape(w) for w in sorted(self.words, key=len, reverse=True))
+                + r")(?!\w)",
                 re.IGNORECASE,
             )
             if self.words
@@ -140,8 +141,7 @@ class TermFilter:
         )
 
     def search(self, text: str, after: int = 0) -> re.Match[str] | None:
-        """The first offending match that ends after index ``after`` (text the user did not type)."""
-        text = unicodedata.normalize("NFC", text)
+        """The first offending match that ends after index ``after`` (what the user typed)."""
         found: list[re.Match[str]] = []
         for regex in ([self._words_regex] if self._words_regex else []) + self.patterns:
             for match in regex.finditer(text):

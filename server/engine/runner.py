@@ -15,6 +15,7 @@ by candidates.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -26,11 +27,6 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.activations import ACT2FN
 
 Tensor = torch.Tensor
-
-# The fp16-weight kernels warn that they are deprecated on every process start; they are
-# used deliberately (see _Linear) and checked for at runtime.
-warnings.filterwarnings("ignore", message="fbgemm_linear_fp16_weight_fp32_activation is deprecated")
-warnings.filterwarnings("ignore", message="fbgemm_pack_gemm_matrix_fp16 is deprecated")
 
 
 def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
@@ -93,6 +89,8 @@ class _Linear:
     """
 
     def __init__(self, weight: Tensor, bias: Tensor | None, half: bool) -> None:
+        if half and not fp16_kernels_available():
+            raise RuntimeError("this torch build has no fbgemm fp16 kernels; use half=False")
         self.weight = weight  # (in, out), the layout of GPT-2's Conv1D
         self.bias = bias if bias is not None else torch.zeros(weight.shape[1])
         self.packed = torch.fbgemm_pack_gemm_matrix_fp16(weight.t().contiguous()) if half else None
@@ -103,13 +101,22 @@ class _Linear:
         return torch.addmm(self.bias, x, self.weight)
 
 
+@functools.lru_cache(maxsize=1)
 def fp16_kernels_available() -> bool:
-    """True when this torch build has fbgemm's fp16-weight linear (deprecated, still shipped)."""
-    try:
-        packed = torch.fbgemm_pack_gemm_matrix_fp16(torch.ones(2, 2))
-        torch.fbgemm_linear_fp16_weight_fp32_activation(torch.ones(1, 2), packed, torch.zeros(2))
-    except (AttributeError, RuntimeError):
-        return False
+    """True when this torch build has fbgemm's fp16-weight linear.
+
+    The kernels are deprecated but shipped with the pinned torch; they are used deliberately,
+    so their one-time deprecation warnings are silenced here, where they would first fire.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            packed = torch.fbgemm_pack_gemm_matrix_fp16(torch.ones(2, 2))
+            torch.fbgemm_linear_fp16_weight_fp32_activation(
+                torch.ones(1, 2), packed, torch.zeros(2)
+            )
+        except (AttributeError, RuntimeError):
+            return False
     return True
 
 

@@ -21,9 +21,31 @@ NEGATIVE_LABEL = "negative prompt:"
 PARAMETERS_LINE = re.compile(r"\s*Steps:\s*\d", re.IGNORECASE)
 MIDJOURNEY_PARAM_START = re.compile(r"(?:^|(?<=\s))--[A-Za-z]")
 MIDJOURNEY_PARAMS = (
-    "ar", "aspect", "chaos", "c", "no", "q", "quality", "repeat", "r", "seed", "stop", "style",
-    "stylize", "s", "tile", "v", "version", "niji", "weird", "w", "iw", "sref", "cref", "raw",
-)  # fmt: skip
+    "ar",
+    "aspect",
+    "chaos",
+    "c",
+    "no",
+    "q",
+    "quality",
+    "repeat",
+    "r",
+    "seed",
+    "stop",
+    "style",
+    "stylize",
+    "s",
+    "tile",
+    "v",
+    "version",
+    "niji",
+    "weird",
+    "w",
+    "iw",
+    "sref",
+    "cref",
+    "raw",
+)
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "4:5", "5:4")
 WEIGHTS = ("1.1", "1.2", "1.3", "1.4", "1.5", "0.9", "0.8", "0.7")
 
@@ -50,7 +72,8 @@ def word_span(text: str, cursor: int, lower_bound: int = 0) -> tuple[int, int]:
     """Start and end of the word touching ``cursor``; (cursor, cursor) when there is none."""
     start = cursor
     while start > lower_bound and (
-        is_word_char(text[start - 1]) or (text[start - 1] in "-'" and _is_joiner_at(text, start - 1))
+        is_word_char(text[start - 1])
+        or (text[start - 1] in "-'" and _is_joiner_at(text, start - 1))
     ):
         start -= 1
     end = cursor
@@ -60,7 +83,7 @@ def word_span(text: str, cursor: int, lower_bound: int = 0) -> tuple[int, int]:
 
 
 def open_brackets(text: str) -> str:
-    """Openers in ``text`` that are still unclosed at its end, innermost last; ``\\(`` is literal."""
+    """Openers in ``text`` still unclosed at its end, innermost last; ``\\(`` is literal."""
     stack: list[str] = []
     index = 0
     while index < len(text):
@@ -141,11 +164,20 @@ def analyse(text: str, cursor: int) -> CursorContext:
         weight = re.search(r":\s*([\d.]*)$", group)
         if weight is not None and group.count(":") == 1 and brackets[-1] == "(":
             typed = weight.group(1)
-            options = tuple(value for value in WEIGHTS if value.startswith(typed) and value != typed)
+            options = tuple(
+                value for value in WEIGHTS if value.startswith(typed) and value != typed
+            )
             return CursorContext(
-                "options", cursor, segment_start, line_end, cursor, cursor, brackets, options,
+                "options",
+                cursor,
+                segment_start,
+                line_end,
+                cursor,
+                cursor,
+                brackets,
+                options,
                 cursor - len(typed),
-            )  # fmt: skip
+            )
         if weight is not None and group.count(":") >= 2:
             return none()  # the step of a prompt edit [a:b:0.5]: a number, not words
 
@@ -160,14 +192,16 @@ def _midjourney_parameters(before: str, offset: int, cursor: int) -> CursorConte
     if name is not None:
         typed = name.group(1)
         options = tuple(p for p in MIDJOURNEY_PARAMS if p.startswith(typed) and p != typed)
-        return CursorContext("options", cursor, offset, cursor, cursor, cursor, "", options,
-                             cursor - len(typed))  # fmt: skip
+        return CursorContext(
+            "options", cursor, offset, cursor, cursor, cursor, "", options, cursor - len(typed)
+        )
     ratio = re.search(r"--(?:ar|aspect)\s+([\d:]*)$", before)
     if ratio is not None:
         typed = ratio.group(1)
         options = tuple(r for r in ASPECT_RATIOS if r.startswith(typed) and r != typed)
-        return CursorContext("options", cursor, offset, cursor, cursor, cursor, "", options,
-                             cursor - len(typed))  # fmt: skip
+        return CursorContext(
+            "options", cursor, offset, cursor, cursor, cursor, "", options, cursor - len(typed)
+        )
     return None
 
 
@@ -219,7 +253,9 @@ def phrase_end(generated: str, brackets: str, finishing_word: bool) -> int | Non
                 char == "|" and innermost in "[{" and innermost
             ):
                 return index
-            if generated.startswith(" --", index) or (generated.startswith("--", index) and index == 0):
+            if generated.startswith(" --", index) or (
+                generated.startswith("--", index) and index == 0
+            ):
                 return index
             if _break_at(generated, index):
                 return index
@@ -232,7 +268,7 @@ def phrase_end(generated: str, brackets: str, finishing_word: bool) -> int | Non
 
 
 def cut_unbalanced(text: str, brackets: str = "", allow_closing_outer: bool = False) -> str:
-    """``text`` cut so it adds no unbalanced bracket: never a stray closer, never an opener left open.
+    """``text`` cut so it adds no unbalanced bracket: no stray closer, no opener left open.
 
     ``brackets`` are the openers already unclosed before ``text``; with ``allow_closing_outer``
     the text may close them (an expansion may finish the user's ``(masterpiece``).
