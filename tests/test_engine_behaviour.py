@@ -135,6 +135,24 @@ class TestKinds:
         ]
 
 
+class TestTypingThroughGhostText:
+    def test_typing_the_ghost_text_keeps_its_rest_without_asking_the_model(
+        self, scripted, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = scripted("woman portrait, highly detailed, sharp focus")
+        assert engine.inline("woman portrait, ", 16)[0].new_text == "highly detailed"
+        calls: list[object] = []
+        monkeypatch.setattr(engine.runner, "prime", lambda ids: calls.append(ids))
+        ghost = engine.inline("woman portrait, highly de", 25)
+        assert [(g.start, g.end, g.new_text) for g in ghost] == [(25, 25, "tailed")]
+        assert calls == []
+
+    def test_typing_something_else_asks_again(self, scripted) -> None:
+        engine = scripted("woman portrait, highly detailed, sharp focus", "woman portrait, hat")
+        assert engine.inline("woman portrait, ", 16)[0].new_text == "highly detailed"
+        assert engine.inline("woman portrait, ha", 18)[0].new_text == "t"
+
+
 class TestFilters:
     def test_safe_mode_keeps_sexual_terms_out(self, scripted) -> None:
         engine = scripted("woman portrait, nude, highly detailed")

@@ -219,7 +219,8 @@ def sampling_policy(
     """Top-k sampling with temperature and a repetition penalty on words already used.
 
     The penalty scales the log-probability of content tokens seen in the context or the row
-    (CTRL-style); separators are exempt, or prompts would lose their commas.
+    (CTRL-style); separators are exempt, or prompts would lose their commas. All rows are
+    sampled in one call, so the result depends only on the seed, not on timing.
     """
     bias = torch.zeros(vocab.size).masked_fill_(banned, NEG_INF)
     penalised = vocab.content_mask
@@ -228,28 +229,22 @@ def sampling_policy(
     seen: dict[int, Tensor] = {}
 
     def choose(logprobs: Tensor, rows: list[Row], allowed: list[Tensor | None]) -> list[int]:
-        result = []
-        for index, row in enumerate(rows):
-            mask = seen.setdefault(id(row), seen_in_context.clone())
-            mask[row.tokens] = True
-            scores = logprobs[index].clone()
-            repeat = mask & penalised
-            scores[repeat] = scores[repeat] * repetition_penalty
-            scores = scores / temperature + bias
-            ids = allowed[index]
+        masks = [seen.setdefault(id(row), seen_in_context.clone()) for row in rows]
+        repeat = torch.stack(masks) & penalised
+        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs) / temperature + bias
+        for index, ids in enumerate(allowed):
             if ids is not None:
-                restricted = torch.full_like(scores, NEG_INF)
-                restricted[ids] = scores[ids]
-                scores = restricted
-            top = torch.topk(scores, min(top_k, vocab.size))
-            finite = top.values > NEG_INF
-            values, indices = top.values[finite], top.indices[finite]
-            if values.numel() == 0:
-                result.append(vocab.eos_id)
-                continue
-            pick = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=generator)
-            result.append(int(indices[pick]))
-        return result
+                restricted = torch.full_like(scores[index], NEG_INF)
+                restricted[ids] = scores[index, ids]
+                scores[index] = restricted
+        stuck = torch.isinf(scores).all(dim=-1)
+        scores[stuck, vocab.eos_id] = 0.0  # nothing allowed: the row ends (decode_rows drops it)
+        top = torch.topk(scores, min(top_k, vocab.size), dim=-1)
+        picks = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
+        tokens = top.indices.gather(1, picks).squeeze(1).tolist()
+        for mask, token in zip(masks, tokens, strict=True):
+            mask[token] = True
+        return tokens
 
     return choose
 

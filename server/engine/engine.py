@@ -40,7 +40,7 @@ from server.engine.filters import (
 )
 from server.engine.runner import Runner, make_runner
 from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
-from server.engine.types import EngineSettings, Suggestion
+from server.engine.types import EngineSettings, Suggestion, SuggestionKind
 from server.engine.vocab import Vocabulary
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
@@ -58,6 +58,17 @@ REPETITION_PENALTY = 1.2
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
 CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
 MAX_EXPANSIONS = 32
+
+
+@dataclass(frozen=True)
+class _Ghost:
+    """The last ghost text and where it was offered, to follow the user typing it."""
+
+    before: str
+    after: str
+    kind: SuggestionKind
+    text: str
+    score: float
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class CompletionEngine:
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
         self._lock = threading.Lock()
+        self._ghost: _Ghost | None = None
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -152,6 +164,7 @@ class CompletionEngine:
             self._settings = settings
             self._terms = terms
             self._banned = banned
+            self._ghost = None  # it was chosen under the old settings
 
     # Public requests -----------------------------------------------------------------------
 
@@ -208,6 +221,10 @@ class CompletionEngine:
             where = analyse(text, cursor)
             if where.mode != "text" or where.inside_word:
                 return []
+            if not explicit:
+                remembered = self._typed_through(text, cursor)
+                if remembered is not None:
+                    return [remembered]
             request = self._prepare(text, where)
             if request is None:
                 return []
@@ -220,6 +237,12 @@ class CompletionEngine:
             if not phrases and words:
                 phrases = _rank(self._word_suggestions(request, words, at_cursor=True))
             if not explicit:
+                self._ghost = None
+                if phrases:
+                    best = phrases[0]
+                    self._ghost = _Ghost(
+                        text[:cursor], text[cursor:], best.kind, best.new_text, best.score
+                    )
                 return phrases[:1]
             expansions = self._expansions(request, 1, budget) if budget.left() else []
             extra = [
@@ -249,6 +272,23 @@ class CompletionEngine:
             if request is None:
                 return []
             return [text + continuation for continuation, _ in self._expansions(request, n, budget)]
+
+    def _typed_through(self, text: str, cursor: int) -> Suggestion | None:
+        """The rest of the last ghost text when the user has typed its beginning (no decoding).
+
+        Typing what the ghost text proposed is the commonest thing to do with it; its rest is
+        still the greedy continuation, so asking the model again would only cost time.
+        """
+        ghost = self._ghost
+        if ghost is None or text[cursor:] != ghost.after or not text.startswith(ghost.before):
+            return None
+        typed = text[len(ghost.before) : cursor]
+        if len(ghost.before) > cursor or not ghost.text.startswith(typed):
+            return None
+        rest = ghost.text[len(typed) :]
+        if not has_content(rest):
+            return None
+        return Suggestion(ghost.kind, cursor, cursor, rest, ghost.score)
 
     # Preparation ---------------------------------------------------------------------------
 
@@ -353,11 +393,10 @@ class CompletionEngine:
         In a word, rows start with one of the best finished words and then a token that
         starts the next word; otherwise with the likeliest tokens agreeing with the tail.
         """
-        never = self._banned.clone()
-        never[self._vocab.eos_id] = True  # a phrase that ends before it starts is no phrase
-        starts: list[tuple[torch.Tensor, float, list[int]]] = []  # (scores, prior, forced)
+        starts: list[tuple[torch.Tensor, float, list[int]]]  # (scores, prior, forced tokens)
         if request.where.in_word:
-            starts_word = self._vocab.boundary_mask & ~never
+            # Ending the prompt right after the word is a fine branch: the ghost is the word.
+            starts_word = self._vocab.boundary_mask & ~self._banned
             starts = [
                 (
                     word.next_logprobs.masked_fill(~starts_word, decoding.NEG_INF),
@@ -367,13 +406,12 @@ class CompletionEngine:
                 for word in words[:WORD_BRANCHES]
             ]
         else:
+            never = self._banned.clone()
+            never[self._vocab.eos_id] = True  # a phrase that ends before it starts is none
             tail = request.tail_bytes
             if tail:
-                allowed = torch.ones_like(never)
-                allowed[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = (
-                    False
-                )
-                never = allowed
+                never = torch.ones_like(never)
+                never[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
             starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
         branches: list[tuple[float, list[int]]] = []
         for scores, prior, forced in starts:
