@@ -115,5 +115,7 @@ def test_zero_or_null_threads_mean_automatic() -> None:
         (None, None, False),
     ],
 )
-def test_which_documents_are_served(language_id: str | None, path: str | None, served: bool) -> None:
+def test_which_documents_are_served(
+    language_id: str | None, path: str | None, served: bool
+) -> None:
     assert ServerSettings().serves(language_id, path) is served

@@ -109,7 +109,7 @@ async def test_an_edit_stops_pending_requests_of_that_document_only() -> None:
 
 
 async def test_settings_reach_the_engine_before_the_next_job() -> None:
-    worker, (engine,) = await loaded_worker()
+    worker, _ = await loaded_worker()
     worker.update_settings(EngineSettings(max_items=3))
     assert await worker.run(lambda e, s: e.settings.max_items, threading.Event()) == 3
 
