@@ -213,6 +213,7 @@ class PromptLanguageServer(LanguageServer):
             "model": self.worker.model_ref,
             "error": self.worker.error,
             "busy": stats.busy,
+            "pending": stats.pending,
             "completed": stats.completed,
             "cancelled": stats.cancelled,
             "failed": stats.failed,

@@ -108,7 +108,8 @@ class WorkerStats:
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
-    busy: bool = False
+    busy: bool = False  # a job is running on the model thread
+    pending: int = 0  # requests waiting for the model thread, the running one included
 
 
 class ModelWorker:
@@ -188,11 +189,14 @@ class ModelWorker:
         if self._engine is None:
             return None
         loop = asyncio.get_running_loop()
+        self.stats.pending += 1
         try:
             return await loop.run_in_executor(self._executor, self._run_job, job, stop)
         except asyncio.CancelledError:
             stop.set()
             raise
+        finally:
+            self.stats.pending -= 1
 
     def _run_job(
         self, job: Callable[[CompletionEngine, threading.Event], T], stop: threading.Event

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ async def start_session(
     """A server process with its own model-store root, initialised as ``client_name``."""
     config = ClientServerConfig(
         server_command=SERVER_COMMAND,
-        server_env=subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(home)),
+        # Offline hub: a test that went wrong must fail, not reach for the network.
+        server_env=subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(home), HF_HUB_OFFLINE="1"),
     )
     client = await config.start()
     assert isinstance(client, LanguageClient)
@@ -173,3 +175,22 @@ async def expand(client: LanguageClient, *arguments: Any) -> Any:
     return await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=EXPAND, arguments=list(arguments))
     )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds; for effects of notifications, which have no reply."""
+    for _ in range(int(READY_WAIT_S / POLL_S)):
+        if await check():
+            return
+        await asyncio.sleep(POLL_S)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def message_containing(client: LanguageClient, text: str) -> types.ShowMessageParams:
+    """The first window/showMessage whose text contains ``text`` (waiting for it)."""
+
+    async def arrived() -> bool:
+        return any(text in message.message for message in client.messages)
+
+    await eventually(arrived, f"a showMessage containing {text!r}")
+    return next(message for message in client.messages if text in message.message)

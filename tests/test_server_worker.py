@@ -74,6 +74,7 @@ async def test_a_cancelled_task_stops_the_engine() -> None:
     stop = threading.Event()
     task = asyncio.ensure_future(worker.run(lambda e, s: e.block(s), stop))
     await asyncio.to_thread(engine.started.wait, WAIT_S)
+    assert worker.stats.busy and worker.stats.pending == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -81,6 +82,7 @@ async def test_a_cancelled_task_stops_the_engine() -> None:
     # The next job runs only once the blocked one gave the thread back.
     assert await worker.run(lambda e, s: "next", threading.Event()) == "next"
     assert worker.stats.cancelled == 1
+    assert worker.stats.pending == 0
 
 
 async def test_a_stopped_job_never_starts() -> None:
