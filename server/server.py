@@ -224,6 +224,7 @@ class PromptLanguageServer(LanguageServer):
         self.worker.shutdown()
         super().shutdown()
 
+
 SERVER = PromptLanguageServer()
 
 

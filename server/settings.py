@@ -140,9 +140,7 @@ def section_of(raw: Any) -> Any:
     return raw
 
 
-def _validate_layer(
-    raw: Any, source: str
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _validate_layer(raw: Any, source: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Valid server fields, valid engine fields and problems of one layer."""
     if raw is None:
         return {}, {}, []
@@ -168,9 +166,7 @@ def _validate_layer(
     return server_fields, engine_fields, problems
 
 
-def build_settings(
-    initialization_options: Any = None, configuration: Any = None
-) -> Validated:
+def build_settings(initialization_options: Any = None, configuration: Any = None) -> Validated:
     """Merge the layers over the defaults, keeping the lower layer wherever a value is bad."""
     server_fields: dict[str, Any] = {}
     engine_fields: dict[str, Any] = {}

@@ -38,9 +38,7 @@ def client_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def open_session(
-    client_name: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., object]]:
+async def open_session(client_name: str, tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     """Start a server with given initialization options; closed after the test."""
     sessions: list[Session] = []
 
@@ -140,9 +138,7 @@ async def test_a_corrupt_model_is_reported_and_a_new_setting_recovers(
     session.client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings=None)
     )
-    await eventually(
-        lambda: _model_is(session, str(good_dir)), "the new model setting took effect"
-    )
+    await eventually(lambda: _model_is(session, str(good_dir)), "the new model setting took effect")
     await wait_until_ready(session.client)
     uri = session.documents.open(PROMPT)
     assert (await complete(session.client, uri, 0, len(PROMPT))).items
