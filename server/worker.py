@@ -132,6 +132,11 @@ class ModelWorker:
     def ready(self) -> bool:
         return self._engine is not None
 
+    @property
+    def working(self) -> bool:
+        """A load or a job is running on the model thread (and cannot be interrupted)."""
+        return self.stats.busy or self.state is EngineState.LOADING
+
     def update_settings(self, settings: EngineSettings) -> None:
         """Takes effect before the next job, on the model thread."""
         with self._settings_lock:
