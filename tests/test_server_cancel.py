@@ -29,7 +29,7 @@ from tests.server_support import (
     wait_until_ready,
 )
 
-LONG_EXPANSION = ["a castle on a hill", 16]  # with the token budget below: seconds of work
+LONG_EXPANSION = ["a castle on a hill", 16]
 
 
 @pytest_asyncio.fixture(scope="module", params=CLIENTS)
@@ -39,7 +39,8 @@ async def session(
     started = await start_session(
         request.param,
         tmp_path_factory.mktemp("home"),
-        initialization_options={"maxExpansionTokens": 1024},
+        # Long expansions with no time limit: seconds of work for the model thread.
+        initialization_options={"maxExpansionTokens": 128, "timeBudgetMs": 600_000},
     )
     await wait_until_ready(started.client)
     yield started

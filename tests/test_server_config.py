@@ -90,3 +90,11 @@ async def test_settings_that_are_not_an_object_keep_the_server_working(
     )
     await message_containing(session.client, "expected an object")
     assert await item_count(session) == 5
+
+
+async def test_settings_the_model_cannot_take_are_reported(session: Session) -> None:
+    await change_configuration(session, {"maxItems": 4, "maxExpansionTokens": 1000})
+    message = await message_containing(session.client, "the model refused them")
+    assert "max_expansion_tokens" in message.message
+    assert message.type == types.MessageType.Warning
+    assert await item_count(session) == 5  # the whole refused set is dropped
