@@ -19,6 +19,7 @@ from pygls.exceptions import JsonRpcRequestCancelled
 from tests.server_support import (
     CLIENTS,
     EXPAND,
+    NO_TIME_LIMIT,
     Session,
     complete,
     end_session,
@@ -40,7 +41,7 @@ async def session(
         request.param,
         tmp_path_factory.mktemp("home"),
         # Long expansions with no time limit: seconds of work for the model thread.
-        initialization_options={"maxExpansionTokens": 128, "timeBudgetMs": 600_000},
+        initialization_options={"maxExpansionTokens": 128, **NO_TIME_LIMIT},
     )
     await wait_until_ready(started.client)
     yield started

@@ -10,6 +10,7 @@ from lsprotocol import types
 
 from tests.server_support import (
     CLIENTS,
+    NO_TIME_LIMIT,
     Session,
     complete,
     end_session,
@@ -19,7 +20,7 @@ from tests.server_support import (
     wait_until_ready,
 )
 
-PROMPT = "a castle on a hill, "
+PROMPT = "a portrait of a woman, "  # a reasonable model has several next phrases here
 
 
 @pytest_asyncio.fixture(scope="module", params=CLIENTS)
@@ -29,7 +30,7 @@ async def session(
     started = await start_session(
         request.param,
         tmp_path_factory.mktemp("home"),
-        initialization_options={"maxItems": 5, "safeMode": "sometimes"},
+        initialization_options={"maxItems": 1, "safeMode": "sometimes", **NO_TIME_LIMIT},
         configuration={"promptAutocomplete": {"maxItems": 3}},
     )
     await wait_until_ready(started.client)
@@ -50,7 +51,7 @@ async def change_configuration(session: Session, section: dict[str, object]) -> 
 
 
 async def test_workspace_configuration_beats_initialization_options(session: Session) -> None:
-    assert await item_count(session) == 3
+    assert 1 < await item_count(session) <= 3
 
 
 async def test_a_bad_initialization_option_is_reported_at_startup(session: Session) -> None:
@@ -76,7 +77,7 @@ async def test_an_invalid_setting_is_reported_and_the_lower_layer_kept(
     assert message.type == types.MessageType.Warning
 
     async def init_option_in_force() -> bool:
-        return await item_count(session) == 5  # initializationOptions' maxItems
+        return await item_count(session) == 1  # initializationOptions' maxItems
 
     await eventually(init_option_in_force, "maxItems back to the initializationOptions value")
 
@@ -89,7 +90,7 @@ async def test_settings_that_are_not_an_object_keep_the_server_working(
         types.DidChangeConfigurationParams(settings=None)
     )
     await message_containing(session.client, "expected an object")
-    assert await item_count(session) == 5
+    assert await item_count(session) == 1
 
 
 async def test_settings_the_model_cannot_take_are_reported(session: Session) -> None:
@@ -97,4 +98,4 @@ async def test_settings_the_model_cannot_take_are_reported(session: Session) -> 
     message = await message_containing(session.client, "the model refused them")
     assert "max_expansion_tokens" in message.message
     assert message.type == types.MessageType.Warning
-    assert await item_count(session) == 5  # the whole refused set is dropped
+    assert await item_count(session) == 1  # the whole refused set is dropped

@@ -17,6 +17,7 @@ from model_store.store import ModelStore
 from tests.conftest import DEFAULT_MODEL_DIR
 from tests.server_support import (
     CLIENTS,
+    NO_TIME_LIMIT,
     Session,
     complete,
     end_session,
@@ -44,7 +45,9 @@ async def open_session(client_name: str, tmp_path: Path) -> AsyncIterator[Callab
 
     async def start(**initialization_options: object) -> Session:
         session = await start_session(
-            client_name, tmp_path / "home", initialization_options=initialization_options
+            client_name,
+            tmp_path / "home",
+            initialization_options={**NO_TIME_LIMIT, **initialization_options},
         )
         sessions.append(session)
         return session

@@ -15,6 +15,7 @@ from pytest_lsp import LanguageClient
 
 from tests.server_support import (
     CLIENTS,
+    NO_TIME_LIMIT,
     READY_WAIT_S,
     Documents,
     Session,
@@ -30,7 +31,9 @@ from tests.server_support import (
 async def session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Session]:
-    started = await start_session(request.param, tmp_path_factory.mktemp("home"))
+    started = await start_session(
+        request.param, tmp_path_factory.mktemp("home"), initialization_options=NO_TIME_LIMIT
+    )
     await wait_until_ready(started.client)
     yield started
     await end_session(started)
