@@ -11,7 +11,9 @@ from transformers import PreTrainedTokenizerFast
 END_OF_TEXT = "<|endoftext|>"
 
 
-def train_tokenizer(prompts: Sequence[str], vocab_size: int, out_dir: Path) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    prompts: Sequence[str], vocab_size: int, out_dir: Path
+) -> PreTrainedTokenizerFast:
     """Train a GPT-2 style byte-level BPE and save it to ``out_dir``.
 
     One special token separates prompts and is also BOS, EOS and padding, as in GPT-2.

@@ -8,6 +8,7 @@ The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -35,6 +36,11 @@ from model_store.presets import Preset
 from model_store.tokenizer import load_tokenizer, train_tokenizer
 
 TRAINER_STATE = "trainer_state.json"
+ProgressCallback = Callable[[str, float | None], None]
+
+
+def _silent(message: str, fraction: float | None) -> None:
+    del message, fraction
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class TrainedModel:
     path: Path
     metrics: dict[str, float]
     tokens_seen: int
+    finished: bool  # False when a time budget stopped it early: rerun to resume
 
 
 class TokenBlocks(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -86,11 +93,12 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
 
 
 class _ThroughputAndDeadline(TrainerCallback):
-    """Adds tokens/s to the logs and stops (with a save) when the time budget is spent."""
+    """Adds tokens/s to the logs, reports progress, and stops (with a save) at the deadline."""
 
-    def __init__(self, tokens_per_step: int, deadline: float | None):
+    def __init__(self, tokens_per_step: int, deadline: float | None, progress: ProgressCallback):
         self.tokens_per_step = tokens_per_step
         self.deadline = deadline
+        self.progress = progress
         self.last_time = time.monotonic()
         self.last_step = 0
 
@@ -100,6 +108,11 @@ class _ThroughputAndDeadline(TrainerCallback):
         if logs is not None and steps > 0:
             logs["tokens_per_s"] = round(steps * self.tokens_per_step / (now - self.last_time))
             logs["tokens_seen"] = state.global_step * self.tokens_per_step
+            loss = f", loss {logs['loss']:.3f}" if "loss" in logs else ""
+            self.progress(
+                f"training step {state.global_step}/{state.max_steps}{loss}",
+                state.global_step / max(1, state.max_steps),
+            )
         self.last_time, self.last_step = now, state.global_step
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
@@ -132,12 +145,18 @@ def train_causal_lm(
     max_minutes: float | None = None,
     max_steps: int | None = None,
     seed: int = 42,
-    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    progress: ProgressCallback | None = None,
 ) -> TrainedModel:
     """Train (or resume) the preset on the corpus in ``run_dir``; export the final model."""
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+        if progress is not None:
+            progress(message, None)
+
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_run(run_dir, preset, corpus)
-    prompts = corpus.prompts[: preset.max_train_prompts] if preset.max_train_prompts else corpus.prompts
+    prompts = corpus.prompts[: preset.max_train_prompts or None]
     train_prompts, valid_prompts = split_prompts(prompts)
     if not train_prompts or not valid_prompts:
         raise ValueError(f"corpus {corpus.name!r} is too small to split ({len(prompts)} prompts)")
@@ -158,7 +177,8 @@ def train_causal_lm(
     tokens_per_step = preset.block_size * preset.batch_size
     log(
         f"{len(train_prompts):,} training prompts, {len(tokens):,} tokens; "
-        f"{steps} steps of {tokens_per_step} tokens ({steps * tokens_per_step / len(tokens):.2f} epochs)"
+        f"{steps} steps of {tokens_per_step} tokens "
+        f"({steps * tokens_per_step / len(tokens):.2f} epochs)"
     )
     model = build_model(preset, len(tokenizer), tokenizer.eos_token_id)
     use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -188,17 +208,21 @@ def train_causal_lm(
         model=model,
         args=args,
         train_dataset=dataset,
-        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline)],
+        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
     )
     resume = last_complete_checkpoint(run_dir)
     if resume is not None:
         log(f"resuming from {resume.name}")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if trainer.state.global_step < steps:
-        trainer.save_model(str(run_dir / "interrupted"))
-        trainer._save_checkpoint(trainer.model, trial=None)  # noqa: SLF001 - resume point
-        shutil.rmtree(run_dir / "interrupted", ignore_errors=True)
-    return _export(trainer, tokenizer, preset, valid_prompts, run_dir, tokens_per_step, log)
+    # The Trainer prints its logs on stdout, which belongs to the caller (LSP, CLI output).
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    export_dir, metrics = _export(trainer, tokenizer, valid_prompts, run_dir, tokens_per_step, log)
+    return TrainedModel(
+        path=export_dir,
+        metrics=metrics,
+        tokens_seen=trainer.state.global_step * tokens_per_step,
+        finished=trainer.state.global_step >= steps,
+    )
 
 
 def _check_same_run(run_dir: Path, preset: Preset, corpus: Corpus) -> None:
@@ -217,7 +241,10 @@ def _check_same_run(run_dir: Path, preset: Preset, corpus: Corpus) -> None:
 
 
 def _cached_tokens(
-    path: Path, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], log: Callable[[str], None]
+    path: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: Sequence[str],
+    log: Callable[[str], None],
 ) -> np.ndarray:
     if path.is_file():
         return np.load(path, mmap_mode="r")
@@ -232,34 +259,37 @@ def _cached_tokens(
 def _export(
     trainer: Trainer,
     tokenizer: PreTrainedTokenizerFast,
-    preset: Preset,
     valid_prompts: Sequence[str],
     run_dir: Path,
     tokens_per_step: int,
     log: Callable[[str], None],
-) -> TrainedModel:
+) -> tuple[Path, dict[str, float]]:
     """Write a self-contained model directory: weights, tokenizer, generation config, curve."""
     from model_store.evaluation import perplexity
 
     model = trainer.model.float().eval()
     metrics = perplexity(model, tokenizer, valid_prompts[:2000])
-    log(f"held-out perplexity: {metrics['token_perplexity']:.2f} per token, "
-        f"{metrics['word_perplexity']:.2f} per word")
+    log(
+        f"held-out perplexity: {metrics['token_perplexity']:.2f} per token, "
+        f"{metrics['word_perplexity']:.2f} per word"
+    )
     out = run_dir / "export"
     shutil.rmtree(out, ignore_errors=True)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,
-        do_sample=True, temperature=0.8, top_k=40, repetition_penalty=1.2, max_new_tokens=60,
+        do_sample=True,
+        temperature=0.8,
+        top_k=40,
+        repetition_penalty=1.2,
+        max_new_tokens=60,
     )
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     history = trainer.state.log_history
     _plot_loss(history, out / "loss.png", tokens_per_step)
-    return TrainedModel(
-        path=out, metrics=metrics, tokens_seen=trainer.state.global_step * tokens_per_step
-    )
+    return out, metrics
 
 
 def _plot_loss(history: list[dict[str, Any]], path: Path, tokens_per_step: int) -> None:

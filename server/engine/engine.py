@@ -14,25 +14,34 @@ from server.engine.types import EngineSettings, Suggestion
 class CompletionEngine:
     """Ranks word completions, next phrases and expansions from a causal LM."""
 
-    def __init__(self, model, tokenizer, settings: EngineSettings | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, model, tokenizer, settings: EngineSettings | None = None, threads: int | None = None
+    ) -> None:
         raise NotImplementedError
 
     @classmethod
-    def from_checkpoint(cls, path: Path, settings: EngineSettings | None = None,
-                        threads: int | None = None) -> CompletionEngine:
+    def from_checkpoint(
+        cls, path: Path, settings: EngineSettings | None = None, threads: int | None = None
+    ) -> CompletionEngine:
         raise NotImplementedError
 
     def update_settings(self, settings: EngineSettings) -> None:
         raise NotImplementedError
 
-    def complete(self, text: str, cursor: int, *, limit: int | None = None,
-                 stop: threading.Event | None = None) -> list[Suggestion]:
+    def complete(
+        self,
+        text: str,
+        cursor: int,
+        *,
+        limit: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Suggestion]:
         """Menu items: current-word completions and next phrases, best first."""
         raise NotImplementedError
 
-    def inline(self, text: str, cursor: int, *, explicit: bool = False,
-               stop: threading.Event | None = None) -> list[Suggestion]:
+    def inline(
+        self, text: str, cursor: int, *, explicit: bool = False, stop: threading.Event | None = None
+    ) -> list[Suggestion]:
         """Ghost text: the best next phrase first; when explicit, alternatives and an expansion."""
         raise NotImplementedError
 

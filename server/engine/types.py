@@ -8,7 +8,7 @@ from typing import Literal
 SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
 
 
-class Cancelled(Exception):  # noqa: N818 - reads as "the request was cancelled"
+class Cancelled(Exception):
     """Raised inside the engine when the caller's stop flag was set between decoding steps."""
 
 

@@ -1,0 +1,193 @@
+"""`prompt-models`: list, fetch, train, evaluate, verify and remove models in the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
+from model_store.corpus import CORPUS_ENV, CorpusError
+from model_store.presets import PRESETS
+from model_store.store import DEFAULT_MODEL_DIR, ModelStore, StoreError
+
+DATA_HELP = f"prompt corpus: file, directory or dataset id (default: ${CORPUS_ENV})"
+
+
+def _progress(message: str, fraction: float | None) -> None:
+    suffix = f" ({fraction:.0%})" if fraction is not None else ""
+    print(f"{message}{suffix}", file=sys.stderr)
+
+
+def cmd_list(store: ModelStore, args: argparse.Namespace) -> int:
+    rows = store.list()
+    print(f"{'NAME':<28} {'STATUS':<12} {'KIND':<10} {'SIZE':>8} {'PPL/TOKEN':>10}  PATH")
+    for row in rows:
+        size = f"{row['size_mb']} MB" if row.get("size_mb") is not None else ""
+        ppl = row.get("token_perplexity")
+        ppl_text = f"{ppl:.2f}" if isinstance(ppl, float) else ""
+        print(
+            f"{row['name']:<28} {row['status']:<12} {row['kind']:<10} {size:>8} "
+            f"{ppl_text:>10}  {row['path']}"
+        )
+    return 0
+
+
+def cmd_info(store: ModelStore, args: argparse.Namespace) -> int:
+    path = Path(args.name).expanduser() if "/" in args.name else store.path_of(args.name)
+    manifest = read_manifest(path)
+    files = manifest.pop("files")
+    manifest["files"] = {name: entry["size"] for name, entry in files.items()}
+    manifest["path"] = str(path)
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def cmd_pull(store: ModelStore, args: argparse.Namespace) -> int:
+    checkpoint = store.resolve(args.name, progress=_progress, data=args.data)
+    print(checkpoint.path)
+    return 0
+
+
+def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
+    checkpoint = store.train(
+        args.preset,
+        data=args.data,
+        name=args.name,
+        max_minutes=args.max_minutes,
+        progress=_progress,
+    )
+    metrics = checkpoint.manifest.get("metrics", {})
+    token_ppl = metrics.get("token_perplexity", float("nan"))
+    word_ppl = metrics.get("word_perplexity", float("nan"))
+    print(f"{checkpoint.name}: held-out perplexity {token_ppl:.2f}/token, {word_ppl:.2f}/word")
+    print(checkpoint.path)
+    return 0
+
+
+def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store.corpus import load_corpus
+    from model_store.evaluation import perplexity
+    from model_store.loading import load_causal_lm
+
+    checkpoint = store.resolve(args.name, progress=_progress)
+    corpus = load_corpus(args.data)
+    prompts = corpus.prompts[: args.limit] if args.limit else corpus.prompts
+    model, tokenizer = load_causal_lm(checkpoint.path)
+    metrics = perplexity(model, tokenizer, prompts)
+    print(f"model          {checkpoint.name}")
+    print(f"data           {corpus.name} ({len(prompts):,} prompts)")
+    print(f"ppl/token      {metrics['token_perplexity']:.3f}")
+    print(f"ppl/word       {metrics['word_perplexity']:.3f}")
+    return 0
+
+
+def cmd_verify(store: ModelStore, args: argparse.Namespace) -> int:
+    if args.write_manifest:
+        directory = Path(args.name).expanduser()
+        if not directory.is_dir():
+            raise StoreError(f"{directory}: --write-manifest needs a model directory")
+        write_manifest(directory, directory.name, kind="causal-lm", source={"local": True})
+    if "/" in args.name or args.name.startswith("."):
+        directory = Path(args.name).expanduser()
+        checkpoint = verify(directory, directory.name, f"restore the files of {directory}")
+    elif args.name == "default":
+        checkpoint = store.resolve("default")
+    else:
+        checkpoint = verify(store.path_of(args.name), args.name, store.repair_hint(args.name))
+    print(f"{checkpoint.name}: {len(checkpoint.manifest['files'])} files verified")
+    return 0
+
+
+def cmd_rm(store: ModelStore, args: argparse.Namespace) -> int:
+    print(f"removed {store.remove(args.name)}")
+    return 0
+
+
+def cmd_embed(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store.embedding import embed_default
+
+    checkpoint = embed_default(store.resolve(args.name), DEFAULT_MODEL_DIR)
+    size = sum(entry["size"] for entry in checkpoint.manifest["files"].values())
+    print(f"embedded {args.name} as the default model ({size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_explore(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store.corpus import load_corpus
+    from model_store.explore import write_report
+
+    corpus = load_corpus(args.data)
+    report = write_report(corpus, Path(args.out), tokenizer_dir=DEFAULT_MODEL_DIR)
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prompt-models",
+        description="Manage the models behind prompt autocompletion.",
+        epilog="Store: $PROMPT_AUTOCOMPLETE_HOME or the user data directory.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("list", help="models in the store and trainable presets")
+    info = commands.add_parser("info", help="show a model's manifest")
+    info.add_argument("name", help="model name or directory")
+    pull = commands.add_parser("pull", help="download (hf:<repo>[@rev]) or train a model")
+    pull.add_argument("name", help="default, a stored name, hf:<repo>[@rev] or a preset")
+    pull.add_argument("--data", help=DATA_HELP)
+    train = commands.add_parser("train", help="train a preset (resumes an interrupted run)")
+    train.add_argument("preset", choices=sorted(PRESETS))
+    train.add_argument("--data", help=DATA_HELP)
+    train.add_argument("--name", help="store the result under this name (default: the preset)")
+    train.add_argument("--max-minutes", type=float, help="stop after this long; rerun to resume")
+    evaluate = commands.add_parser("eval", help="token and word perplexity on a corpus")
+    evaluate.add_argument("name")
+    evaluate.add_argument("--data", help=DATA_HELP)
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N prompts")
+    check = commands.add_parser("verify", help="check every file against the manifest")
+    check.add_argument("name", help="model name or directory")
+    check.add_argument(
+        "--write-manifest", action="store_true", help="trust a directory and write its manifest"
+    )
+    remove = commands.add_parser("rm", help="remove a stored model")
+    remove.add_argument("name")
+    embed = commands.add_parser("embed", help="make a model the packaged default (fp16)")
+    embed.add_argument("name")
+    explore = commands.add_parser("explore", help="write the corpus analysis report with plots")
+    explore.add_argument("data", help=DATA_HELP)
+    explore.add_argument("--out", default="corpus-report", help="report directory")
+    return parser
+
+
+HANDLERS = {
+    "list": cmd_list,
+    "info": cmd_info,
+    "pull": cmd_pull,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "verify": cmd_verify,
+    "rm": cmd_rm,
+    "embed": cmd_embed,
+    "explore": cmd_explore,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return HANDLERS[args.command](ModelStore(), args)
+    except (StoreError, CheckpointError, CorpusError, KeyError, ValueError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"prompt-models: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("prompt-models: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The model store: resolve a model reference to a verified checkpoint directory.
+
+References:
+- ``default``: the model shipped inside this package (works offline at once);
+- a local directory (``./my-model``, ``/abs/path``, ``~/m``);
+- ``hf:<repo>[@revision]``: downloaded with huggingface_hub (safetensors only, resumable);
+- a stored name (``<store>/models/<name>``);
+- a preset name (``tiny``, ``small``, ``base``): trained from the configured corpus on first use.
+
+Downloads and training happen under a per-name file lock: a second process asking for the
+same model waits and then uses the result. Results are assembled in a temporary sibling,
+verified, then renamed into place, so an interrupted write never leaves a model that loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from model_store import paths
+from model_store.checkpoint import (
+    MANIFEST,
+    Checkpoint,
+    CheckpointError,
+    read_manifest,
+    verify,
+    write_manifest,
+)
+from model_store.presets import PRESETS
+
+ProgressCallback = Callable[[str, float | None], None]
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HF_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]
+
+
+class StoreError(Exception):
+    """A model reference cannot be resolved; the message says what to do instead."""
+
+
+def validate_name(name: str) -> str:
+    """Store names become directory names: refuse anything that could escape the store."""
+    if not _NAME.match(name) or name in {".", ".."} or ".." in name:
+        raise StoreError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(at most 64 characters, no path separators)"
+        )
+    return name
+
+
+def _quiet(message: str, fraction: float | None) -> None:
+    del message, fraction
+
+
+class ModelStore:
+    """Models under ``root``: platformdirs' user data dir, or $PROMPT_AUTOCOMPLETE_HOME."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = root if root is not None else paths.store_dir()
+        self.models_dir = self.root / "models"
+        self.runs_dir = self.root / "runs"
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        ref: str,
+        *,
+        progress: ProgressCallback | None = None,
+        data: str | None = None,
+    ) -> Checkpoint:
+        """A verified checkpoint for ``ref``, downloading or training it first if needed."""
+        progress = progress or _quiet
+        ref = ref.strip()
+        if not ref:
+            raise StoreError("empty model reference")
+        if ref == "default":
+            progress("verifying the default model", None)
+            return verify(DEFAULT_MODEL_DIR, "default", _REINSTALL_HINT)
+        if ref.startswith("hf:"):
+            return self._resolve_hub(ref, progress)
+        if _looks_like_path(ref):
+            return self._resolve_directory(Path(ref).expanduser(), progress)
+        name = validate_name(ref)
+        stored = self.models_dir / name
+        if (stored / MANIFEST).is_file():
+            progress(f"verifying {name}", None)
+            return verify(stored, name, self.repair_hint(name))
+        if name in PRESETS:
+            return self.train(name, data=data, progress=progress)
+        raise StoreError(
+            f"no model {name!r} in {self.models_dir}; known presets to train: "
+            f"{', '.join(PRESETS)}; or use a directory or hf:<repo>"
+        )
+
+    def repair_hint(self, name: str) -> str:
+        return f"repair it with `prompt-models rm {name}` then `prompt-models pull {name}`"
+
+    def _resolve_directory(self, directory: Path, progress: ProgressCallback) -> Checkpoint:
+        if not directory.is_dir():
+            raise StoreError(f"{directory}: no such model directory")
+        if not (directory / MANIFEST).is_file():
+            raise StoreError(
+                f"{directory}: has no {MANIFEST}; create one with "
+                f"`prompt-models verify {directory} --write-manifest` if you trust these files"
+            )
+        progress(f"verifying {directory}", None)
+        return verify(directory, directory.name, f"restore the files of {directory}")
+
+    # -- listing and removal ---------------------------------------------------------------
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every model that resolves without work, plus presets that would be trained."""
+        rows: list[dict[str, Any]] = [_row("default", DEFAULT_MODEL_DIR, "embedded")]
+        if self.models_dir.is_dir():
+            for child in sorted(self.models_dir.iterdir()):
+                if child.is_dir() and not child.name.startswith("."):
+                    rows.append(_row(child.name, child, "stored"))
+        stored = {row["name"] for row in rows}
+        for name in PRESETS:
+            if name not in stored:
+                rows.append({"name": name, "status": "trainable", "path": "", "kind": "recipe"})
+        return rows
+
+    def path_of(self, name: str) -> Path:
+        if name == "default":
+            return DEFAULT_MODEL_DIR
+        return self.models_dir / validate_name(name)
+
+    def remove(self, name: str) -> Path:
+        if name == "default":
+            raise StoreError("the default model is part of the package and cannot be removed")
+        target = self.models_dir / validate_name(name)
+        if not target.exists():
+            raise StoreError(f"no model {name!r} in {self.models_dir}")
+        with self._lock(name):
+            shutil.rmtree(target)
+        return target
+
+    # -- training ------------------------------------------------------------------------------
+
+    def train(
+        self,
+        preset_name: str,
+        *,
+        data: str | None = None,
+        name: str | None = None,
+        max_minutes: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Checkpoint:
+        """Train a preset (resuming an interrupted run) and publish it as ``name``."""
+        from model_store.corpus import load_corpus
+        from model_store.presets import get_preset
+        from model_store.training import train_causal_lm
+
+        progress = progress or _quiet
+        preset = get_preset(preset_name)
+        name = validate_name(name or preset_name)
+        with self._lock(name, progress):
+            existing = self.models_dir / name
+            if (existing / MANIFEST).is_file():
+                return verify(existing, name, self.repair_hint(name))
+            progress(f"reading the corpus for {name}", None)
+            corpus = load_corpus(data)
+            run_dir = self.runs_dir / name
+            trained = train_causal_lm(
+                preset, corpus, run_dir, max_minutes=max_minutes, progress=progress
+            )
+            if not trained.finished:
+                raise StoreError(
+                    f"training of {name!r} stopped at {trained.tokens_seen:,} tokens before its "
+                    f"last step; rerun the same command to resume from {run_dir}"
+                )
+            command = " ".join(["prompt-models", "train", preset_name, "--data", str(data or "")])
+            fields = {
+                "kind": preset.kind,
+                "preset": preset.describe(),
+                "corpus": {
+                    "name": corpus.name,
+                    "sha256": corpus.sha256,
+                    "prompts": len(corpus.prompts),
+                },
+                "training": {"command": command, "tokens_seen": trained.tokens_seen},
+                "metrics": trained.metrics,
+            }
+            return self._publish(trained.path, name, fields, progress)
+
+    # -- downloading ---------------------------------------------------------------------------
+
+    def _resolve_hub(self, ref: str, progress: ProgressCallback) -> Checkpoint:
+        repo, _, revision = ref.removeprefix("hf:").partition("@")
+        if not re.match(r"^[\w.-]+(/[\w.-]+)?$", repo):
+            raise StoreError(f"invalid Hugging Face repository {repo!r} in {ref!r}")
+        suffix = f"-at-{revision}" if revision else ""
+        name = validate_name("hf-" + repo.replace("/", "--") + suffix)
+        stored = self.models_dir / name
+        if (stored / MANIFEST).is_file():
+            progress(f"verifying {name}", None)
+            return verify(stored, name, self.repair_hint(name))
+        return self.pull_hub(repo, revision or None, name, progress)
+
+    def pull_hub(
+        self, repo: str, revision: str | None, name: str, progress: ProgressCallback
+    ) -> Checkpoint:
+        """Download safetensors weights and configs; partial files resume on the next try."""
+        import huggingface_hub
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        with self._lock(name, progress):
+            stored = self.models_dir / name
+            if (stored / MANIFEST).is_file():
+                return verify(stored, name, self.repair_hint(name))
+            staging = self.root / "partial" / name
+            staging.mkdir(parents=True, exist_ok=True)
+            progress(f"downloading {repo} from the Hugging Face Hub", None)
+            try:
+                huggingface_hub.snapshot_download(
+                    repo_id=repo,
+                    revision=revision,
+                    local_dir=staging,
+                    allow_patterns=_HF_FILES,
+                )
+                info = huggingface_hub.HfApi().model_info(repo, revision=revision)
+            except LocalEntryNotFoundError as exc:
+                raise StoreError(
+                    f"cannot download {repo}: the Hugging Face Hub is unreachable (offline?); "
+                    "use the embedded `default` model or a local directory"
+                ) from exc
+            except HfHubHTTPError as exc:
+                raise StoreError(f"cannot download {repo}: {exc}") from exc
+            except OSError as exc:
+                raise StoreError(f"cannot download {repo}: {exc}") from exc
+            shutil.rmtree(staging / ".cache", ignore_errors=True)
+            if not any(staging.glob("*.safetensors")):
+                raise StoreError(
+                    f"{repo} has no safetensors weights; pickled weights are never loaded"
+                )
+            fields = {
+                "kind": "causal-lm",
+                "source": {"hub": repo, "revision": revision, "commit": getattr(info, "sha", None)},
+            }
+            checkpoint = self._publish(staging, name, fields, progress)
+            shutil.rmtree(staging, ignore_errors=True)
+            return checkpoint
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _publish(
+        self, source: Path, name: str, fields: dict[str, Any], progress: ProgressCallback
+    ) -> Checkpoint:
+        """Copy into a temporary sibling, write and verify the manifest, then rename."""
+        progress(f"installing {name}", None)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.models_dir / f".tmp-{name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".*"))
+            write_manifest(tmp, name, **fields)
+            verify(tmp, name, self.repair_hint(name))
+            os.replace(tmp, self.models_dir / name)
+        except OSError as exc:
+            raise StoreError(f"cannot install {name} into {self.models_dir}: {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return verify(self.models_dir / name, name, self.repair_hint(name))
+
+    @contextmanager
+    def _lock(self, name: str, progress: ProgressCallback = _quiet) -> Iterator[None]:
+        """Held while downloading or training ``name``; a second process waits here."""
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_dir / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            progress(f"waiting for another process preparing {name}", None)
+            print(f"waiting for another process preparing {name} ...", file=sys.stderr)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+_REINSTALL_HINT = "reinstall the package (pip install --force-reinstall prompt-autocompletion)"
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or os.sep in ref
+
+
+def _row(name: str, directory: Path, status: str) -> dict[str, Any]:
+    try:
+        manifest = read_manifest(directory)
+    except CheckpointError:
+        return {"name": name, "status": "broken (no manifest)", "path": str(directory), "kind": "?"}
+    size = sum(int(entry.get("size", 0)) for entry in manifest["files"].values())
+    metrics = manifest.get("metrics") or {}
+    return {
+        "name": name,
+        "status": status,
+        "path": str(directory),
+        "kind": manifest.get("kind", "causal-lm"),
+        "size_mb": round(size / 1e6, 1),
+        "token_perplexity": metrics.get("token_perplexity"),
+        "created": manifest.get("created"),
+    }
