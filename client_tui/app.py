@@ -24,7 +24,14 @@ from prompt_toolkit.styles import Style
 
 from client_tui.keys import build_key_bindings
 from client_tui.lsp import LspError, PromptServerClient, ServerState, ServerUnavailable
-from client_tui.suggest import AlternativeCycler, LspAutoSuggest, LspCompleter, menu_item_selected
+from client_tui.suggest import (
+    AlternativeCycler,
+    LspAutoSuggest,
+    LspCompleter,
+    expansion_completions,
+    menu_item_selected,
+    show_menu,
+)
 
 APP_NAME = "prompt-autocompletion"
 HOME_ENV = "PROMPT_AUTOCOMPLETE_HOME"
@@ -109,7 +116,9 @@ class Repl:
             complete_style=CompleteStyle.COLUMN,
             history=self._history(),
             bottom_toolbar=self._toolbar,
-            key_bindings=build_key_bindings(cycle=self.cycle, expand=self.expand),
+            key_bindings=build_key_bindings(
+                cycle=self.cycle, expand=self.expand, open_menu=self.open_menu
+            ),
             style=STYLE,
             input=input,
             output=output,
@@ -242,10 +251,16 @@ class Repl:
             self.say("no expansions" + (" yet: the model is loading" if self.lsp.loading else ""))
             return
         self.say("")
-        self.completer.offer_expansions(text, expansions)
-        buffer.suggestion = None
-        buffer.cancel_completion()
-        buffer.start_completion(select_first=False)
+        document = buffer.document
+        show_menu(buffer, document, expansion_completions(document, expansions))
+
+    async def open_menu(self, buffer: Buffer) -> None:
+        """Ctrl-Space handler: every item the server has at the cursor, next phrases included."""
+        document = buffer.document
+        completions = await self.completer.fetch(document, explicit=True)
+        if not completions and buffer.document == document:
+            self.say("no completions here" + (" yet" if self.lsp.loading else ""))
+        show_menu(buffer, document, completions)
 
     # ----------------------------------------------------------------- toolbar
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +15,8 @@ from client_tui import __version__
 from client_tui.app import Repl, ReplOptions, default_history_path
 from client_tui.keys import KEY_HELP
 from client_tui.lsp import LspError, PromptServerClient
+
+MAX_EXPANSIONS = 16  # the most prompt-ls gives for one expand command
 
 BATCH_HELP = """\
 without a terminal:
@@ -26,14 +28,18 @@ without a terminal:
   Exit status: 0 on success, 1 when the server fails or gives no expansion, 2 on bad options."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _int_from(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: expected {bounds}")
+        return value
+
+    return parse
 
 
 def _non_negative_float(text: str) -> float:
@@ -68,11 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", metavar="REF",
                        help="model to load: 'default', a directory, hf:<repo>[@rev], a stored "
                             "name or a preset (server default when omitted)")
-    model.add_argument("--max-items", type=_positive_int, metavar="N",
+    model.add_argument("--max-items", type=_int_from(1), metavar="N",
                        help="most completion-menu items the server returns")
     model.add_argument("--temperature", type=_non_negative_float, metavar="T",
                        help="sampling temperature for expansions")
-    model.add_argument("--max-expansion-tokens", type=_positive_int, metavar="N",
+    model.add_argument("--max-expansion-tokens", type=_int_from(1), metavar="N",
                        help="longest expansion, in tokens")
     model.add_argument("--blocklist", action="append", default=[], metavar="WORDS",
                        help="comma-separated words (or /regex/) never to suggest; repeatable")
@@ -94,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     repl = parser.add_argument_group("output")
     repl.add_argument("--expand", metavar="TEXT",
                       help="print expansions of TEXT, one per line, and exit")
-    repl.add_argument("-n", "--count", type=_positive_int, default=4, metavar="N",
-                      help="number of expansions (batch mode and the expand key; default 4)")
+    repl.add_argument("-n", "--count", type=_int_from(1, MAX_EXPANSIONS), default=4,
+                      metavar="N", help="number of expansions, 1 to "
+                      f"{MAX_EXPANSIONS} (batch mode and the expand key; default 4)")
     repl.add_argument("--copy", action="store_true",
                       help="also put each finished prompt on the clipboard through the "
                            "terminal (OSC 52; tmux needs set-clipboard on)")
@@ -145,7 +152,8 @@ async def run_batch(
         for number, idea in enumerate(ideas):
             expansions = await _expand_when_loaded(client, idea, count, timeout)
             if not expansions:
-                print(f"prompt-repl: no expansion for {idea!r}", file=sys.stderr)
+                reason = f" ({client.notice})" if client.notice else ""
+                print(f"prompt-repl: no expansion for {idea!r}{reason}", file=sys.stderr)
                 status = 1
             if number:
                 print(file=out)

@@ -34,11 +34,13 @@ def build_key_bindings(
     *,
     cycle: Callable[[Buffer, int], Awaitable[object]],
     expand: Callable[[Buffer], Awaitable[object]],
+    open_menu: Callable[[Buffer], Awaitable[object]],
 ) -> KeyBindings:
     """Bindings layered over prompt-toolkit's emacs defaults.
 
-    ``cycle(buffer, step)`` shows another alternative; ``expand(buffer)`` fetches expansions and
-    opens them as a menu. Both run as background tasks so the UI stays live while they wait.
+    ``cycle(buffer, step)`` shows another alternative; ``expand(buffer)`` and
+    ``open_menu(buffer)`` fetch expansions or completions and open them as a menu. They run as
+    background tasks so the UI stays live while they wait.
     """
     bindings = KeyBindings()
 
@@ -77,10 +79,7 @@ def build_key_bindings(
 
     @bindings.add("c-space")
     def _open_menu(event: KeyPressEvent) -> None:
-        buffer = event.current_buffer
-        buffer.suggestion = None  # the user chose the menu; Tab now walks it
-        buffer.cancel_completion()
-        buffer.start_completion(select_first=False)
+        event.app.create_background_task(open_menu(event.current_buffer))
 
     @bindings.add("f2")
     @bindings.add("escape", "x")

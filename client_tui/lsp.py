@@ -30,7 +30,7 @@ from pygls.io_ import run_async
 from pygls.lsp.client import LanguageClient
 
 from client_tui import __version__
-from client_tui.textpos import index_to_position, position_to_index
+from client_tui.textpos import changed_span, index_to_position, position_to_index
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ class PromptServerClient:
         self._pending: dict[int, _Pending] = {}
         self._version = 0
         self._sent_text = ""
+        self._incremental = False  # the server asked for range edits rather than full text
         self._restarts: collections.deque[float] = collections.deque()
         self._closing = False
         self._ready = asyncio.Event()  # initialized; set again after every (re)start
@@ -309,6 +310,10 @@ class PromptServerClient:
         except LspError as error:
             await self._disconnect(polite=False)
             raise ServerUnavailable(self._death_reason("did not initialize")) from error
+        sync = result.capabilities.text_document_sync
+        if isinstance(sync, types.TextDocumentSyncOptions):
+            sync = sync.change
+        self._incremental = sync == types.TextDocumentSyncKind.Incremental
         if result.server_info is not None:
             self.server_info = " ".join(
                 x for x in (result.server_info.name, result.server_info.version) if x
@@ -508,8 +513,9 @@ class PromptServerClient:
     # ----------------------------------------------------------------- requests
 
     def sync(self, text: str) -> None:
-        """Send the full text if it changed; answers owed for older text are cancelled."""
-        if text == self._sent_text:
+        """Send the text if it changed; answers owed for older text are cancelled."""
+        previous = self._sent_text
+        if text == previous:
             return
         self._sent_text = text
         self._version += 1
@@ -519,6 +525,18 @@ class PromptServerClient:
         client = self._client
         if client is None or self.state is not ServerState.RUNNING:
             return  # a (re)start opens the document with the text of that moment
+        change: types.TextDocumentContentChangeEvent
+        if self._incremental:
+            start, end, replacement = changed_span(previous, text)
+            change = types.TextDocumentContentChangePartial(
+                range=types.Range(
+                    start=index_to_position(previous, start),
+                    end=index_to_position(previous, end),
+                ),
+                text=replacement,
+            )
+        else:
+            change = types.TextDocumentContentChangeWholeDocument(text=text)
         self._notify(
             client,
             types.TEXT_DOCUMENT_DID_CHANGE,
@@ -526,7 +544,7 @@ class PromptServerClient:
                 text_document=types.VersionedTextDocumentIdentifier(
                     uri=DOCUMENT_URI, version=self._version
                 ),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+                content_changes=[change],
             ),
         )
 

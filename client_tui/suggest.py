@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 
 from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
-from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.buffer import Buffer, CompletionState
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
@@ -197,63 +197,73 @@ class AlternativeCycler:
         return True
 
 
+def expansion_completions(document: Document, expansions: list[str]) -> list[Completion]:
+    """Menu entries that each replace the text before the cursor with a full expansion."""
+    replaced = -len(document.text_before_cursor)
+    count = len(expansions)
+    return [
+        Completion(text, start_position=replaced, display_meta=f"expansion {i}/{count}")
+        for i, text in enumerate(expansions, start=1)
+    ]
+
+
+def show_menu(buffer: Buffer, document: Document, completions: list[Completion]) -> bool:
+    """Open a menu of ``completions`` if the buffer still holds ``document``.
+
+    Setting the state directly (rather than ``start_completion``) cannot be swallowed by a
+    completion run already in flight; that run sees its state replaced and drops its items.
+    """
+    if buffer.document != document or not completions:
+        return False
+    buffer.suggestion = None  # the user chose the menu: Tab now walks it
+    buffer.complete_state = CompletionState(original_document=document, completions=completions)
+    buffer.on_completions_changed.fire()
+    return True
+
+
 class LspCompleter(Completer):
-    """The completion menu from textDocument/completion, plus offered expansions.
+    """The completion menu from textDocument/completion.
 
     Rule for opening by itself: only while the cursor ends a word of at least ``min_word``
     characters, and then only with items that complete that word (next-phrase items wait for
-    Ctrl-Space). Expansions offered by the expand key replace the whole line and are shown
-    until the text changes.
+    Ctrl-Space, which calls ``fetch(explicit=True)``).
     """
 
     def __init__(self, lsp: PromptServerClient, debounce_s: float = 0.06, min_word: int = 2):
         self._lsp = lsp
         self._debounce_s = debounce_s
         self._min_word = min_word
-        self._expansions: tuple[str, list[str]] | None = None
-
-    def offer_expansions(self, text: str, expansions: list[str]) -> None:
-        self._expansions = (text, list(expansions))
-
-    def _expansion_completions(self, document: Document) -> list[Completion]:
-        if self._expansions is None or self._expansions[0] != document.text:
-            self._expansions = None
-            return []
-        replaced = -len(document.text_before_cursor)
-        count = len(self._expansions[1])
-        return [
-            Completion(text, start_position=replaced, display_meta=f"expansion {i}/{count}")
-            for i, text in enumerate(self._expansions[1], start=1)
-        ]
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent
     ) -> Iterable[Completion]:
-        """Synchronous path: only the expansions already fetched (never blocks on the server)."""
-        return self._expansion_completions(document)
+        """Synchronous path (unused by the REPL's async prompt): never blocks on the server."""
+        return []
 
-    async def get_completions_async(
-        self, document: Document, complete_event: CompleteEvent
-    ) -> AsyncGenerator[Completion, None]:
-        expansions = self._expansion_completions(document)
-        if expansions:
-            for completion in expansions:
-                yield completion
-            return
-        explicit = complete_event.completion_requested
-        word = typed_word(document.text_before_cursor)
-        if not explicit:
-            if len(word) < self._min_word or document.current_char.isalnum():
-                return
-            await asyncio.sleep(self._debounce_s)
+    async def fetch(self, document: Document, *, explicit: bool) -> list[Completion]:
+        """Menu entries for ``document``; empty when the server has none or is unavailable."""
         try:
             edits = await self._lsp.complete(document.text, document.cursor_position)
         except LspError:
-            return
-        word_start = document.cursor_position - len(word)
+            return []
+        word_start = document.cursor_position - len(typed_word(document.text_before_cursor))
+        completions = []
         for edit in edits:
             if not explicit and edit.start != word_start:
                 continue
             completion = completion_from_edit(document, edit)
             if completion is not None:
-                yield completion
+                completions.append(completion)
+        return completions
+
+    async def get_completions_async(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> AsyncGenerator[Completion, None]:
+        explicit = complete_event.completion_requested
+        if not explicit:
+            word = typed_word(document.text_before_cursor)
+            if len(word) < self._min_word or document.current_char.isalnum():
+                return
+            await asyncio.sleep(self._debounce_s)
+        for completion in await self.fetch(document, explicit=explicit):
+            yield completion

@@ -42,3 +42,18 @@ def position_to_index(text: str, position: types.Position) -> int:
         if units > position.character:
             return line_start + offset
     return line_start + len(lines[position.line])
+
+
+def changed_span(old: str, new: str) -> tuple[int, int, str]:
+    """The smallest edit turning ``old`` into ``new``: (start, end in old, replacement).
+
+    Python strings hold code points, so the span never splits a surrogate pair.
+    """
+    limit = min(len(old), len(new))
+    start = 0
+    while start < limit and old[start] == new[start]:
+        start += 1
+    suffix = 0
+    while suffix < limit - start and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+    return start, len(old) - suffix, new[start : len(new) - suffix]
