@@ -163,6 +163,7 @@ class PromptServerClient:
         self.server_info = ""
         self.progress: dict[str | int, Progress] = {}
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.cancels_sent = 0  # $/cancelRequest notifications: stale work the server was spared
 
         self._client: LanguageClient | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -564,6 +565,7 @@ class PromptServerClient:
             pending.future.set_exception(StaleRequest(f"request {msg_id} is stale"))
         if pending.client is self._client:
             self._notify(pending.client, types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+            self.cancels_sent += 1
 
     @staticmethod
     def _notify(client: LanguageClient, method: str, params: Any) -> None:
