@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -64,3 +65,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         SERVER.start_tcp(*args.tcp)
     else:
         SERVER.start_io()
+    if SERVER.worker.working:
+        # A download or training run cannot be interrupted, and Python would wait for it
+        # before exiting: the editor is gone, so leave now. The store writes atomically and
+        # training resumes, so nothing is left half written.
+        logging.getLogger(__name__).warning("exiting while the model thread is still busy")
+        logging.shutdown()
+        os._exit(0)

@@ -28,6 +28,7 @@ class PromptContext:
     cursor: int
     line: int  # document line of the window
     start_column: int  # code-point column of ``text[0]`` in ``line_text``
+    start_units: int  # the same column in client code units
     line_text: str  # the whole line, without its line break
     codec: PositionCodec
 
@@ -41,8 +42,7 @@ class PromptContext:
 
     def position(self, index: int) -> types.Position:
         """The client position of ``text[index]``, in the negotiated code units."""
-        column = self.start_column + index
-        character = self.codec.client_num_units(self.line_text[:column])
+        character = self.start_units + self.codec.client_num_units(self.text[:index])
         return types.Position(line=self.line, character=character)
 
     def range(self, start: int, end: int) -> types.Range:
@@ -76,10 +76,14 @@ def context_at(
     """The window around ``position``, clamped into the document: never out of range."""
     lines = document_lines(document)
     codec = document.position_codec
-    line = min(position.line, len(lines) - 1)
+    line = min(position.line, len(lines) - 1)  # lsprotocol already refused negative values
     line_text = lines[line]
-    line_units = codec.client_num_units(line_text)
-    character = line_units if position.line > line else min(position.character, line_units)
+    if position.line > line:  # past the last line: its end
+        character = codec.client_num_units(line_text)
+    elif position.character <= len(line_text):  # no encoding uses less than a unit per char
+        character = position.character
+    else:
+        character = min(position.character, codec.client_num_units(line_text))
     column = codec.position_from_client_units(
         [line_text], types.Position(line=0, character=character)
     ).character
@@ -93,6 +97,7 @@ def context_at(
         cursor=column - start,
         line=line,
         start_column=start,
+        start_units=codec.client_num_units(line_text[:start]),
         line_text=line_text,
         codec=codec,
     )

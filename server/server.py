@@ -7,9 +7,10 @@ worker (the model thread), progress ($/progress while loading), commands (argume
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -102,26 +103,38 @@ class PromptLanguageServer(LanguageServer):
             return None
         return result[0] if result else None
 
-    def apply_settings(self, validated: Validated) -> None:
+    def _warn_about_settings(self, problems: Sequence[str]) -> None:
+        self.window_show_message(
+            types.ShowMessageParams(
+                type=types.MessageType.Warning,
+                message="Prompt autocompletion settings: "
+                + "; ".join(problems)
+                + " (the previous or default values stay in force)",
+            )
+        )
+
+    async def apply_settings(self, validated: Validated) -> None:
         """Take new settings; report bad values; reload the model if it changed."""
         if validated.problems:
-            self.window_show_message(
-                types.ShowMessageParams(
-                    type=types.MessageType.Warning,
-                    message="Prompt autocompletion settings: "
-                    + "; ".join(validated.problems)
-                    + " (the previous or default values stay in force)",
-                )
-            )
+            self._warn_about_settings(validated.problems)
         previous = self.settings
         self.settings = validated.settings
-        self.worker.update_settings(self.settings.engine)
-        model_changed = (previous.model, previous.threads) != (
+        reload = self.worker.state is EngineState.IDLE or (previous.model, previous.threads) != (
             self.settings.model,
             self.settings.threads,
         )
-        if model_changed or self.worker.state is EngineState.IDLE:
+        if reload:
+            self.worker.set_settings(self.settings.engine)
             self.start_loading()
+            return
+        refused = await self.worker.apply_settings(self.settings.engine)
+        if refused:
+            self._settings_refused(refused)
+
+    def _settings_refused(self, reason: str) -> None:
+        """The engine kept its settings: make the server's agree, and tell the user."""
+        self.settings = dataclasses.replace(self.settings, engine=self.worker.settings)
+        self._warn_about_settings([f"the model refused them: {reason}"])
 
     # -- model loading -------------------------------------------------------------------
 
@@ -142,7 +155,7 @@ class PromptLanguageServer(LanguageServer):
         )
         await progress.begin(f"Prompt model {ref}")
         try:
-            loaded = await self.worker.load(ref, threads, progress.callback)
+            outcome = await self.worker.load(ref, threads, progress.callback)
         except asyncio.CancelledError:
             progress.end("replaced by a newer model setting")
             raise
@@ -156,9 +169,13 @@ class PromptLanguageServer(LanguageServer):
                 )
             )
             return
-        progress.end("ready" if loaded else "replaced by a newer model setting")
-        if loaded:
-            log.info("model %r ready", ref)
+        if not outcome.current:
+            progress.end("replaced by a newer model setting")
+            return
+        progress.end("ready")
+        log.info("model %r ready", ref)
+        if outcome.settings_problem:
+            self._settings_refused(outcome.settings_problem)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -213,6 +230,7 @@ class PromptLanguageServer(LanguageServer):
             "model": self.worker.model_ref,
             "error": self.worker.error,
             "busy": stats.busy,
+            "pending": stats.pending,
             "completed": stats.completed,
             "cancelled": stats.cancelled,
             "failed": stats.failed,
@@ -222,6 +240,7 @@ class PromptLanguageServer(LanguageServer):
         self.in_flight.stop_all()
         self.worker.shutdown()
         super().shutdown()
+
 
 SERVER = PromptLanguageServer()
 
@@ -234,7 +253,7 @@ def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None
 @SERVER.feature(types.INITIALIZED)
 async def initialized(ls: PromptLanguageServer, params: types.InitializedParams) -> None:
     configuration = await ls.pull_configuration()
-    ls.apply_settings(build_settings(ls.initialization_options, configuration))
+    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
 
 
 @SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -244,7 +263,7 @@ async def did_change_configuration(
     configuration = await ls.pull_configuration()
     if configuration is None:  # clients without workspace/configuration push the settings
         configuration = section_of(params.settings)
-    ls.apply_settings(build_settings(ls.initialization_options, configuration))
+    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)

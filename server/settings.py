@@ -23,6 +23,7 @@ SECTION = "promptAutocomplete"
 MAX_ITEMS_LIMIT = 100
 MAX_EXPANSION_TOKENS_LIMIT = 1024
 MAX_THREADS = 256
+MAX_TIME_BUDGET_MS = 600_000
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,14 @@ def _int_in(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
-def _float_in(low: float, high: float) -> Callable[[Any], float]:
+def _positive_float_up_to(high: float) -> Callable[[Any], float]:
     def check(value: Any) -> float:
+        expected = f"expected a number above 0 and at most {high}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"expected a number from {low} to {high}")
+            raise _Invalid(expected)
         number = float(value)
-        if not math.isfinite(number) or not low <= number <= high:
-            raise _Invalid(f"expected a number from {low} to {high}")
+        if not math.isfinite(number) or not 0 < number <= high:
+            raise _Invalid(expected)
         return number
 
     return check
@@ -126,10 +128,11 @@ _SERVER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "maxItems": ("max_items", _int_in(1, MAX_ITEMS_LIMIT)),
-    "temperature": ("temperature", _float_in(0.0, 2.0)),
+    "temperature": ("temperature", _positive_float_up_to(2.0)),
     "maxExpansionTokens": ("max_expansion_tokens", _int_in(1, MAX_EXPANSION_TOKENS_LIMIT)),
     "blocklist": ("blocklist", _blocklist),
     "safeMode": ("safe_mode", _bool),
+    "timeBudgetMs": ("time_budget_ms", _int_in(10, MAX_TIME_BUDGET_MS)),
 }
 
 
@@ -140,9 +143,7 @@ def section_of(raw: Any) -> Any:
     return raw
 
 
-def _validate_layer(
-    raw: Any, source: str
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _validate_layer(raw: Any, source: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Valid server fields, valid engine fields and problems of one layer."""
     if raw is None:
         return {}, {}, []
@@ -168,9 +169,7 @@ def _validate_layer(
     return server_fields, engine_fields, problems
 
 
-def build_settings(
-    initialization_options: Any = None, configuration: Any = None
-) -> Validated:
+def build_settings(initialization_options: Any = None, configuration: Any = None) -> Validated:
     """Merge the layers over the defaults, keeping the lower layer wherever a value is bad."""
     server_fields: dict[str, Any] = {}
     engine_fields: dict[str, Any] = {}

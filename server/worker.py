@@ -30,21 +30,20 @@ ProgressCallback = Callable[[str, "float | None"], None]
 
 class Loader(Protocol):
     def __call__(
-        self,
-        ref: str,
-        settings: EngineSettings,
-        threads: int | None,
-        progress: ProgressCallback,
+        self, ref: str, threads: int | None, progress: ProgressCallback
     ) -> CompletionEngine: ...
 
 
-def load_engine(
-    ref: str, settings: EngineSettings, threads: int | None, progress: ProgressCallback
-) -> CompletionEngine:
-    """Resolve ``ref`` through the model store (may download or train), then load it."""
+def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> CompletionEngine:
+    """Resolve ``ref`` through the model store (may download or train), then load it.
+
+    The engine starts with default settings: the user's are applied afterwards, so settings
+    this model cannot take (too long an expansion for its context, say) are reported and
+    dropped instead of failing the load.
+    """
     checkpoint = ModelStore().resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
-    return CompletionEngine.from_checkpoint(checkpoint.path, settings=settings, threads=threads)
+    return CompletionEngine.from_checkpoint(checkpoint.path, threads=threads)
 
 
 class EngineState(enum.Enum):
@@ -52,6 +51,12 @@ class EngineState(enum.Enum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    current: bool  # False: a newer load replaced this one before it finished
+    settings_problem: str | None = None  # why the new engine refused the user's settings
 
 
 @dataclass
@@ -108,7 +113,8 @@ class WorkerStats:
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
-    busy: bool = False
+    busy: bool = False  # a job is running on the model thread
+    pending: int = 0  # requests waiting for the model thread, the running one included
 
 
 class ModelWorker:
@@ -118,9 +124,7 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-model")
         self._loader = loader
         self._engine: CompletionEngine | None = None
-        self._settings = EngineSettings()
-        self._settings_changed = False
-        self._settings_lock = threading.Lock()
+        self._settings = EngineSettings()  # what the user asked for, for every engine
         self._generation = 0
         self.state = EngineState.IDLE
         self.model_ref: str | None = None
@@ -131,21 +135,49 @@ class ModelWorker:
     def ready(self) -> bool:
         return self._engine is not None
 
-    def update_settings(self, settings: EngineSettings) -> None:
-        """Takes effect before the next job, on the model thread."""
-        with self._settings_lock:
-            self._settings = settings
-            self._settings_changed = True
+    @property
+    def working(self) -> bool:
+        """A load or a job is running on the model thread (and cannot be interrupted)."""
+        return self.stats.busy or self.state is EngineState.LOADING
 
-    def _take_settings(self) -> tuple[EngineSettings, bool]:
-        with self._settings_lock:
-            changed, self._settings_changed = self._settings_changed, False
-            return self._settings, changed
+    @property
+    def settings(self) -> EngineSettings:
+        """The settings in force (or to be applied by the load in progress)."""
+        return self._settings
 
-    async def load(self, ref: str, threads: int | None, progress: ProgressCallback) -> bool:
-        """Replace the engine with ``ref``'s; False if a newer load superseded this one.
+    def set_settings(self, settings: EngineSettings) -> None:
+        """Settings for the next engine that loads."""
+        self._settings = settings
 
-        Requests answer empty meanwhile. Raises whatever the store or the engine raised.
+    async def apply_settings(self, settings: EngineSettings) -> str | None:
+        """Give the current engine new settings; its reason if it refused them.
+
+        A refusal keeps the previous settings. Runs on the model thread, in order with the
+        requests before it.
+        """
+        previous, self._settings = self._settings, settings
+        if self._engine is None:
+            return None  # the load in progress applies them
+        loop = asyncio.get_running_loop()
+        refused = await loop.run_in_executor(self._executor, self._apply_job, settings)
+        if refused is not None and self._settings is settings:
+            self._settings = previous
+        return refused
+
+    def _apply_job(self, settings: EngineSettings) -> str | None:
+        engine = self._engine
+        if engine is None:
+            return None
+        try:
+            engine.update_settings(settings)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    async def load(self, ref: str, threads: int | None, progress: ProgressCallback) -> LoadOutcome:
+        """Replace the engine with ``ref``'s. Requests answer empty meanwhile.
+
+        Raises whatever the store or the engine raised (the state becomes FAILED).
         """
         self._generation += 1
         generation = self._generation
@@ -155,7 +187,7 @@ class ModelWorker:
         self.error = None
         loop = asyncio.get_running_loop()
         try:
-            engine = await loop.run_in_executor(
+            loaded = await loop.run_in_executor(
                 self._executor, self._load_job, generation, ref, threads, progress
             )
         except Exception as exc:
@@ -163,19 +195,28 @@ class ModelWorker:
                 self.state = EngineState.FAILED
                 self.error = str(exc)
             raise
-        if engine is None or generation != self._generation:
-            return False
+        if loaded is None or generation != self._generation:
+            return LoadOutcome(current=False)
+        engine, applied, problem = loaded
         self._engine = engine
         self.state = EngineState.READY
-        return True
+        if self._settings != applied:  # changed while the model loaded
+            problem = await self.apply_settings(self._settings)
+        return LoadOutcome(current=True, settings_problem=problem)
 
     def _load_job(
         self, generation: int, ref: str, threads: int | None, progress: ProgressCallback
-    ) -> CompletionEngine | None:
+    ) -> tuple[CompletionEngine, EngineSettings, str | None] | None:
         if generation != self._generation:
             return None  # queued behind a load that a newer one already replaced
-        settings, _ = self._take_settings()
-        return self._loader(ref, settings, threads, progress)
+        engine = self._loader(ref, threads, progress)
+        settings = self._settings
+        try:
+            engine.update_settings(settings)
+        except ValueError as exc:
+            self._settings = EngineSettings()  # what the new engine started with
+            return engine, self._settings, str(exc)
+        return engine, settings, None
 
     async def run(
         self, job: Callable[[CompletionEngine, threading.Event], T], stop: threading.Event
@@ -188,11 +229,14 @@ class ModelWorker:
         if self._engine is None:
             return None
         loop = asyncio.get_running_loop()
+        self.stats.pending += 1
         try:
             return await loop.run_in_executor(self._executor, self._run_job, job, stop)
         except asyncio.CancelledError:
             stop.set()
             raise
+        finally:
+            self.stats.pending -= 1
 
     def _run_job(
         self, job: Callable[[CompletionEngine, threading.Event], T], stop: threading.Event
@@ -203,9 +247,6 @@ class ModelWorker:
         engine = self._engine
         if engine is None:
             return None
-        settings, changed = self._take_settings()
-        if changed:
-            engine.update_settings(settings)
         self.stats.busy = True
         try:
             result = job(engine, stop)

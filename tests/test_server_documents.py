@@ -43,7 +43,9 @@ ODD_LINES = [
 
 @pytest.mark.parametrize("encoding", [UTF8, UTF16, UTF32])
 @pytest.mark.parametrize("line", ODD_LINES)
-def test_every_code_point_boundary_round_trips(line: str, encoding: types.PositionEncodingKind) -> None:
+def test_every_code_point_boundary_round_trips(
+    line: str, encoding: types.PositionEncodingKind
+) -> None:
     doc = document(f"first line\n{line}\nlast", encoding)
     for index in range(len(line) + 1):
         position = types.Position(line=1, character=units(line[:index], encoding))

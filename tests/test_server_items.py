@@ -25,9 +25,7 @@ def apply(source: str, edit: types.TextEdit) -> str:
     """Apply a single-line edit the way a UTF-16 client does."""
     encoded = source.encode("utf-16-le")
     start, end = edit.range.start.character * 2, edit.range.end.character * 2
-    return (encoded[:start] + edit.new_text.encode("utf-16-le") + encoded[end:]).decode(
-        "utf-16-le"
-    )
+    return (encoded[:start] + edit.new_text.encode("utf-16-le") + encoded[end:]).decode("utf-16-le")
 
 
 SOURCE = "🐱 woman portra"  # the emoji shifts UTF-16 columns by one

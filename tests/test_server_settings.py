@@ -27,6 +27,7 @@ def test_every_key_is_read() -> None:
         "languageIds": ["prompt"],
         "filePatterns": ["*.txt"],
         "threads": 2,
+        "timeBudgetMs": 1500,
     }
     validated = build_settings(raw, None)
     assert validated.problems == ()
@@ -40,6 +41,7 @@ def test_every_key_is_read() -> None:
     assert settings.engine.max_expansion_tokens == 40
     assert settings.engine.blocklist == ("nsfw", "/bad\\w+/")
     assert settings.engine.safe_mode is False
+    assert settings.engine.time_budget_ms == 1500
 
 
 def test_configuration_beats_initialization_options_beats_defaults() -> None:
@@ -63,6 +65,7 @@ def test_section_wrapper_is_accepted() -> None:
         ("maxItems", True),
         ("maxItems", 2.5),
         ("temperature", -1),
+        ("temperature", 0),
         ("temperature", float("nan")),
         ("temperature", "hot"),
         ("maxExpansionTokens", 100_000),
@@ -76,6 +79,7 @@ def test_section_wrapper_is_accepted() -> None:
         ("languageIds", "plaintext"),
         ("threads", -2),
         ("threads", False),
+        ("timeBudgetMs", 0),
     ],
 )
 def test_a_bad_value_is_reported_and_the_default_kept(key: str, value: object) -> None:
@@ -115,5 +119,7 @@ def test_zero_or_null_threads_mean_automatic() -> None:
         (None, None, False),
     ],
 )
-def test_which_documents_are_served(language_id: str | None, path: str | None, served: bool) -> None:
+def test_which_documents_are_served(
+    language_id: str | None, path: str | None, served: bool
+) -> None:
     assert ServerSettings().serves(language_id, path) is served
