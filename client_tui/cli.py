@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sampling temperature for expansions")
     model.add_argument("--max-expansion-tokens", type=_int_from(1), metavar="N",
                        help="longest expansion, in tokens")
+    model.add_argument("--time-budget-ms", type=_int_from(10), metavar="MS",
+                       help="how long the server may work on one suggestion before answering "
+                            "with what it has")
     model.add_argument("--blocklist", action="append", default=[], metavar="WORDS",
                        help="comma-separated words (or /regex/) never to suggest; repeatable")
     model.add_argument("--no-safe-mode", dest="safe_mode", action="store_false",
@@ -126,6 +129,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         settings["temperature"] = args.temperature
     if args.max_expansion_tokens is not None:
         settings["maxExpansionTokens"] = args.max_expansion_tokens
+    if args.time_budget_ms is not None:
+        settings["timeBudgetMs"] = args.time_budget_ms
     words = [w.strip() for entry in args.blocklist for w in entry.split(",") if w.strip()]
     if words:
         settings["blocklist"] = words

@@ -19,6 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # None: the client's own default, `python -m server` (what prompt-repl runs).
 SERVER_COMMAND: list[str] | None = None
 WAIT_S = 180.0  # a deadline for liveness only (server start-up on a busy 2-core machine)
+# The engine answers with what it has when its time budget (400 ms by default) runs out, which
+# on a loaded 2-core machine can be nothing. Tests assert behaviour, so they give it longer,
+# and keep expansions short so that explicit requests stay quick.
+SETTINGS = {"model": "default", "timeBudgetMs": 5000, "maxExpansionTokens": 16}
+SETTINGS_ARGS = ["--model", "default", "--time-budget-ms", "5000", "--max-expansion-tokens", "16"]
 
 # What a terminal sends for each key.
 TAB, ENTER, CTRL_RIGHT, CTRL_SPACE = "\t", "\r", "\x1b[1;5C", "\x00"
@@ -43,9 +48,7 @@ def server_command_args() -> list[str]:
 
 
 def make_client(home: Path, **kwargs: Any) -> PromptServerClient:
-    return PromptServerClient(
-        {"model": "default"}, command=SERVER_COMMAND, env=server_env(home), **kwargs
-    )
+    return PromptServerClient(SETTINGS, command=SERVER_COMMAND, env=server_env(home), **kwargs)
 
 
 async def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:

@@ -127,8 +127,8 @@ def test_settings_carry_only_what_the_user_set() -> None:
     assert settings_from_args(args) == {"safeMode": True}
     args = build_parser().parse_args(
         ["--model", "small", "--max-items", "5", "--temperature", "0.7",
-         "--max-expansion-tokens", "40", "--blocklist", "gore, blood", "--blocklist", "/nud.*/",
-         "--no-safe-mode"]
+         "--max-expansion-tokens", "40", "--time-budget-ms", "900",
+         "--blocklist", "gore, blood", "--blocklist", "/nud.*/", "--no-safe-mode"]
     )
     assert settings_from_args(args) == {
         "safeMode": False,
@@ -136,6 +136,7 @@ def test_settings_carry_only_what_the_user_set() -> None:
         "maxItems": 5,
         "temperature": 0.7,
         "maxExpansionTokens": 40,
+        "timeBudgetMs": 900,
         "blocklist": ["gore", "blood", "/nud.*/"],
     }
 

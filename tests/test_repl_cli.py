@@ -15,6 +15,7 @@ from client_tui.keys import KEY_HELP
 from tests.repl_support import (
     REPO_ROOT,
     SERVER_COMMAND,
+    SETTINGS_ARGS,
     WAIT_S,
     server_command_args,
     server_env,
@@ -37,7 +38,7 @@ def run_repl(
 
 def test_expand_prints_n_expansions_one_per_line(tmp_path: Path) -> None:
     result = run_repl(
-        [*server_command_args(), "--model", "default", "--expand", "woman portrait", "-n", "4"],
+        [*server_command_args(), *SETTINGS_ARGS, "--expand", "woman portrait", "-n", "4"],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -80,7 +81,7 @@ def test_ideas_on_stdin_are_expanded_in_blank_line_separated_groups(
 ) -> None:
     host, port = tcp_server
     result = run_repl(
-        ["--connect", f"{host}:{port}", "-n", "2"],
+        ["--connect", f"{host}:{port}", *SETTINGS_ARGS, "-n", "2"],
         tmp_path,
         stdin="woman portrait\n\n   \ncastle on a hill\n",
     )

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.repl_support import REPO_ROOT, WAIT_S, server_command_args, server_env
+from tests.repl_support import (
+    REPO_ROOT,
+    SETTINGS_ARGS,
+    WAIT_S,
+    server_command_args,
+    server_env,
+)
 
 IDEA = "woman portrait"
 PROMPT = "prompt> "
@@ -79,8 +85,7 @@ def terminal(tmp_path: Path) -> Iterator[tuple[Tmux, Path]]:
     env = server_env(tmp_path / "home")  # an empty store: the child server uses the default model
     command = " ".join(
         shlex.quote(part)
-        for part in [sys.executable, "-m", "client_tui", *server_command_args(), "--model",
-                     "default"]
+        for part in [sys.executable, "-m", "client_tui", *server_command_args(), *SETTINGS_ARGS]
     )
     # stdout goes to a file, so the interface is drawn on stderr: only prompts reach the file.
     session = Tmux(f"cd {shlex.quote(str(REPO_ROOT))} && {command} > {shlex.quote(str(out))}", env)
