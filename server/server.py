@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
@@ -22,10 +22,13 @@ from pygls.protocol import LanguageServerProtocol
 
 from server import __version__, commands, items
 from server.documents import PromptContext, context_at
-from server.engine import Cancelled, CompletionEngine
+from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
 from server.worker import EngineState, InFlight, ModelWorker
+
+if TYPE_CHECKING:
+    from server.engine import CompletionEngine
 
 log = logging.getLogger(__name__)
 
