@@ -203,7 +203,7 @@ class PromptLanguageServer(LanguageServer):
 
         A client cancel of this task propagates (pygls answers -32800); the engine is stopped.
         """
-        if not self.worker.ready or (request is not None and not self._is_current(request)):
+        if not self.worker.ready:
             return None
         with self.in_flight.track(self.protocol.msg_id, uri) as ticket:
             try:

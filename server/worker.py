@@ -72,7 +72,6 @@ class Ticket:
 
     uri: str | None
     stop: threading.Event = field(default_factory=threading.Event)
-    stale: bool = False  # stopped because its document changed, not by the client
 
 
 class InFlight:
@@ -105,7 +104,6 @@ class InFlight:
         """A newer edit makes every pending answer for ``uri`` useless: stop them."""
         for ticket in list(self._tickets.values()):
             if ticket.uri == uri:
-                ticket.stale = True
                 ticket.stop.set()
 
     def stop_all(self) -> None:
