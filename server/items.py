@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from lsprotocol import types
 
 from server.documents import PromptContext
-from server.engine import Suggestion
+from server.engine.types import Suggestion
 
 _ITEM_KINDS: dict[str, types.CompletionItemKind] = {
     "word": types.CompletionItemKind.Text,

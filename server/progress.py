@@ -10,6 +10,8 @@ from pygls.lsp.server import LanguageServer
 
 log = logging.getLogger(__name__)
 
+CREATE_TIMEOUT_S = 10.0
+
 
 class LoadProgress:
     """One work-done progress: begin, reports relayed from any thread, end.
@@ -30,9 +32,11 @@ class LoadProgress:
         if not self._enabled:
             return
         try:
-            await self._ls.work_done_progress.create_async(self._token)
-        except Exception as exc:  # a client error answer must not stop the load
-            log.warning("client refused progress token %s: %s", self._token, exc)
+            await asyncio.wait_for(
+                self._ls.work_done_progress.create_async(self._token), CREATE_TIMEOUT_S
+            )
+        except Exception as exc:  # a refusing or silent client must not stop the load
+            log.warning("no progress token %s from the client: %r", self._token, exc)
             return
         self._open = True
         self._ls.work_done_progress.begin(

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
@@ -22,10 +22,13 @@ from pygls.protocol import LanguageServerProtocol
 
 from server import __version__, commands, items
 from server.documents import PromptContext, context_at
-from server.engine import Cancelled, CompletionEngine
+from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
 from server.worker import EngineState, InFlight, ModelWorker
+
+if TYPE_CHECKING:
+    from server.engine import CompletionEngine
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +203,7 @@ class PromptLanguageServer(LanguageServer):
 
         A client cancel of this task propagates (pygls answers -32800); the engine is stopped.
         """
-        if not self.worker.ready or (request is not None and not self._is_current(request)):
+        if not self.worker.ready:
             return None
         with self.in_flight.track(self.protocol.msg_id, uri) as ticket:
             try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from server.engine import EngineSettings
+from server.engine.types import EngineSettings
 
 SECTION = "promptAutocomplete"
 MAX_ITEMS_LIMIT = 100

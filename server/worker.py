@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from model_store.store import ModelStore
-from server.engine import Cancelled, CompletionEngine, EngineSettings
+from server.engine.types import Cancelled, EngineSettings
+
+if TYPE_CHECKING:
+    from server.engine import CompletionEngine
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Co
     this model cannot take (too long an expansion for its context, say) are reported and
     dropped instead of failing the load.
     """
+    # Imported here, on the model thread: torch and transformers take seconds to import,
+    # and the server should answer `initialize` without waiting for them.
+    from server.engine import CompletionEngine
+
     checkpoint = ModelStore().resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
     return CompletionEngine.from_checkpoint(checkpoint.path, threads=threads)
@@ -65,7 +72,6 @@ class Ticket:
 
     uri: str | None
     stop: threading.Event = field(default_factory=threading.Event)
-    stale: bool = False  # stopped because its document changed, not by the client
 
 
 class InFlight:
@@ -98,7 +104,6 @@ class InFlight:
         """A newer edit makes every pending answer for ``uri`` useless: stop them."""
         for ticket in list(self._tickets.values()):
             if ticket.uri == uri:
-                ticket.stale = True
                 ticket.stop.set()
 
     def stop_all(self) -> None:

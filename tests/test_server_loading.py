@@ -75,26 +75,6 @@ async def assert_empty_answers(session: Session) -> None:
     assert await expand(session.client, PROMPT) == []
 
 
-async def test_first_use_of_a_local_model_reports_progress(open_session, tmp_path: Path) -> None:
-    model_dir = copy_of_default_model(tmp_path / "my-model")
-    session = await open_session(model=str(model_dir))
-    await wait_until_ready(session.client)
-    assert (await status(session.client))["model"] == str(model_dir)
-
-    async def ended() -> bool:
-        values = progress_values(session)
-        return bool(values) and isinstance(values[-1], types.WorkDoneProgressEnd)
-
-    await eventually(ended, "the load's progress ended")
-    values = progress_values(session)
-    assert isinstance(values[0], types.WorkDoneProgressBegin)
-    assert "my-model" in values[0].title
-    assert all(isinstance(value, types.WorkDoneProgressReport) for value in values[1:-1])
-    assert any("verifying" in (value.message or "") for value in values[1:-1])
-    uri = session.documents.open(PROMPT)
-    assert (await complete(session.client, uri, 0, len(PROMPT))).items
-
-
 async def test_requests_during_loading_answer_empty_at_once(open_session, tmp_path: Path) -> None:
     """Another process holds the store's lock on a model it is downloading: loading waits."""
     store = ModelStore(tmp_path / "home")
@@ -118,7 +98,7 @@ async def test_requests_during_loading_answer_empty_at_once(open_session, tmp_pa
     assert (await complete(session.client, uri, 0, len(PROMPT))).items
 
 
-async def test_a_corrupt_model_is_reported_and_a_new_setting_recovers(
+async def test_a_corrupt_model_is_reported_and_a_good_one_loads_with_progress(
     open_session, tmp_path: Path
 ) -> None:
     model_dir = copy_of_default_model(tmp_path / "corrupt-model")
@@ -136,7 +116,8 @@ async def test_a_corrupt_model_is_reported_and_a_new_setting_recovers(
     assert "sha256" in message.message
     await assert_empty_answers(session)
 
-    good_dir = copy_of_default_model(tmp_path / "good-model")
+    # First use of another model, from a fresh directory: a new setting reloads.
+    good_dir = copy_of_default_model(tmp_path / "my-model")
     session.client.set_configuration({"promptAutocomplete": {"model": str(good_dir)}})
     session.client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings=None)
@@ -145,6 +126,25 @@ async def test_a_corrupt_model_is_reported_and_a_new_setting_recovers(
     await wait_until_ready(session.client)
     uri = session.documents.open(PROMPT)
     assert (await complete(session.client, uri, 0, len(PROMPT))).items
+
+    async def ended() -> bool:
+        values = progress_of(session, "my-model")
+        return bool(values) and isinstance(values[-1], types.WorkDoneProgressEnd)
+
+    await eventually(ended, "the load's progress ended")
+    values = progress_of(session, "my-model")
+    assert isinstance(values[0], types.WorkDoneProgressBegin)
+    assert all(isinstance(value, types.WorkDoneProgressReport) for value in values[1:-1])
+    assert any("verifying" in (value.message or "") for value in values[1:-1])
+    assert values[-1].message == "ready"
+
+
+def progress_of(session: Session, title_part: str) -> list[object]:
+    """The progress values of the load whose title names ``title_part``."""
+    for values in session.client.progress_reports.values():
+        if values and title_part in getattr(values[0], "title", ""):
+            return list(values)
+    return []
 
 
 async def _model_is(session: Session, ref: str) -> bool:

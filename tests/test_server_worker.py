@@ -106,10 +106,9 @@ async def test_an_edit_stops_pending_requests_of_that_document_only() -> None:
         in_flight.document_changed("file:///a")
         with pytest.raises(Cancelled):
             await task
-        assert ticket_a.stale
         assert not ticket_b.stop.is_set()
         in_flight.cancel(2)
-        assert ticket_b.stop.is_set() and not ticket_b.stale
+        assert ticket_b.stop.is_set()
 
 
 async def test_settings_reach_the_engine() -> None:
