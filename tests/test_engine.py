@@ -6,8 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion
+from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion, decoding
+from server.engine.runner import GPT2Runner, HFRunner
 from server.engine.syntax import analyse
 
 # A generous budget: these tests are about behaviour, and the test machine may be busy.
@@ -96,6 +98,31 @@ def test_warm_cache_gives_the_cold_result(default_model_dir: Path) -> None:
         ]
         for hot, cold_item in zip(hot_items, cold_items, strict=True):
             assert hot.score == pytest.approx(cold_item.score, abs=1e-3)
+
+
+class TestTimeBudget:
+    def test_decoding_stops_when_the_budget_is_spent(
+        self, default_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each clock reading advances one second: a 1.5 s budget allows one decoding step."""
+        engine = CompletionEngine.from_checkpoint(
+            default_model_dir, settings=EngineSettings(time_budget_ms=1500), threads=1
+        )
+        steps: list[int] = []
+        original_step = engine.runner.step
+        monkeypatch.setattr(
+            engine.runner,
+            "step",
+            lambda rows, tokens: steps.append(1) or original_step(rows, tokens),
+        )
+        clock = iter(range(1_000_000))
+        monkeypatch.setattr(decoding.time, "monotonic", lambda: float(next(clock)))
+        results = engine.expand("woman portrait, ", 4)
+        assert len(steps) <= 2
+        for result in results:  # what there is, cut to whole phrases
+            assert result.startswith("woman portrait, ")
+        for suggestion in engine.complete("woman portra", 12) + engine.inline("woman ", 6):
+            assert suggestion.new_text
 
 
 class TestCancellation:
@@ -203,3 +230,16 @@ def test_threads_must_be_positive(default_model_dir: Path) -> None:
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         CompletionEngine.from_checkpoint(tmp_path)
+
+
+def test_generic_runner_gives_the_same_suggestions(default_model_dir: Path) -> None:
+    """Models other than GPT-2 go through transformers' DynamicCache: same answers, slower."""
+    model = AutoModelForCausalLM.from_pretrained(default_model_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir, local_files_only=True)
+    exact = CompletionEngine(GPT2Runner(model.eval(), half_weights=False), tokenizer, SETTINGS)
+    generic = CompletionEngine(HFRunner(model), tokenizer, SETTINGS)
+    for text in ["woman portra", "woman portrait, ", "(masterpi"]:
+        for method in ("complete", "inline"):
+            expected = getattr(exact, method)(text, len(text))
+            actual = getattr(generic, method)(text, len(text))
+            assert [s.new_text for s in actual] == [s.new_text for s in expected]
