@@ -126,9 +126,23 @@ def test_settings_carry_only_what_the_user_set() -> None:
     args = build_parser().parse_args([])
     assert settings_from_args(args) == {"safeMode": True}
     args = build_parser().parse_args(
-        ["--model", "small", "--max-items", "5", "--temperature", "0.7",
-         "--max-expansion-tokens", "40", "--time-budget-ms", "900",
-         "--blocklist", "gore, blood", "--blocklist", "/nud.*/", "--no-safe-mode"]
+        [
+            "--model",
+            "small",
+            "--max-items",
+            "5",
+            "--temperature",
+            "0.7",
+            "--max-expansion-tokens",
+            "40",
+            "--time-budget-ms",
+            "900",
+            "--blocklist",
+            "gore, blood",
+            "--blocklist",
+            "/nud.*/",
+            "--no-safe-mode",
+        ]
     )
     assert settings_from_args(args) == {
         "safeMode": False,

@@ -1,13 +1,10 @@
 """Quality a user expects from the default model (not invariants: these need a trained model).
 
 They run against ``model_store/default_model`` (or the directory in ``ENGINE_QUALITY_MODEL``).
-While the default model is the tiny placeholder they are expected to fail (xfail, not
-strict); once a trained model is embedded they must pass.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -21,14 +18,6 @@ pytestmark = pytest.mark.model_quality
 SETTINGS = EngineSettings(time_budget_ms=60_000)
 
 
-def _is_placeholder(path: Path) -> bool:
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return manifest.get("preset") == "tiny" or "PLACEHOLDER" in str(manifest.get("note", ""))
-
-
 @pytest.fixture(scope="module")
 def quality_model_dir(default_model_dir: Path) -> Path:
     override = os.environ.get("ENGINE_QUALITY_MODEL")
@@ -40,27 +29,18 @@ def engine(quality_model_dir: Path) -> CompletionEngine:
     return CompletionEngine.from_checkpoint(quality_model_dir, settings=SETTINGS, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _xfail_on_placeholder(quality_model_dir: Path, request: pytest.FixtureRequest) -> None:
-    if _is_placeholder(quality_model_dir):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="the default model is still the tiny placeholder", strict=False
-            )
-        )
-
-
 def words_of(items) -> list[str]:
     return [item.new_text for item in items if item.kind == "word"]
 
 
 def looks_like_a_phrase(text: str) -> bool:
-    """A few ordinary words: letters, digits, hyphens, apostrophes; no repeats, no junk."""
+    """A few ordinary words: letters, digits, hyphens, apostrophes; no repeated pair, no junk."""
     words = text.strip(" ,").split()
+    pairs = [tuple(words[i : i + 2]) for i in range(len(words) - 1)]
     return (
-        1 <= len(words) <= 6
+        1 <= len(words) <= 10
         and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9'-]*", word) for word in words)
-        and len({word.lower() for word in words}) == len(words)
+        and len(set(pairs)) == len(pairs)
         and len(text.strip()) >= 3
     )
 

@@ -134,8 +134,10 @@ async def test_expand_key_offers_expansions_and_enter_prints_the_chosen_one(
     assert all(c.start_position == -len(IDEA) for c in state.completions)
     await repl.press(DOWN)
     await repl.press(DOWN)
-    await wait_for(lambda: repl.buffer.text == expansions[min(1, len(expansions) - 1)],
-                   "the chosen expansion to replace the line")
+    await wait_for(
+        lambda: repl.buffer.text == expansions[min(1, len(expansions) - 1)],
+        "the chosen expansion to replace the line",
+    )
     chosen = repl.buffer.text
     await repl.press(ENTER)  # close the menu
     await wait_for(lambda: repl.buffer.complete_state is None, "the menu to close")
@@ -155,8 +157,9 @@ async def test_enter_prints_only_the_typed_line_and_keeps_history(repl: ReplDriv
 async def test_ctrl_c_clears_the_line_without_printing(repl: ReplDriver) -> None:
     await repl.type(IDEA)
     await repl.press(CTRL_C)
-    await wait_for(lambda: repl.buffer.text == "" and repl.repl.session.app.is_running,
-                   "a fresh, empty line")
+    await wait_for(
+        lambda: repl.buffer.text == "" and repl.repl.session.app.is_running, "a fresh, empty line"
+    )
     assert repl.printed() == []
 
 

@@ -118,8 +118,15 @@ def test_help_documents_every_key_binding(tmp_path: Path) -> None:
     assert result.returncode == 0
     for line in KEY_HELP.splitlines():
         assert line.strip() in result.stdout
-    for option in ("--model", "--max-items", "--no-safe-mode", "--blocklist", "--expand",
-                   "--copy", "--connect"):
+    for option in (
+        "--model",
+        "--max-items",
+        "--no-safe-mode",
+        "--blocklist",
+        "--expand",
+        "--copy",
+        "--connect",
+    ):
         assert option in result.stdout
 
 
@@ -134,4 +141,3 @@ def test_a_server_that_cannot_start_fails_the_batch_with_its_reason(tmp_path: Pa
 def test_the_history_file_lives_under_prompt_autocomplete_home(tmp_path: Path) -> None:
     result = run_repl(["--help"], tmp_path, timeout=60)
     assert str(tmp_path / "repl-history") in "".join(result.stdout.split())  # argparse wraps
-
