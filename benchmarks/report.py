@@ -90,7 +90,8 @@ def _chart(path: Path, draw: Callable[[Any], None]) -> None:
     plt.close(figure)
 
 
-def _bars(axes: Any, names: list[str], series: dict[str, list[float]], ylabel: str) -> None:
+def _bars(axes: Any, names: list[str], series: dict[str, list[float]], ylabel: str,
+          legend: bool = False) -> None:
     width = 0.8 / max(1, len(series))
     for i, (label, values) in enumerate(series.items()):
         positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(names))]
@@ -98,7 +99,7 @@ def _bars(axes: Any, names: list[str], series: dict[str, list[float]], ylabel: s
         axes.bar_label(bars, fmt="%.3g", fontsize=7)
     axes.set_xticks(range(len(names)), names, rotation=15, ha="right", fontsize=8)
     axes.set_ylabel(ylabel)
-    if len(series) > 1:
+    if legend or len(series) > 1:
         axes.legend(fontsize=8)
 
 
@@ -188,7 +189,13 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
     if checks:
         parts += ["Simulator check against the figures measured earlier on the same 300 prompts:",
                   "", _table(["system", "expected KSR", "measured", "expected ghost only",
-                              "measured"], checks), ""]
+                              "measured"], checks), "",
+                  "The prefix-history baseline cannot rank by frequency: the shared corpus is "
+                  "de-duplicated, so every prompt occurs once and the latest matching line wins "
+                  "(prompt-toolkit's rule). The oldest, shortest or alphabetically first line "
+                  "and the uncleaned training file all measured about the same or lower; the "
+                  "earlier figure presumably had request counts the corpus no longer carries.",
+                  ""]
     by_kind = [[n, *_latency(r["latency_by_kind_ms"].get("inline")),
                 *_latency(r["latency_by_kind_ms"].get("completion"))]
                for n, r in measured.items() if r.get("latency_by_kind_ms")]
@@ -276,7 +283,8 @@ def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[s
     metrics = ["idea_kept", "distinct_2", "repeated_phrase", "prompt_likeness"]
 
     def draw(axes: Any) -> None:
-        _bars(axes, metrics, {n: [measured[n][m] for m in metrics] for n in names}, "share")
+        _bars(axes, metrics, {n: [measured[n][m] for m in metrics] for n in names}, "share",
+              legend=True)
         axes.set_title("Expansion quality (repeated phrase: lower is better)", fontsize=10)
 
     _chart(assets / "expansion.png", draw)

@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from benchmarks.lsp_driver import (
 from benchmarks.stats import percentiles
 from benchmarks.systems import (
     PENDING,
+    REGISTRY,
     Benchmarked,
     Context,
     parse_spec,
@@ -117,12 +119,15 @@ def _ms(values: Sequence[float]) -> dict[str, float]:
 # ------------------------------------------------------------------------------ building
 def _build(context: Context, spec: str, runner: LoopThread | None,
            server_command: Sequence[str]) -> Benchmarked:
+    """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
     key, argument = parse_spec(spec)
     if key == "lsp":
         return _lsp_system(runner, server_command)
-    from benchmarks.systems import REGISTRY
-
-    return REGISTRY[key](context, argument)
+    try:
+        return REGISTRY[key](context, argument)
+    except Exception as exc:
+        _log(f"cannot prepare {spec}:\n{traceback.format_exc()}")
+        return Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
 
 
 def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
@@ -207,10 +212,21 @@ def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
         else:
             count = sizes.model_sample if system.model_backed else sizes.sample
         _log(f"KSR {system.name} on {count} prompts")
-        rows[system.name] = _stamp(ksr_rows(system, sample[:count]), meta, began)
-        _log(f"  KSR {rows[system.name]['ksr']:.4f} (ghost only "
-             f"{rows[system.name]['ksr_ghost_only']:.4f}) in {rows[system.name]['seconds']} s")
+        row = _guarded(f"KSR {system.name}", lambda s=system, n=count: ksr_rows(s, sample[:n]))
+        rows[system.name] = _stamp(row, meta, began)
+        if "ksr" in row:
+            _log(f"  KSR {row['ksr']:.4f} (ghost only {row['ksr_ghost_only']:.4f}) "
+                 f"in {rows[system.name]['seconds']} s")
     return rows
+
+
+def _guarded(what: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one measurement; an exception becomes an "unavailable" row, logged in full."""
+    try:
+        return measure()
+    except Exception as exc:
+        _log(f"{what} failed:\n{traceback.format_exc()}")
+        return {"unavailable": f"failed: {exc!r}"}
 
 
 def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
@@ -224,8 +240,9 @@ def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
             continue
         began = time.perf_counter()
         _log(f"perplexity {system.name} on {len(prompts)} dev prompts")
-        result = {k: round(v, 4) if isinstance(v, float) else v
-                  for k, v in system.perplexity(prompts).items()}
+        measure = system.perplexity
+        result = _guarded(f"perplexity {system.name}", lambda m=measure: {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in m(prompts).items()})
         rows[system.name] = _stamp(result, meta, began)
     return rows
 
@@ -246,23 +263,31 @@ def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
     examples: list[dict[str, Any]] = [{"idea": idea, "candidates": {}}
                                       for idea in ideas[:EXAMPLES]]
     for system in capable:
-        assert system.expand is not None
         began = time.perf_counter()
         _log(f"expansion {system.name} on {len(ideas)} ideas")
         produced: list[tuple[str, list[str]]] = []
-        latencies: list[float] = []
-        for idea in ideas:
-            start = time.perf_counter()
-            candidates = system.expand(idea, EXPANSIONS_PER_IDEA)
-            latencies.append(time.perf_counter() - start)
-            produced.append((idea, candidates))
-        row = asdict(expansion.score(produced, phrases))
-        row = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-        row["latency_ms"] = _ms(latencies)
+        row = _guarded(f"expansion {system.name}",
+                       lambda s=system, out=produced: _expand_all(s, ideas, phrases, out))
         rows[system.name] = _stamp(row, meta, began)
         for example, (_, candidates) in zip(examples, produced, strict=False):
             example["candidates"][system.name] = candidates
     return {"rows": rows, "examples": examples}
+
+
+def _expand_all(system: Benchmarked, ideas: Sequence[str], phrases: expansion.PhraseSet,
+                produced: list[tuple[str, list[str]]]) -> dict[str, Any]:
+    """Expand every idea (appending to ``produced``), timing each call; the scores row."""
+    assert system.expand is not None
+    latencies: list[float] = []
+    for idea in ideas:
+        start = time.perf_counter()
+        candidates = system.expand(idea, EXPANSIONS_PER_IDEA)
+        latencies.append(time.perf_counter() - start)
+        produced.append((idea, candidates))
+    row: dict[str, Any] = {k: round(v, 4) if isinstance(v, float) else v
+                           for k, v in asdict(expansion.score(produced, phrases)).items()}
+    row["latency_ms"] = _ms(latencies)
+    return row
 
 
 async def _measure_server(command: Sequence[str], prompts: Sequence[str]) -> dict[str, Any]:
@@ -355,6 +380,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="dev prompts for perplexity (2000; 0 = all 18,967)")
     parser.add_argument("--ideas", type=int, help="expansion ideas (200)")
     parser.add_argument("--latency-prompts", type=int, help="prompts typed for latency (20)")
+    parser.add_argument("--pipeline-calls", type=int, help="naive pipeline calls (200)")
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument("--server-command", default=shlex.join(SERVER_COMMAND),
                         help="how to start prompt-ls")
@@ -367,7 +393,8 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     overrides = {name: value for name, value in (
         ("sample", args.sample), ("model_sample", args.model_sample),
         ("lsp_sample", args.lsp_sample), ("perplexity_prompts", args.perplexity_prompts),
-        ("ideas", args.ideas), ("latency_prompts", args.latency_prompts)) if value is not None}
+        ("ideas", args.ideas), ("latency_prompts", args.latency_prompts),
+        ("pipeline_calls", args.pipeline_calls)) if value is not None}
     for name, value in overrides.items():
         if value < 0 or (value == 0 and name != "perplexity_prompts"):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
@@ -412,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             systems.append(_build(context, spec, runner, server_command))
         if "ksr" in sections:
             results.setdefault("ksr", {}).update(run_ksr(systems, sizes, directory, meta))
+        for system in [s for s in systems if isinstance(s.system, LspSystem)]:
+            system.close()  # only KSR uses it: free the server before timing anything else
+            systems.remove(system)
         if "perplexity" in sections:
             results.setdefault("perplexity", {}).update(
                 run_perplexity(systems, sizes, directory, meta))

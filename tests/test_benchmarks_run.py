@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks import report, run
 from benchmarks.stats import percentile, percentiles
+from benchmarks.systems import REGISTRY, Benchmarked, Context
+from server.engine import CompletionEngine, Suggestion
 
 ANIMALS = ["cat", "dog", "fox", "owl", "bear", "wolf"]
 PLACES = ["on a mat", "in a forest", "at night", "under the sea"]
@@ -91,3 +93,57 @@ def test_nearest_rank_percentiles() -> None:
     assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
     assert percentile([3.0], 99) == 3.0
     assert percentiles([]) == {}
+
+
+class _Exploding:
+    name = "exploding"
+
+    def suggest(self, typed: str) -> tuple[str, list[tuple[int, str]]]:
+        raise RuntimeError("model fell over")
+
+
+def test_a_failing_system_becomes_a_row_not_a_crash(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_load(context: Context, argument: str | None) -> Benchmarked:
+        raise FileNotFoundError("no weights")
+
+    monkeypatch.setitem(REGISTRY, "broken", cannot_load)
+    monkeypatch.setitem(REGISTRY, "exploding",
+                        lambda context, argument: Benchmarked("exploding", _Exploding()))
+    output = tmp_path / "BENCHMARKS.md"
+    run.main(["--data", str(data_dir), "--output", str(output), "--sections", "ksr",
+              "--systems", "none,broken,exploding", "--sample", "2"])
+    rows = json.loads((tmp_path / "benchmarks" / "results.json").read_text())["ksr"]
+    assert "no weights" in rows["broken"]["unavailable"]
+    assert "model fell over" in rows["exploding"]["unavailable"]
+    assert rows["none"]["ksr"] == 0
+    assert "model fell over" in output.read_text()
+
+
+class _EchoEngine:
+    """Suggests ", highly detailed" as ghost and "dog" as the only menu item; expands by echo."""
+
+    def inline(self, text: str, cursor: int) -> list[Suggestion]:
+        return [Suggestion("phrase", cursor, cursor, ", highly detailed", 0.0)]
+
+    def complete(self, text: str, cursor: int, *, limit: int | None = None) -> list[Suggestion]:
+        return [Suggestion("word", cursor, cursor, "dog", 0.0)]
+
+    def expand(self, text: str, n: int = 4) -> list[str]:
+        return [f"{text}, highly detailed"] * n
+
+
+def test_engine_rows_run_through_the_engine_interface(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CompletionEngine, "from_checkpoint",
+                        classmethod(lambda cls, path, settings=None, threads=None: _EchoEngine()))
+    output = tmp_path / "BENCHMARKS.md"
+    run.main(["--data", str(data_dir), "--output", str(output), "--sections", "ksr,expansion",
+              "--systems", "engine", "--model-sample", "3", "--ideas", "2"])
+    results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    row = results["ksr"]["LM engine: default"]
+    assert row["prompts"] == 3
+    assert row["ksr"] > 0  # the seeded prompts often go on ", highly detailed" or name a dog
+    assert set(row["latency_by_kind_ms"]) == {"inline", "completion"}
+    assert results["expansion"]["rows"]["LM engine: default"]["idea_kept"] == 1.0
+    assert "In-process engine latency" in output.read_text()
