@@ -138,6 +138,10 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "cache directory (`$PROMPT_AUTOCOMPLETE_CACHE`/benchmarks).",
         "",
     ]
+    models = sorted({(name, row["model"]) for section in ("ksr", "perplexity")
+                     for name, row in results.get(section, {}).items() if row.get("model")})
+    if models:
+        parts += ["Models measured: " + "; ".join(f"{n} = {m}" for n, m in models) + ".", ""]
     parts += _ksr_section(results.get("ksr", {}), assets, rel)
     parts += _perplexity_section(results.get("perplexity", {}), assets, rel)
     parts += _expansion_section(results.get("expansion", {}), assets, rel)
@@ -169,9 +173,9 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
     for name, row in measured.items():
         table.append([name, row["prompts"], row["ksr"], row["ksr_ghost_only"],
                       row["acceptances"], row["chars_per_acceptance"],
-                      *_latency(row.get("latency_ms"))])
+                      *_latency(row.get("latency_ms")), row.get("seconds")])
     parts += [_table(["system", "prompts", "KSR ghost+menu", "KSR ghost only", "acceptances",
-                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms"], table), ""]
+                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms", "run s"], table), ""]
     size, subset = common_subset(measured)
     if subset and any(r["prompts"] != size for r in measured.values()):
         parts += [f"On the common first {size} prompts:", "",
@@ -320,6 +324,8 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
     ]
     if "unavailable" in server:
         parts += [f"Not measured in the last run: {server['unavailable']}", ""]
+    if server.get("model"):
+        parts += [f"Default model: {server['model']}.", ""]
     measured = "latency_ms" in server
     latency = server.get("latency_ms", {})
     if measured:

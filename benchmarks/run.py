@@ -40,6 +40,7 @@ from benchmarks.systems import (
     REGISTRY,
     Benchmarked,
     Context,
+    model_identity,
     parse_spec,
     resolve_model,
 )
@@ -106,9 +107,12 @@ def run_metadata(command: str) -> dict[str, Any]:
     }
 
 
-def _stamp(row: dict[str, Any], meta: dict[str, Any], began: float) -> dict[str, Any]:
+def _stamp(row: dict[str, Any], meta: dict[str, Any], began: float,
+           system: Benchmarked | None = None) -> dict[str, Any]:
     row.update(command=meta["command"], date=meta["date"], commit=meta["commit"],
                seconds=round(time.perf_counter() - began, 1))
+    if system is not None and system.model:
+        row["model"] = system.model
     return row
 
 
@@ -205,7 +209,8 @@ def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
         began = time.perf_counter()
         if system.system is None:
             if system.unavailable:
-                rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began)
+                rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began,
+                                           system)
             continue
         if isinstance(system.system, LspSystem):
             count = sizes.lsp_sample
@@ -213,7 +218,7 @@ def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
             count = sizes.model_sample if system.model_backed else sizes.sample
         _log(f"KSR {system.name} on {count} prompts")
         row = _guarded(f"KSR {system.name}", lambda s=system, n=count: ksr_rows(s, sample[:n]))
-        rows[system.name] = _stamp(row, meta, began)
+        rows[system.name] = _stamp(row, meta, began, system)
         if "ksr" in row:
             _log(f"  KSR {row['ksr']:.4f} (ghost only {row['ksr_ghost_only']:.4f}) "
                  f"in {rows[system.name]['seconds']} s")
@@ -243,7 +248,7 @@ def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
         measure = system.perplexity
         result = _guarded(f"perplexity {system.name}", lambda m=measure: {
             k: round(v, 4) if isinstance(v, float) else v for k, v in m(prompts).items()})
-        rows[system.name] = _stamp(result, meta, began)
+        rows[system.name] = _stamp(result, meta, began, system)
     return rows
 
 
@@ -268,7 +273,7 @@ def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
         produced: list[tuple[str, list[str]]] = []
         row = _guarded(f"expansion {system.name}",
                        lambda s=system, out=produced: _expand_all(s, ideas, phrases, out))
-        rows[system.name] = _stamp(row, meta, began)
+        rows[system.name] = _stamp(row, meta, began, system)
         for example, (_, candidates) in zip(examples, produced, strict=False):
             example["candidates"][system.name] = candidates
     return {"rows": rows, "examples": examples}
@@ -290,12 +295,14 @@ def _expand_all(system: Benchmarked, ideas: Sequence[str], phrases: expansion.Ph
     return row
 
 
-async def _measure_server(command: Sequence[str], prompts: Sequence[str]) -> dict[str, Any]:
+async def measure_server(command: Sequence[str], prompts: Sequence[str],
+                          cold_text: str = COLD_START_TEXT) -> dict[str, Any]:
+    """Cold start, then every prefix of every prompt typed; the typed texts come back too."""
     driver = LspDriver(command, log_path=_server_log())
     try:
         initialize = await driver.start()
         driver.open("")
-        first = await driver.first_completion_seconds(COLD_START_TEXT)
+        first = await driver.first_completion_seconds(cold_text)
         driver.latencies = {"completion": [], "inline": []}
         typed: list[str] = []
         for prompt in prompts:
@@ -346,15 +353,17 @@ def run_server(sizes: Sizes, directory: Path, command: Sequence[str], threads: i
     prompts = prompts[: sizes.latency_prompts]
     _log(f"server latency: typing {len(prompts)} prompts through {shlex.join(command)}")
     try:
-        result = asyncio.run(_measure_server(command, prompts))
+        result = asyncio.run(measure_server(command, prompts))
     except ServerUnavailable as exc:
         return _stamp({"unavailable": str(exc)}, meta, began)
     typed = [t for t in result.pop("typed") if t.strip()]
     step = max(1, len(typed) // max(1, sizes.pipeline_calls))
     chosen = typed[::step][: sizes.pipeline_calls]
     _log(f"pipeline baseline on {len(chosen)} typed prefixes")
-    result["pipeline_ms"] = _ms(pipeline_latencies(resolve_model("default"), chosen, threads))
+    default_model = resolve_model("default")
+    result["pipeline_ms"] = _ms(pipeline_latencies(default_model, chosen, threads))
     result["pipeline_calls"] = len(chosen)
+    result["model"] = model_identity(default_model)  # what the server loads by default
     return _stamp(result, meta, began)
 
 

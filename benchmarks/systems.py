@@ -9,6 +9,7 @@ systems are listed in ``PENDING`` and the report says they were not measured.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,6 +42,7 @@ class Benchmarked:
     model_backed: bool = False  # slow per call: KSR runs on the smaller model sample
     expands: bool = False  # can turn a short idea into full prompts (when available)
     unavailable: str | None = None  # why KSR/expansion could not run, shown in the report
+    model: str | None = None  # which weights, for model-backed rows (see model_identity)
     close: Callable[[], None] = field(default=lambda: None)
 
 
@@ -75,6 +77,17 @@ def resolve_model(reference: str) -> Path:
             f"{reference}: not a directory, and the model store is not available ({exc})"
         ) from exc
     return Path(ModelStore().resolve(reference).path)
+
+
+def model_identity(model_dir: Path) -> str:
+    """Name, preset and weights digest from the checkpoint manifest, so rows name their model."""
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return str(model_dir)
+    digest = manifest.get("files", {}).get("model.safetensors", {}).get("sha256", "")
+    return f"{manifest.get('name', model_dir.name)} ({manifest.get('preset', '?')}, " \
+           f"weights {digest[:10] or '?'})"
 
 
 def model_label(reference: str) -> str:
@@ -127,10 +140,11 @@ def _engine(context: Context, argument: str | None) -> Benchmarked:
         engine: Any = CompletionEngine.from_checkpoint(model_dir, threads=context.threads)
     except NotImplementedError:
         return Benchmarked(name=name, perplexity=ppl, model_backed=True, expands=True,
+                           model=model_identity(model_dir),
                            unavailable="CompletionEngine is not implemented on this branch yet")
     return Benchmarked(name=name, system=EngineSystem(engine, name), perplexity=ppl,
                        expand=lambda idea, n: engine.expand(idea, n), model_backed=True,
-                       expands=True)
+                       expands=True, model=model_identity(model_dir))
 
 
 REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
