@@ -114,7 +114,8 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "(every number below comes from a run). Last run: "
         f"{run.get('date', '?')}, commit `{run.get('commit', '?')}`, "
         f"{run.get('cpus', '?')} CPUs ({run.get('cpu_model', '?')}), load average at start "
-        f"{run.get('load_average', '?')}, {run.get('seconds', '?')} s. Rows from earlier runs "
+        f"{run.get('load_average', '?')}, {run.get('seconds', '?')} s wall, "
+        f"{run.get('cpu_seconds', '?')} s CPU in the benchmark process. Rows from earlier runs "
         "keep their own command and commit (listed under each table).",
         "",
         "## Reproducing",
@@ -173,9 +174,11 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
     for name, row in measured.items():
         table.append([name, row["prompts"], row["ksr"], row["ksr_ghost_only"],
                       row["acceptances"], row["chars_per_acceptance"],
-                      *_latency(row.get("latency_ms")), row.get("seconds")])
+                      *_latency(row.get("latency_ms")), row.get("seconds"),
+                      row.get("cpu_seconds")])
     parts += [_table(["system", "prompts", "KSR ghost+menu", "KSR ghost only", "acceptances",
-                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms", "run s"], table), ""]
+                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms", "wall s", "CPU s"],
+                     table), ""]
     size, subset = common_subset(measured)
     if subset and any(r["prompts"] != size for r in measured.values()):
         parts += [f"On the common first {size} prompts:", "",

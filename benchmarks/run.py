@@ -107,10 +107,20 @@ def run_metadata(command: str) -> dict[str, Any]:
     }
 
 
-def _stamp(row: dict[str, Any], meta: dict[str, Any], began: float,
+def _clock() -> tuple[float, float]:
+    """(wall, CPU of this process) now: on a shared machine CPU time shows the real cost."""
+    return time.perf_counter(), time.process_time()
+
+
+def _elapsed(began: tuple[float, float]) -> dict[str, float]:
+    return {"seconds": round(time.perf_counter() - began[0], 1),
+            "cpu_seconds": round(time.process_time() - began[1], 1)}
+
+
+def _stamp(row: dict[str, Any], meta: dict[str, Any], began: tuple[float, float],
            system: Benchmarked | None = None) -> dict[str, Any]:
     row.update(command=meta["command"], date=meta["date"], commit=meta["commit"],
-               seconds=round(time.perf_counter() - began, 1))
+               **_elapsed(began))
     if system is not None and system.model:
         row["model"] = system.model
     return row
@@ -206,7 +216,7 @@ def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
                              max(sizes.sample, sizes.model_sample, sizes.lsp_sample))
     rows: dict[str, Any] = {}
     for system in systems:
-        began = time.perf_counter()
+        began = _clock()
         if system.system is None:
             if system.unavailable:
                 rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began,
@@ -243,7 +253,7 @@ def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
     for system in systems:
         if system.perplexity is None:
             continue
-        began = time.perf_counter()
+        began = _clock()
         _log(f"perplexity {system.name} on {len(prompts)} dev prompts")
         measure = system.perplexity
         result = _guarded(f"perplexity {system.name}", lambda m=measure: {
@@ -268,7 +278,7 @@ def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
     examples: list[dict[str, Any]] = [{"idea": idea, "candidates": {}}
                                       for idea in ideas[:EXAMPLES]]
     for system in capable:
-        began = time.perf_counter()
+        began = _clock()
         _log(f"expansion {system.name} on {len(ideas)} ideas")
         produced: list[tuple[str, list[str]]] = []
         row = _guarded(f"expansion {system.name}",
@@ -344,7 +354,7 @@ def pipeline_latencies(model_dir: Path, prefixes: Sequence[str], threads: int | 
 
 def run_server(sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None,
                meta: dict[str, Any]) -> dict[str, Any]:
-    began = time.perf_counter()
+    began = _clock()
     reason = server_available()
     if reason:
         _log(f"server section skipped: {reason}")
@@ -438,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_command = shlex.split(args.server_command)
     context = Context(directory, threads=args.threads)
     runner = LoopThread() if "lsp" in specs and "ksr" in sections else None
-    began = time.perf_counter()
+    began = _clock()
     systems: list[Benchmarked] = []
     try:
         for spec in specs:
@@ -468,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             system.close()
         if runner is not None:
             runner.close()
-    results["last_run"] = {**meta, "seconds": round(time.perf_counter() - began, 1),
+    results["last_run"] = {**meta, **_elapsed(began),
                            "sizes": asdict(sizes), "pending": PENDING}
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
