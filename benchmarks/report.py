@@ -1,0 +1,381 @@
+"""Render results.json into docs/BENCHMARKS.md and its PNG charts (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+# Figures measured for the project before this suite existed, on the same 300-prompt sample:
+# the suite's simulator is checked against them (they are expectations, not results).
+REFERENCE_KSR = {"word trigram (KN)": (0.616, 0.591), "prefix history": (0.061, None)}
+
+# (label, where in the results, comparison, target)
+TARGETS: list[tuple[str, str, str, float]] = [
+    ("completion p50 (ms)", "completion.p50", "<=", 15),
+    ("completion p99 (ms)", "completion.p99", "<=", 50),
+    ("inline completion p50 (ms)", "inline.p50", "<=", 40),
+    ("inline completion p99 (ms)", "inline.p99", "<=", 120),
+    ("4 expansions, median (ms)", "expand.p50", "<=", 400),
+    ("spawn -> initialize reply (s)", "initialize_s", "<=", 0.5),
+    ("spawn -> first non-empty completion (s)", "first_completion_s", "<=", 4),
+    ("peak RSS of the server (MB)", "peak_rss_mb", "<=", 500),
+    ("pipeline p50 / server inline p50 (x faster)", "speedup", ">=", 3),
+]
+
+
+def write(results: dict[str, Any], output: Path) -> None:
+    assets = output.parent / "benchmarks"
+    assets.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(results, assets, output.parent), encoding="utf-8")
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return "n/a"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _commands(rows: Iterable[dict[str, Any]]) -> str:
+    seen: list[str] = []
+    for row in rows:
+        command = row.get("command")
+        if command and command not in seen:
+            seen.append(command)
+    return "\n".join(f"    PYTHONPATH=. {c}" for c in seen) or "    (not run yet)"
+
+
+def _latency(row: dict[str, Any] | None) -> list[Any]:
+    values = (row or {})
+    return [values.get("p50"), values.get("p95"), values.get("p99")]
+
+
+def common_subset(rows: dict[str, dict[str, Any]]) -> tuple[int, dict[str, tuple[float, float]]]:
+    """KSR of every measured row on the first N prompts, N = the smallest sample measured."""
+    measured = {name: row for name, row in rows.items() if row.get("per_prompt")}
+    if not measured:
+        return 0, {}
+    size = min(len(row["per_prompt"]) for row in measured.values())
+    subset = {}
+    for name, row in measured.items():
+        head = row["per_prompt"][:size]
+        chars = sum(p[0] for p in head)
+        subset[name] = (1 - sum(p[1] for p in head) / chars, 1 - sum(p[2] for p in head) / chars)
+    return size, subset
+
+
+def _chart(path: Path, draw: Callable[[Any], None]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.2), dpi=110)
+    draw(axes)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _bars(axes: Any, names: list[str], series: dict[str, list[float]], ylabel: str,
+          legend: bool = False) -> None:
+    width = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series.items()):
+        positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(names))]
+        bars = axes.bar(positions, values, width, label=label)
+        axes.bar_label(bars, fmt="%.3g", fontsize=7)
+    axes.set_xticks(range(len(names)), names, rotation=15, ha="right", fontsize=8)
+    axes.set_ylabel(ylabel)
+    if legend or len(series) > 1:
+        axes.legend(fontsize=8)
+
+
+def render(results: dict[str, Any], assets: Path, root: Path) -> str:
+    run = results.get("last_run", {})
+    sizes = run.get("sizes", {})
+    rel = assets.relative_to(root)
+    parts = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m benchmarks.run` from `results.json`; do not edit by hand "
+        "(every number below comes from a run). Last run: "
+        f"{run.get('date', '?')}, commit `{run.get('commit', '?')}`, "
+        f"{run.get('cpus', '?')} CPUs ({run.get('cpu_model', '?')}), load average at start "
+        f"{run.get('load_average', '?')}, {run.get('seconds', '?')} s wall, "
+        f"{run.get('cpu_seconds', '?')} s CPU in the benchmark process. Rows from earlier runs "
+        "keep their own command and commit (listed under each table).",
+        "",
+        "## Reproducing",
+        "",
+        "From the repository root, with the shared corpus at `../shared/data/prompts` (or "
+        "`--data DIR` / `$PROMPT_AUTOCOMPLETE_DATA`):",
+        "",
+        "    PYTHONPATH=. python -m benchmarks.run            # everything (< 60 min on 2 cores)",
+        "    PYTHONPATH=. python -m benchmarks.run --quick    # smoke run into build/",
+        "    PYTHONPATH=. python -m benchmarks.run --sections ksr --systems ngram,prefix",
+        "    PYTHONPATH=. python -m benchmarks.run --systems engine --models path/to/model",
+        "",
+        "Sizes of the last run: " + ", ".join(f"{k} = {v}" for k, v in sizes.items()) + ". "
+        "KSR targets are `random.Random(1234).sample(dev_lines, 300)` (dev lines: non-empty "
+        "lines of dev.txt as written); smaller KSR samples are its first N prompts, so every "
+        "row can be compared on the common prefix. Model-backed rows use fewer prompts to fit "
+        "the time budget. Perplexity uses dev prompts cleaned by `model_store.corpus` (all of "
+        "them, or a seeded sample when `perplexity_prompts` > 0). Expansion ideas are the "
+        "first 2-4 words (seeded) of dev prompts of at least 5 words. The n-gram and the "
+        "training phrase set are built once from train.txt.gz and cached under the user "
+        "cache directory (`$PROMPT_AUTOCOMPLETE_CACHE`/benchmarks).",
+        "",
+    ]
+    models = sorted({(name, row["model"]) for section in ("ksr", "perplexity")
+                     for name, row in results.get(section, {}).items() if row.get("model")})
+    if models:
+        parts += ["Models measured: " + "; ".join(f"{n} = {m}" for n, m in models) + ".", ""]
+    parts += _ksr_section(results.get("ksr", {}), assets, rel)
+    parts += _perplexity_section(results.get("perplexity", {}), assets, rel)
+    parts += _expansion_section(results.get("expansion", {}), assets, rel)
+    parts += _server_section(results, assets, rel)
+    pending = run.get("pending", {})
+    if pending:
+        parts += ["## Not measured yet", ""]
+        parts += [f"- `{key}`: {reason}" for key, reason in pending.items()]
+        parts += ["", "Add them in `benchmarks/systems.py` (`REGISTRY`); they then get rows "
+                  "in every section they support.", ""]
+    return "\n".join(parts)
+
+
+def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
+    parts = [
+        "## Keystroke savings (KSR)",
+        "",
+        "A simulated person types each target from an empty line. At every state the system "
+        "shows ghost text and up to 5 menu items; typing a character costs 1, Tab (all of the "
+        "ghost) 1, its first k words k (IPython's accept-word pieces), menu item j costs j. An "
+        "option counts only if it yields a longer, case-sensitive prefix of the target; the "
+        "person takes the option with the largest gain minus cost when positive, else types. "
+        "KSR = 1 - keystrokes / characters over the sample. Ghost-only KSR ignores the menu. "
+        "Latency is per state (all requests the system needs for ghost and menu).",
+        "",
+    ]
+    measured = {n: r for n, r in rows.items() if "ksr" in r}
+    table = []
+    for name, row in measured.items():
+        table.append([name, row["prompts"], row["ksr"], row["ksr_ghost_only"],
+                      row["acceptances"], row["chars_per_acceptance"],
+                      *_latency(row.get("latency_ms")), row.get("seconds"),
+                      row.get("cpu_seconds")])
+    parts += [_table(["system", "prompts", "KSR ghost+menu", "KSR ghost only", "acceptances",
+                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms", "wall s", "CPU s"],
+                     table), ""]
+    size, subset = common_subset(measured)
+    if subset and any(r["prompts"] != size for r in measured.values()):
+        parts += [f"On the common first {size} prompts:", "",
+                  _table(["system", "KSR ghost+menu", "KSR ghost only"],
+                         [[n, round(a, 4), round(b, 4)] for n, (a, b) in subset.items()]), ""]
+    kinds = [[n, r["acceptances_by_kind"].get("ghost"), r["acceptances_by_kind"].get(
+        "ghost-words"), r["acceptances_by_kind"].get("menu")] for n, r in measured.items()]
+    if kinds:
+        parts += ["Acceptances by kind (ghost+menu run):", "",
+                  _table(["system", "Tab (whole ghost)", "ghost word by word", "menu"], kinds),
+                  ""]
+    checks = [[n, REFERENCE_KSR[n][0], measured[n]["ksr"], REFERENCE_KSR[n][1],
+               measured[n]["ksr_ghost_only"]] for n in REFERENCE_KSR
+              if n in measured and measured[n]["prompts"] == 300]
+    if checks:
+        parts += ["Simulator check against the figures measured earlier on the same 300 prompts:",
+                  "", _table(["system", "expected KSR", "measured", "expected ghost only",
+                              "measured"], checks), "",
+                  "The prefix-history baseline cannot rank by frequency: the shared corpus is "
+                  "de-duplicated, so every prompt occurs once and the latest matching line wins "
+                  "(prompt-toolkit's rule). The oldest, shortest or alphabetically first line "
+                  "and the uncleaned training file all measured about the same or lower; the "
+                  "earlier figure presumably had request counts the corpus no longer carries.",
+                  ""]
+    by_kind = [[n, *_latency(r["latency_by_kind_ms"].get("inline")),
+                *_latency(r["latency_by_kind_ms"].get("completion"))]
+               for n, r in measured.items() if r.get("latency_by_kind_ms")]
+    if by_kind:
+        parts += ["In-process engine latency by call (ms):", "",
+                  _table(["system", "inline p50", "p95", "p99", "complete p50", "p95", "p99"],
+                         by_kind), ""]
+    unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
+    if unavailable:
+        parts += ["Not measured in the last run that tried:", "", *unavailable, ""]
+    if subset:
+        names = list(subset)
+
+        def draw(axes: Any) -> None:
+            _bars(axes, names, {"ghost + menu": [subset[n][0] for n in names],
+                                "ghost only": [subset[n][1] for n in names]}, "KSR")
+            axes.set_title(f"Keystroke savings, first {size} prompts of the 300-prompt sample",
+                           fontsize=10)
+
+        _chart(assets / "ksr.png", draw)
+        parts += [f"![KSR per system]({rel}/ksr.png)", ""]
+    parts += ["Produced by:", "", _commands(rows.values()), ""]
+    return parts
+
+
+def _perplexity_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
+    parts = [
+        "## Perplexity on dev",
+        "",
+        "Token perplexity is per model token (end of prompt included), so it differs in "
+        "meaning between tokenizers; word perplexity, exp(total NLL / whitespace words), is the "
+        "comparable one. Causal LMs use `model_store.evaluation.perplexity` (each prompt scored "
+        "as EOS + prompt + EOS). The word trigram is interpolated Kneser-Ney over "
+        "whitespace words; an unseen word gets the probability of one specific unseen type "
+        "(the uniform floor, 1/(V+2) of the unigram discount mass), roughly what a subword "
+        "model pays to spell it out.",
+        "",
+    ]
+    if not rows:
+        return [*parts, "(not run yet)", ""]
+    parts += [_table(["system", "dev prompts", "tokens", "token perplexity", "words",
+                      "word perplexity", "OOV rate"],
+                     [[n, int(r["prompts"]), int(r["tokens"]), r["token_perplexity"],
+                       int(r["words"]), r["word_perplexity"], r.get("oov_rate")]
+                      for n, r in rows.items()]), ""]
+    names = list(rows)
+
+    def draw(axes: Any) -> None:
+        _bars(axes, names, {"word perplexity": [rows[n]["word_perplexity"] for n in names]},
+              "word perplexity (log scale)")
+        axes.set_yscale("log")
+        axes.set_title("Perplexity per whitespace word on dev (lower is better)", fontsize=10)
+
+    _chart(assets / "perplexity.png", draw)
+    return [*parts, f"![word perplexity]({rel}/perplexity.png)", "", "Produced by:", "",
+            _commands(rows.values()), ""]
+
+
+def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[str]:
+    parts = [
+        "## Expansion quality (short idea -> full prompt)",
+        "",
+        "Each system expands every idea into 4 candidates. *Idea kept*: share of the idea's "
+        "words present in a candidate. *Distinct-2*: distinct word bigrams / all bigrams over "
+        "one idea's candidates. *Repeated phrase*: share of candidates repeating a "
+        "comma-phrase or a word trigram. *Prompt-likeness*: share of generated comma-phrases "
+        "(lower-cased, stripped) that occur as a comma-phrase in the training corpus. "
+        "*Unchanged*: candidates that add nothing. The n-gram baseline gives its greedy "
+        "continuation and three top-20 samples.",
+        "",
+    ]
+    rows = found.get("rows", {})
+    measured = {n: r for n, r in rows.items() if "idea_kept" in r}
+    if not measured:
+        return [*parts, "(not run yet)", ""]
+    parts += [_table(["system", "ideas", "idea kept", "distinct-2", "repeated phrase",
+                      "prompt-likeness", "unchanged", "p50 ms", "p95 ms", "p99 ms"],
+                     [[n, r["ideas"], r["idea_kept"], r["distinct_2"], r["repeated_phrase"],
+                       r["prompt_likeness"], r["empty"], *_latency(r.get("latency_ms"))]
+                      for n, r in measured.items()]), ""]
+    unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
+    if unavailable:
+        parts += ["Not measured:", "", *unavailable, ""]
+    names = list(measured)
+    metrics = ["idea_kept", "distinct_2", "repeated_phrase", "prompt_likeness"]
+
+    def draw(axes: Any) -> None:
+        _bars(axes, metrics, {n: [measured[n][m] for m in metrics] for n in names}, "share",
+              legend=True)
+        axes.set_title("Expansion quality (repeated phrase: lower is better)", fontsize=10)
+
+    _chart(assets / "expansion.png", draw)
+    parts += [f"![expansion quality]({rel}/expansion.png)", ""]
+    examples = found.get("examples", [])
+    if examples:
+        systems = sorted({s for e in examples for s in e["candidates"]})
+        parts += ["Examples (candidates separated by ⏎):", "",
+                  _table(["idea", *systems],
+                         [[_cell(e["idea"]),
+                           *[" ⏎ ".join(_cell(c) for c in e["candidates"].get(s, []))
+                             for s in systems]] for e in examples]), ""]
+    return [*parts, "Produced by:", "", _commands(measured.values()), ""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[str]:
+    server = results.get("server", {})
+    parts = [
+        "## Language server: latency, cold start, memory",
+        "",
+        "The driver (`benchmarks/lsp_driver.py`, a pygls client over stdio) types each prompt "
+        "character by character: a full-text didChange, then completion and inline completion "
+        "at the end of the line, one after the other, each timed from request to reply. "
+        "Cold start: spawn to the initialize reply, and spawn to the first non-empty "
+        "completion. Peak RSS is the server process's VmHWM. The naive baseline is the same "
+        "default model through `transformers.pipeline(\"text-generation\")` asked for the next "
+        "phrase (8 new tokens, greedy) on a subsample of the same typed prefixes.",
+        "",
+    ]
+    if "unavailable" in server:
+        parts += [f"Not measured in the last run: {server['unavailable']}", ""]
+    if server.get("model"):
+        parts += [f"Default model: {server['model']}.", ""]
+    measured = "latency_ms" in server
+    latency = server.get("latency_ms", {})
+    if measured:
+        parts += [_table(["request", "count", "p50 ms", "p95 ms", "p99 ms"],
+                         [[kind, server["requests"][kind], *_latency(values)]
+                          for kind, values in latency.items()]
+                         + [["pipeline (naive)", server.get("pipeline_calls"),
+                             *_latency(server.get("pipeline_ms"))]]), ""]
+    parts += ["Targets:", "", _table(["target", "goal", "measured", "met"],
+                                     _target_rows(results)), ""]
+    if measured:
+        kinds = list(latency)
+
+        def draw(axes: Any) -> None:
+            _bars(axes, kinds, {q: [latency[k].get(q, 0) for k in kinds]
+                                for q in ("p50", "p95", "p99")}, "ms")
+            axes.set_title(f"prompt-ls latency while typing {server['prompts']} dev prompts",
+                           fontsize=10)
+
+        _chart(assets / "latency.png", draw)
+        parts += [f"![server latency]({rel}/latency.png)", ""]
+    parts += ["Produced by:", "", _commands([server]), ""]
+    return parts
+
+
+def _target_rows(results: dict[str, Any]) -> list[list[Any]]:
+    server = results.get("server", {})
+    values: dict[str, float] = {}
+    for kind, numbers in server.get("latency_ms", {}).items():
+        for q, v in numbers.items():
+            values[f"{kind}.{q}"] = v
+    for key in ("initialize_s", "first_completion_s", "peak_rss_mb"):
+        if key in server:
+            values[key] = server[key]
+    inline_p50 = values.get("inline.p50")
+    pipeline_p50 = server.get("pipeline_ms", {}).get("p50")
+    if inline_p50 and pipeline_p50:
+        values["speedup"] = round(pipeline_p50 / inline_p50, 2)
+    for name, row in results.get("expansion", {}).get("rows", {}).items():
+        if name == "LM engine: default" and row.get("latency_ms"):
+            values["expand.p50"] = row["latency_ms"]["p50"]
+    rows = []
+    for label, key, comparison, goal in TARGETS:
+        value = values.get(key)
+        if value is None:
+            rows.append([label, f"{comparison} {goal}", None, "not measured"])
+            continue
+        met = value <= goal if comparison == "<=" else value >= goal
+        rows.append([label, f"{comparison} {goal}", value, "yes" if met else "**no**"])
+    return rows

@@ -1,0 +1,501 @@
+"""Regenerate docs/BENCHMARKS.md: ``python -m benchmarks.run [--quick] [--systems ...]``.
+
+Results are kept in ``benchmarks/results.json`` beside the report and merged run by run, so a later
+run of one section or one system (the engine once it exists, say) replaces only its rows;
+``--fresh`` starts over. Every row records the command, date and commit that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import data, expansion, report
+from benchmarks.ksr import KsrResult, MemoSystem, evaluate
+from benchmarks.lsp_driver import (
+    SERVER_COMMAND,
+    LoopThread,
+    LspDriver,
+    LspSystem,
+    ServerUnavailable,
+    server_available,
+)
+from benchmarks.stats import percentiles
+from benchmarks.systems import (
+    PENDING,
+    REGISTRY,
+    Benchmarked,
+    Context,
+    model_identity,
+    parse_spec,
+    resolve_model,
+)
+
+SECTIONS = ("ksr", "perplexity", "expansion", "server")
+DEFAULT_SYSTEMS = "none,prefix,ngram,engine,lsp"
+COLD_START_TEXT = "a portrait of a wo"
+EXPANSIONS_PER_IDEA = 4
+EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of the data each section uses (documented in the report)."""
+
+    sample: int = data.KSR_SAMPLE_SIZE  # KSR prompts for fast systems
+    model_sample: int = 100  # KSR prompts for model-backed systems (a prefix of the sample)
+    lsp_sample: int = 20  # KSR prompts typed through the language server
+    perplexity_prompts: int = 2000  # seeded sample of cleaned dev prompts; 0 = all of them
+    ideas: int = 200
+    latency_prompts: int = 20
+    pipeline_calls: int = 200
+
+
+QUICK = Sizes(sample=20, model_sample=5, lsp_sample=2, perplexity_prompts=300, ideas=10,
+              latency_prompts=2, pipeline_calls=20)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=data.REPO_ROOT,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=data.REPO_ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_metadata(command: str) -> dict[str, Any]:
+    return {
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+
+
+def _clock() -> tuple[float, float]:
+    """(wall, CPU of this process) now: on a shared machine CPU time shows the real cost."""
+    return time.perf_counter(), time.process_time()
+
+
+def _elapsed(began: tuple[float, float]) -> dict[str, float]:
+    return {"seconds": round(time.perf_counter() - began[0], 1),
+            "cpu_seconds": round(time.process_time() - began[1], 1)}
+
+
+def _stamp(row: dict[str, Any], meta: dict[str, Any], began: tuple[float, float],
+           system: Benchmarked | None = None) -> dict[str, Any]:
+    row.update(command=meta["command"], date=meta["date"], commit=meta["commit"],
+               **_elapsed(began))
+    if system is not None and system.model:
+        row["model"] = system.model
+    return row
+
+
+def _ms(values: Sequence[float]) -> dict[str, float]:
+    return {k: round(v * 1000, 2) for k, v in percentiles(values).items()}
+
+
+# ------------------------------------------------------------------------------ building
+def _build(context: Context, spec: str, runner: LoopThread | None,
+           server_command: Sequence[str]) -> Benchmarked:
+    """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
+    key, argument = parse_spec(spec)
+    if key == "lsp":
+        return _lsp_system(runner, server_command)
+    try:
+        return REGISTRY[key](context, argument)
+    except Exception as exc:
+        _log(f"cannot prepare {spec}:\n{traceback.format_exc()}")
+        return Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
+
+
+def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
+    name = "prompt-ls: default (LSP)"
+    reason = server_available()
+    if reason or runner is None:
+        return Benchmarked(name=name, model_backed=True, unavailable=reason or "no event loop")
+    driver = LspDriver(server_command, log_path=_server_log())
+    try:
+        runner.run(driver.start(), timeout=180)
+        driver.open("")
+    except ServerUnavailable as exc:
+        runner.run(driver.stop(), timeout=30)
+        return Benchmarked(name=name, model_backed=True, unavailable=str(exc))
+    return Benchmarked(name=name, system=LspSystem(driver, runner, name), model_backed=True,
+                       close=lambda: runner.run(driver.stop(), timeout=60))
+
+
+def _server_log() -> Path:
+    path = data.REPO_ROOT / "build" / "benchmarks" / "server-stderr.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ------------------------------------------------------------------------------ sections
+def ksr_rows(system: Benchmarked, targets: Sequence[str]) -> dict[str, Any]:
+    """KSR with ghost and menu, then ghost only (reusing cached answers), and call latencies."""
+    assert system.system is not None
+    memo = MemoSystem(system.system)
+    progress = _progress(system.name)
+    full = evaluate(memo, targets, use_menu=True, progress=progress)
+    ghost_only = evaluate(memo, targets, use_menu=False, progress=progress)
+    row: dict[str, Any] = {
+        "prompts": len(targets),
+        "ksr": round(full.ksr, 4),
+        "ksr_ghost_only": round(ghost_only.ksr, 4),
+        "acceptances": full.total_acceptances,
+        "acceptances_by_kind": full.acceptances,
+        "chars_per_acceptance": round(full.chars_per_acceptance, 2),
+        "characters": full.characters,
+        "keystrokes": full.keystrokes,
+        "latency_ms": _ms(memo.latencies),
+        "calls": len(memo.latencies),
+        "per_prompt": _per_prompt(full, ghost_only),
+    }
+    kinds = getattr(system.system, "latencies", None)
+    if isinstance(kinds, dict) and not isinstance(system.system, LspSystem):
+        row["latency_by_kind_ms"] = {kind: _ms(v) for kind, v in kinds.items() if v}
+    return row
+
+
+def _per_prompt(full: KsrResult, ghost_only: KsrResult) -> list[list[int]]:
+    """[characters, keystrokes with menu, keystrokes ghost only] per prompt, for subsets."""
+    return [[c, k, g] for (c, k), (_, g) in zip(full.per_prompt, ghost_only.per_prompt,
+                                                 strict=True)]
+
+
+def _progress(name: str) -> Callable[[int, int], None]:
+    last = [time.perf_counter()]
+
+    def report_progress(done: int, total: int) -> None:
+        if time.perf_counter() - last[0] > 30 or done == total:
+            last[0] = time.perf_counter()
+            _log(f"  {name}: {done}/{total} prompts")
+
+    return report_progress
+
+
+def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
+            meta: dict[str, Any]) -> dict[str, Any]:
+    sample = data.ksr_sample(data.dev_lines(directory),
+                             max(sizes.sample, sizes.model_sample, sizes.lsp_sample))
+    rows: dict[str, Any] = {}
+    for system in systems:
+        began = _clock()
+        if system.system is None:
+            if system.unavailable:
+                rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began,
+                                           system)
+            continue
+        if isinstance(system.system, LspSystem):
+            count = sizes.lsp_sample
+        else:
+            count = sizes.model_sample if system.model_backed else sizes.sample
+        _log(f"KSR {system.name} on {count} prompts")
+        row = _guarded(f"KSR {system.name}", lambda s=system, n=count: ksr_rows(s, sample[:n]))
+        rows[system.name] = _stamp(row, meta, began, system)
+        if "ksr" in row:
+            _log(f"  KSR {row['ksr']:.4f} (ghost only {row['ksr_ghost_only']:.4f}) "
+                 f"in {rows[system.name]['seconds']} s")
+    return rows
+
+
+def _guarded(what: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one measurement; an exception becomes an "unavailable" row, logged in full."""
+    try:
+        return measure()
+    except Exception as exc:
+        _log(f"{what} failed:\n{traceback.format_exc()}")
+        return {"unavailable": f"failed: {exc!r}"}
+
+
+def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    prompts = data.dev_corpus(directory).prompts
+    if sizes.perplexity_prompts and sizes.perplexity_prompts < len(prompts):
+        prompts = random.Random(data.SEED).sample(prompts, sizes.perplexity_prompts)
+    rows: dict[str, Any] = {}
+    for system in systems:
+        if system.perplexity is None:
+            continue
+        began = _clock()
+        _log(f"perplexity {system.name} on {len(prompts)} dev prompts")
+        measure = system.perplexity
+        result = _guarded(f"perplexity {system.name}", lambda m=measure: {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in m(prompts).items()})
+        rows[system.name] = _stamp(result, meta, began, system)
+    return rows
+
+
+def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    lines = data.dev_lines(context.data_dir)
+    ideas = expansion.ideas_from(lines, sizes.ideas)
+    capable = [s for s in systems if s.expand is not None]
+    rows: dict[str, Any] = {}
+    for system in systems:
+        if system.expand is None and system.unavailable and system.expands:
+            rows[system.name] = {"unavailable": system.unavailable}
+    if not capable:
+        return {"rows": rows, "examples": []}
+    phrases = expansion.PhraseSet.cached(context.train.prompts, context.train.sha256,
+                                         context.cache_root)
+    examples: list[dict[str, Any]] = [{"idea": idea, "candidates": {}}
+                                      for idea in ideas[:EXAMPLES]]
+    for system in capable:
+        began = _clock()
+        _log(f"expansion {system.name} on {len(ideas)} ideas")
+        produced: list[tuple[str, list[str]]] = []
+        row = _guarded(f"expansion {system.name}",
+                       lambda s=system, out=produced: _expand_all(s, ideas, phrases, out))
+        rows[system.name] = _stamp(row, meta, began, system)
+        for example, (_, candidates) in zip(examples, produced, strict=False):
+            example["candidates"][system.name] = candidates
+    return {"rows": rows, "examples": examples}
+
+
+def _expand_all(system: Benchmarked, ideas: Sequence[str], phrases: expansion.PhraseSet,
+                produced: list[tuple[str, list[str]]]) -> dict[str, Any]:
+    """Expand every idea (appending to ``produced``), timing each call; the scores row."""
+    assert system.expand is not None
+    latencies: list[float] = []
+    for idea in ideas:
+        start = time.perf_counter()
+        candidates = system.expand(idea, EXPANSIONS_PER_IDEA)
+        latencies.append(time.perf_counter() - start)
+        produced.append((idea, candidates))
+    row: dict[str, Any] = {k: round(v, 4) if isinstance(v, float) else v
+                           for k, v in asdict(expansion.score(produced, phrases)).items()}
+    row["latency_ms"] = _ms(latencies)
+    return row
+
+
+async def measure_server(command: Sequence[str], prompts: Sequence[str],
+                          cold_text: str = COLD_START_TEXT) -> dict[str, Any]:
+    """Cold start, then every prefix of every prompt typed; the typed texts come back too."""
+    driver = LspDriver(command, log_path=_server_log())
+    try:
+        initialize = await driver.start()
+        driver.open("")
+        first = await driver.first_completion_seconds(cold_text)
+        driver.latencies = {"completion": [], "inline": []}
+        typed: list[str] = []
+        for prompt in prompts:
+            for end in range(1, len(prompt) + 1):
+                typed.append(prompt[:end])
+                await driver.keystroke(prompt[:end])
+        return {
+            "initialize_s": round(initialize, 3),
+            "first_completion_s": round(first, 3),
+            "latency_ms": {kind: _ms(v) for kind, v in driver.latencies.items()},
+            "requests": {kind: len(v) for kind, v in driver.latencies.items()},
+            "peak_rss_mb": round(driver.peak_rss_bytes() / 2**20, 1),
+            "prompts": len(prompts),
+            "typed": typed,
+        }
+    finally:
+        await driver.stop()
+
+
+def pipeline_latencies(model_dir: Path, prefixes: Sequence[str], threads: int | None,
+                       max_new_tokens: int = 8) -> list[float]:
+    """The naive way: transformers.pipeline("text-generation") asked for the next phrase."""
+    import torch
+    from transformers import pipeline
+
+    if threads:
+        torch.set_num_threads(threads)
+    generator = pipeline("text-generation", model=str(model_dir), tokenizer=str(model_dir),
+                         device="cpu")
+    pad = generator.tokenizer.eos_token_id
+    latencies = []
+    for prefix in prefixes:
+        began = time.perf_counter()
+        generator(prefix, max_new_tokens=max_new_tokens, do_sample=False,
+                  return_full_text=False, pad_token_id=pad)
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def run_server(sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None,
+               meta: dict[str, Any]) -> dict[str, Any]:
+    began = _clock()
+    reason = server_available()
+    if reason:
+        _log(f"server section skipped: {reason}")
+        return _stamp({"unavailable": reason}, meta, began)
+    prompts = data.ksr_sample(data.dev_lines(directory), data.KSR_SAMPLE_SIZE)
+    prompts = prompts[: sizes.latency_prompts]
+    _log(f"server latency: typing {len(prompts)} prompts through {shlex.join(command)}")
+    try:
+        result = asyncio.run(measure_server(command, prompts))
+    except ServerUnavailable as exc:
+        return _stamp({"unavailable": str(exc)}, meta, began)
+    typed = [t for t in result.pop("typed") if t.strip()]
+    step = max(1, len(typed) // max(1, sizes.pipeline_calls))
+    chosen = typed[::step][: sizes.pipeline_calls]
+    _log(f"pipeline baseline on {len(chosen)} typed prefixes")
+    default_model = resolve_model("default")
+    result["pipeline_ms"] = _ms(pipeline_latencies(default_model, chosen, threads))
+    result["pipeline_calls"] = len(chosen)
+    result["model"] = model_identity(default_model)  # what the server loads by default
+    return _stamp(result, meta, began)
+
+
+# ------------------------------------------------------------------------------ main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--data", help="prompts directory with dev.txt and train.txt.gz "
+                        "(default: $PROMPT_AUTOCOMPLETE_DATA, else ../shared/data/prompts)")
+    parser.add_argument("--output", type=Path,
+                        help="report path (default docs/BENCHMARKS.md; "
+                        "with --quick build/benchmarks-quick/BENCHMARKS.md)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
+                        help="comma-separated: none, prefix, ngram, engine[:MODEL], lsp")
+    parser.add_argument("--models", nargs="*", default=[],
+                        help="more models for the engine rows (directories or store refs)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--sample", type=int, help="KSR prompts for fast systems (300)")
+    parser.add_argument("--model-sample", type=int, help="KSR prompts for engine rows (100)")
+    parser.add_argument("--lsp-sample", type=int, help="KSR prompts through the server (20)")
+    parser.add_argument("--perplexity-prompts", type=int,
+                        help="dev prompts for perplexity (2000; 0 = all 18,967)")
+    parser.add_argument("--ideas", type=int, help="expansion ideas (200)")
+    parser.add_argument("--latency-prompts", type=int, help="prompts typed for latency (20)")
+    parser.add_argument("--pipeline-calls", type=int, help="naive pipeline calls (200)")
+    parser.add_argument("--threads", type=int, help="torch threads for the models")
+    parser.add_argument("--server-command", default=shlex.join(SERVER_COMMAND),
+                        help="how to start prompt-ls")
+    parser.add_argument("--fresh", action="store_true", help="discard earlier results")
+    return parser.parse_args(argv)
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    base = QUICK if args.quick else Sizes()
+    overrides = {name: value for name, value in (
+        ("sample", args.sample), ("model_sample", args.model_sample),
+        ("lsp_sample", args.lsp_sample), ("perplexity_prompts", args.perplexity_prompts),
+        ("ideas", args.ideas), ("latency_prompts", args.latency_prompts),
+        ("pipeline_calls", args.pipeline_calls)) if value is not None}
+    for name, value in overrides.items():
+        if value < 0 or (value == 0 and name != "perplexity_prompts"):
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    return Sizes(**{**asdict(base), **overrides})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_from(args)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    specs = [s.strip() for s in args.systems.split(",") if s.strip()]
+    specs += [f"engine:{m}" for m in args.models]
+    try:
+        for spec in specs:
+            parse_spec(spec)
+        directory = data.data_dir(args.data)
+    except (ValueError, data.DataError) as exc:
+        raise SystemExit(str(exc)) from exc
+    default_output = ("build/benchmarks-quick/BENCHMARKS.md" if args.quick
+                      else "docs/BENCHMARKS.md")
+    output = args.output or data.REPO_ROOT / default_output
+    results_path = output.parent / "benchmarks" / "results.json"
+    results: dict[str, Any] = {}
+    if results_path.is_file() and not args.fresh:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+
+    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    meta = run_metadata(command.strip())
+    server_command = shlex.split(args.server_command)
+    context = Context(directory, threads=args.threads)
+    runner = LoopThread() if "lsp" in specs and "ksr" in sections else None
+    began = _clock()
+    systems: list[Benchmarked] = []
+    try:
+        for spec in specs:
+            if parse_spec(spec)[0] == "lsp" and "ksr" not in sections:
+                continue
+            _log(f"preparing {spec}")
+            systems.append(_build(context, spec, runner, server_command))
+        if "ksr" in sections:
+            results.setdefault("ksr", {}).update(run_ksr(systems, sizes, directory, meta))
+        for system in [s for s in systems if isinstance(s.system, LspSystem)]:
+            system.close()  # only KSR uses it: free the server before timing anything else
+            systems.remove(system)
+        if "perplexity" in sections:
+            results.setdefault("perplexity", {}).update(
+                run_perplexity(systems, sizes, directory, meta))
+        if "expansion" in sections:
+            found = run_expansion(systems, sizes, context, meta)
+            merged = results.setdefault("expansion", {"rows": {}, "examples": []})
+            merged["rows"].update(found["rows"])
+            if found["examples"]:
+                merged["examples"] = _merge_examples(merged["examples"], found["examples"])
+        if "server" in sections:
+            results["server"] = run_server(sizes, directory, server_command, args.threads,
+                                           meta)
+    finally:
+        for system in systems:
+            system.close()
+        if runner is not None:
+            runner.close()
+    results["last_run"] = {**meta, **_elapsed(began),
+                           "sizes": asdict(sizes), "pending": PENDING}
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+    report.write(results, output)
+    _log(f"wrote {output} and {results_path} in {results['last_run']['seconds']} s")
+    return 0
+
+
+def _merge_examples(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep other systems' candidates for the same ideas; start over if the ideas changed."""
+    if [e["idea"] for e in old] != [e["idea"] for e in new]:
+        return new
+    for before, after in zip(old, new, strict=True):
+        before["candidates"].update(after["candidates"])
+    return old
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The registry of benchmarked systems: what each can do (KSR, perplexity, expansion).
+
+To add a system (for instance the original study's word-level LSTM or masked LM once their
+weights exist), write a factory ``(context, argument) -> Benchmarked`` and add it to
+``REGISTRY``; ``--systems name`` or ``--systems name:argument`` then runs it in every
+section it supports, and it gets its own rows in docs/BENCHMARKS.md. Until then such
+systems are listed in ``PENDING`` and the report says they were not measured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from benchmarks import data
+from benchmarks.baselines import NoSystem, PrefixHistory
+from benchmarks.ksr import System
+from benchmarks.ngram import KneserNeyTrigram, NgramSystem, cached_model
+from model_store import paths
+from model_store.corpus import Corpus
+
+DEFAULT_MODEL_DIR = data.REPO_ROOT / "model_store" / "default_model"
+
+PENDING = {
+    "study-lstm": "the original study's word-level LSTM: no weights available yet",
+    "study-mlm": "the original study's masked language model: no weights available yet",
+}
+
+
+@dataclass
+class Benchmarked:
+    """One system's capabilities; ``None`` means the system cannot be measured that way."""
+
+    name: str
+    system: System | None = None
+    perplexity: Callable[[Sequence[str]], dict[str, float]] | None = None
+    expand: Callable[[str, int], list[str]] | None = None
+    model_backed: bool = False  # slow per call: KSR runs on the smaller model sample
+    expands: bool = False  # can turn a short idea into full prompts (when available)
+    unavailable: str | None = None  # why KSR/expansion could not run, shown in the report
+    model: str | None = None  # which weights, for model-backed rows (see model_identity)
+    close: Callable[[], None] = field(default=lambda: None)
+
+
+class Context:
+    """Shared, lazily built inputs (the training corpus and n-gram are built once per run)."""
+
+    def __init__(self, data_dir: Path, threads: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.threads = threads
+        self.cache_root = paths.cache_dir() / "benchmarks"
+
+    @cached_property
+    def train(self) -> Corpus:
+        return data.training_corpus(self.data_dir)
+
+    @cached_property
+    def ngram(self) -> KneserNeyTrigram:
+        return cached_model(self.train.prompts, self.train.sha256, self.cache_root)
+
+
+def resolve_model(reference: str) -> Path:
+    """A model directory from "default", a path, or (once it exists) a model-store reference."""
+    if reference == "default":
+        return DEFAULT_MODEL_DIR
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from model_store.store import ModelStore
+    except ImportError as exc:
+        raise FileNotFoundError(
+            f"{reference}: not a directory, and the model store is not available ({exc})"
+        ) from exc
+    return Path(ModelStore().resolve(reference).path)
+
+
+def model_identity(model_dir: Path) -> str:
+    """Name, preset and weights digest from the checkpoint manifest, so rows name their model."""
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return str(model_dir)
+    digest = manifest.get("files", {}).get("model.safetensors", {}).get("sha256", "")
+    return f"{manifest.get('name', model_dir.name)} ({manifest.get('preset', '?')}, " \
+           f"weights {digest[:10] or '?'})"
+
+
+def model_label(reference: str) -> str:
+    return reference if reference == "default" else Path(reference).name or reference
+
+
+def _none(context: Context, argument: str | None) -> Benchmarked:
+    return Benchmarked(name="none", system=NoSystem())
+
+
+def _prefix(context: Context, argument: str | None) -> Benchmarked:
+    return Benchmarked(name="prefix history", system=PrefixHistory(context.train.prompts))
+
+
+def _ngram(context: Context, argument: str | None) -> Benchmarked:
+    system = NgramSystem(context.ngram)
+    return Benchmarked(name=system.name, system=system, perplexity=context.ngram.perplexity,
+                       expand=system.expand, expands=True)
+
+
+def causal_lm_perplexity(model_dir: Path, threads: int | None) -> Callable[[Sequence[str]],
+                                                                           dict[str, float]]:
+    """model_store's perplexity for a Hugging Face causal LM directory (loaded on first use)."""
+
+    def measure(prompts: Sequence[str]) -> dict[str, float]:
+        import torch
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+        from model_store.evaluation import perplexity
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
+        return perplexity(model, tokenizer, prompts)
+
+    return measure
+
+
+def _engine(context: Context, argument: str | None) -> Benchmarked:
+    """The product's engine in-process; perplexity comes from its model directly."""
+    from benchmarks.engine_system import EngineSystem
+    from server.engine import CompletionEngine
+
+    reference = argument or "default"
+    model_dir = resolve_model(reference)
+    name = f"LM engine: {model_label(reference)}"
+    ppl = causal_lm_perplexity(model_dir, context.threads)
+    try:
+        engine: Any = CompletionEngine.from_checkpoint(model_dir, threads=context.threads)
+    except NotImplementedError:
+        return Benchmarked(name=name, perplexity=ppl, model_backed=True, expands=True,
+                           model=model_identity(model_dir),
+                           unavailable="CompletionEngine is not implemented on this branch yet")
+    return Benchmarked(name=name, system=EngineSystem(engine, name), perplexity=ppl,
+                       expand=lambda idea, n: engine.expand(idea, n), model_backed=True,
+                       expands=True, model=model_identity(model_dir))
+
+
+REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
+    "none": _none,
+    "prefix": _prefix,
+    "ngram": _ngram,
+    "engine": _engine,
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """"engine:path/to/model" -> ("engine", "path/to/model")."""
+    key, _, argument = spec.partition(":")
+    if key not in REGISTRY and key != "lsp":
+        known = ", ".join([*REGISTRY, "lsp"])
+        pending = f" ({PENDING[key]})" if key in PENDING else ""
+        raise ValueError(f"unknown system {key!r}{pending}; known: {known}")
+    return key, argument or None

@@ -1,0 +1,123 @@
+"""The LSP driver against a fake prompt-ls (a tiny pygls server written by the test)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from benchmarks.ksr import evaluate
+from benchmarks.lsp_driver import (
+    LoopThread,
+    LspDriver,
+    LspSystem,
+    ghost_from_inline,
+    menu_from_completion,
+    python_index,
+    utf16_length,
+)
+from benchmarks.run import measure_server
+
+TARGET = "a 🐱 cat on a mat"  # the cat is 2 UTF-16 code units
+
+FAKE_SERVER = '''
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+server = LanguageServer("fake-prompt-ls", "1")
+
+
+def line(ls, params):
+    return ls.workspace.get_text_document(params.text_document.uri).source
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+def inline(ls, params):
+    if line(ls, params) != "a \\U0001F431 c":
+        return None
+    cursor = params.position
+    word = types.Range(start=types.Position(line=0, character=cursor.character - 1), end=cursor)
+    return types.InlineCompletionList(
+        items=[types.InlineCompletionItem(insert_text="cat on a", range=word)])
+
+
+@server.feature(types.TEXT_DOCUMENT_COMPLETION)
+def complete(ls, params):
+    if not line(ls, params).endswith(" "):
+        return []
+    here = types.Range(start=params.position, end=params.position)
+    return types.CompletionList(is_incomplete=True, items=[
+        types.CompletionItem(label="mop", sort_text="1", text_edit=types.TextEdit(here, "mop")),
+        types.CompletionItem(label="mat", sort_text="0", text_edit=types.TextEdit(here, "mat")),
+    ])
+
+
+server.start_io()
+'''
+
+
+def test_utf16_offsets_round_trip() -> None:
+    assert utf16_length("a 🐱 c") == 6
+    assert python_index("a 🐱 c", 5) == 4
+    assert python_index("a 🐱 c", 99) == 5  # clamped to the text
+
+
+def test_replies_become_ghost_and_menu() -> None:
+    text = "a 🐱 c"
+    word = types.Range(start=types.Position(line=0, character=5),
+                       end=types.Position(line=0, character=6))
+    inline = types.InlineCompletionList(items=[
+        types.InlineCompletionItem(insert_text="cat on a", range=word)])
+    assert ghost_from_inline(text, inline) == "at on a"
+    assert ghost_from_inline(text, None) == ""
+    items = [
+        types.CompletionItem(label="cow", sort_text="1", text_edit=types.TextEdit(word, "cow")),
+        types.CompletionItem(label="cat", sort_text="0", text_edit=types.TextEdit(word, "cat")),
+    ]
+    assert menu_from_completion(text, items) == [(4, "cat"), (4, "cow")]
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[tuple[LspDriver, LoopThread]]:
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER, encoding="utf-8")
+    runner = LoopThread()
+    driver = LspDriver([sys.executable, str(script)], log_path=tmp_path / "stderr.log")
+    try:
+        yield driver, runner
+    finally:
+        runner.run(driver.stop(), timeout=30)
+        runner.close()
+
+
+def test_ksr_cold_start_and_memory_through_a_server(
+        fake_server: tuple[LspDriver, LoopThread]) -> None:
+    driver, runner = fake_server
+    initialize = runner.run(driver.start(), timeout=60)
+    driver.open("")
+    first = runner.run(driver.first_completion_seconds("a 🐱 cat on a "), timeout=60)
+    assert 0 < initialize <= first
+    # Type "a", " ", cat, " ", "c" (5); Tab takes the inline "at on a" (6); type " " (7);
+    # menu item 1 "mat" by sort order (8); the menus offered after the earlier spaces do not
+    # fit the target. 8 keystrokes for 16 characters: KSR 0.5.
+    result = evaluate(LspSystem(driver, runner, "fake"), [TARGET])
+    assert result.keystrokes == 8
+    assert result.ksr == pytest.approx(0.5)
+    assert len(driver.latencies["inline"]) == 8
+    assert driver.peak_rss_bytes() > 0
+
+
+def test_latency_run_types_every_character(tmp_path: Path) -> None:
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER, encoding="utf-8")
+    result = asyncio.run(measure_server([sys.executable, str(script)], [TARGET, "a b"],
+                                         cold_text="a "))
+    assert result["requests"] == {"completion": 19, "inline": 19}
+    assert result["typed"][:3] == ["a", "a ", "a 🐱"]
+    assert 0 < result["initialize_s"] <= result["first_completion_s"]
+    assert result["peak_rss_mb"] > 0
+    assert set(result["latency_ms"]["inline"]) == {"p50", "p95", "p99"}
