@@ -157,8 +157,8 @@ def cmd_rate(store: ModelStore, args: argparse.Namespace) -> int:
         from model_store.corpus import load_corpus
 
         ideas = rating.default_ideas(load_corpus(args.data).prompts, args.n, args.seed)
-    expanders = {ref: _rating_expander(store, ref, args.seed) for ref in args.models}
     pairs = rating.plan(ideas, args.models, args.seed)
+    expanders = {ref: _rating_expander(store, ref, args.seed) for ref in args.models}
     rows = rating.run_session(pairs, expanders, out, mode=args.mode, rater=args.rater)
     print(f"\n{len(rows)} judgements appended to {out}")
     print(rating.format_summary(rating.summarize(rating.read_ratings(out))) if rows else "")

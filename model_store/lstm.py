@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ from torch import nn
 
 from model_store.corpus import Corpus, split_prompts
 from model_store.presets import WordLSTMPreset
-from model_store.training import TrainedModel, _check_same_run
+
+if TYPE_CHECKING:  # the trainer's module imports transformers: slow, and prediction needs none
+    from model_store.training import TrainedModel
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -251,6 +254,8 @@ def train_word_lstm(
         print(message, file=sys.stderr)
         if progress is not None:
             progress(message, fraction)
+
+    from model_store.training import TrainedModel, _check_same_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_run(run_dir, preset, corpus)  # type: ignore[arg-type]
