@@ -526,14 +526,14 @@ class WordLSTMPredictor:
         context = text_before_cursor[: len(text_before_cursor) - len(partial)]
         logprobs = self.next_token_logprobs(context)
         candidates = self.vocab.with_prefix(partial.lower()) if partial else self.vocab.word_entries
-        scored = sorted(
-            (
-                (partial + word[len(partial) :], float(logprobs[index]))
-                for word, index in candidates
-            ),
-            key=lambda item: -item[1],
-        )
-        return scored[:k]
+        if not candidates or k < 1:
+            return []
+        ids = torch.tensor([index for _, index in candidates])
+        top = torch.topk(logprobs[ids], min(k, len(ids)))
+        return [
+            (partial + self.vocab.words[int(ids[i])][len(partial) :], float(score))
+            for score, i in zip(top.values, top.indices, strict=True)
+        ]
 
     def next_words(self, text: str, n_words: int = 3) -> str:
         """The greedy continuation of ``text`` (``n_words`` tokens at most, stops at the end)."""

@@ -303,6 +303,7 @@ def train_masked_lm(
         data_seed=seed,
         bf16=use_bf16,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         report_to=[],
         disable_tqdm=False,
     )
