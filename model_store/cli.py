@@ -176,7 +176,7 @@ def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], 
         from model_store.lstm import WordLSTMPredictor
 
         predictor = WordLSTMPredictor.from_checkpoint(checkpoint.path)
-        return lambda idea: predictor.expand(idea, 1, seed=seed)[0]
+        return lambda idea: next(iter(predictor.expand(idea, 1, seed=seed)), "")
     if checkpoint.kind == "masked-lm":
         from model_store.mlm import load_masked_lm
         from server.engine.infill import expand_with_masked_lm
@@ -186,7 +186,7 @@ def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], 
     from server.engine import CompletionEngine, EngineSettings
 
     engine = CompletionEngine.from_checkpoint(checkpoint.path, EngineSettings(seed=seed))
-    return lambda idea: engine.expand(idea, 1)[0]
+    return lambda idea: next(iter(engine.expand(idea, 1)), "")  # none inside a tag
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -140,15 +140,16 @@ def run_session(
     mode: str = "scores",
     rater: str = "anonymous",
     input_fn: InputFunction = input,
-    output: TextIO = sys.stdout,
+    output: TextIO | None = None,
 ) -> list[dict[str, str]]:
     """Ask for a judgement on every pair; each one is appended to ``out_csv`` at once.
 
     Returns the rows written. Stops early on ``q`` or at the end of input, keeping what was
-    rated; ``s`` skips a pair without writing anything.
+    rated; ``s`` skips a pair without writing anything. ``output`` defaults to stdout.
     """
     if mode not in MODES:
         raise RatingError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    output = output or sys.stdout  # looked up now: callers and tests may have replaced it
     _check_header(out_csv)
     session = uuid.uuid4().hex[:8]
     rows: list[dict[str, str]] = []
