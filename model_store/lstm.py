@@ -247,7 +247,7 @@ def train_word_lstm(
 
     The corpus is split by prompt family first (held-out families measure generalisation,
     which the study never did), then the training side is capped at ``max_train_prompts``.
-    State is saved at every evaluation, so a rerun resumes from the last one.
+    State is saved at every evaluation and when ``max_minutes`` runs out; a rerun resumes.
     """
 
     def log(message: str, fraction: float | None = None) -> None:
@@ -315,8 +315,7 @@ def train_word_lstm(
         state.step += 1
         running_loss += loss.item() * len(batch)
         running_count += len(batch)
-        out_of_time = deadline is not None and time.monotonic() > deadline
-        if state.step % preset.eval_every_steps == 0 or state.step == max_steps or out_of_time:
+        if state.step % preset.eval_every_steps == 0 or state.step == max_steps:
             nll, count = window_nll(model, valid_data, config.context)
             state.record(state.step / steps_per_epoch, running_loss / running_count, nll / count)
             running_loss, running_count = 0.0, 0
@@ -332,9 +331,17 @@ def train_word_lstm(
                 state.step / max_steps,
             )
             state.save(run_dir, model, optimizer)
-            if out_of_time:
-                break
-    finished = state.step >= max_steps or state.stopped_early
+        elif state.step % max(1, preset.eval_every_steps // 10) == 0:
+            log(
+                f"step {state.step}/{max_steps}: batch loss {loss.item():.3f}",
+                state.step / max_steps,
+            )
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        if out_of_time and state.step < max_steps and not state.stopped_early:
+            # no held-out pass here: on a starved machine it could outlast the budget itself
+            state.save(run_dir, model, optimizer)
+            log(f"time budget spent at step {state.step}; rerun the same command to resume")
+            return TrainedModel(run_dir / "export", {}, state.step * preset.batch_size, False)
     model.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     export_dir = _export(model, vocab, config, valid_prompts, state.history, run_dir, log)
     metrics = json.loads((export_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -342,7 +349,7 @@ def train_word_lstm(
         path=export_dir,
         metrics=metrics,
         tokens_seen=state.step * preset.batch_size,
-        finished=finished,
+        finished=True,
     )
 
 

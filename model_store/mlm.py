@@ -324,6 +324,10 @@ def train_masked_lm(
     with contextlib.redirect_stdout(sys.stderr):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
+    tokens_seen = trainer.state.global_step * tokens_per_step
+    if trainer.state.global_step < preset.max_steps:
+        # stopped by the time budget: the checkpoint is saved; scoring waits for the end
+        return TrainedModel(run_dir / "export", {}, tokens_seen, False)
     model = trainer.model.float().eval()
     metrics = masked_perplexity(
         model, tokenizer, valid_prompts, mlm_probability=preset.mlm_probability
@@ -340,12 +344,7 @@ def train_masked_lm(
     report = {"metrics": metrics, "note": PERPLEXITY_NOTE}
     (out / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     _plot_loss(trainer.state.log_history, out / "loss.png", tokens_per_step)
-    return TrainedModel(
-        path=out,
-        metrics=metrics,
-        tokens_seen=trainer.state.global_step * tokens_per_step,
-        finished=trainer.state.global_step >= preset.max_steps,
-    )
+    return TrainedModel(path=out, metrics=metrics, tokens_seen=tokens_seen, finished=True)
 
 
 def _silent(message: str, fraction: float | None) -> None:

@@ -152,6 +152,19 @@ def test_masked_lm_expansion_continues_the_text(masked_lm: tuple) -> None:
     assert "<mask>" not in expansion and "<s>" not in expansion
 
 
+def test_training_stopped_by_its_time_budget_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    preset = dataclasses.replace(get_preset("mlm-tiny"), max_steps=3)
+    corpus = load_corpus(write_prompts(tmp_path / "p.txt", 200))
+    run = tmp_path / "run"
+    stopped = train_masked_lm(preset, corpus, run, resolve=ModelStore().resolve, max_minutes=1e-9)
+    assert not stopped.finished and (run / "checkpoint-1").is_dir()
+    capsys.readouterr()
+    assert train_masked_lm(preset, corpus, run, resolve=ModelStore().resolve).finished
+    assert "resuming from checkpoint-1" in capsys.readouterr().err
+
+
 def test_fine_tuning_keeps_the_base_tokenizer(
     trained: Checkpoint, store_root: Path, tmp_path: Path
 ) -> None:
