@@ -52,6 +52,10 @@ def cmd_pull(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     checkpoint = store.train(
         args.preset,
         data=args.data,
@@ -208,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help=DATA_HELP)
     train.add_argument("--name", help="store the result under this name (default: the preset)")
     train.add_argument("--max-minutes", type=float, help="stop after this long; rerun to resume")
+    train.add_argument(
+        "--threads", type=int, help="CPU threads (1 trains faster on a busy machine)"
+    )
     evaluate = commands.add_parser("eval", help="token and word perplexity on a corpus")
     evaluate.add_argument("name")
     evaluate.add_argument("--data", help=DATA_HELP)

@@ -44,6 +44,9 @@ def store_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
+    """The embedded default model directory (HF GPT-2 files plus manifest.json)."""
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        pytest.fail(f"{DEFAULT_MODEL_DIR} has no config.json; the embedded default is missing")
     return DEFAULT_MODEL_DIR
 
 

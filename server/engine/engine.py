@@ -1,32 +1,172 @@
 """The completion engine: text and cursor in, ranked suggestions out.
 
-INTERFACE CONTRACT (bodies are being written by the engine work; signatures are fixed).
+A request is answered in four steps:
+
+1. ``syntax.analyse`` decides what the cursor is in: prompt text, a place where a fixed list
+   fits (``--ar``, a weight after ``(word:``), or a place where the model has nothing to say
+   (``<lora:...>``). Only the current line (without a ``Negative prompt:`` label) is context.
+2. Token healing: the text before the cursor is split at the last safe token boundary into a
+   *context*, tokenized and fed to the model (reusing the KV cache of the previous request),
+   and a typed *tail* that decoding must reproduce byte for byte.
+3. Decoding (``decoding.py``): a constrained beam search finishes the current word, greedy
+   rows branched on their first free token continue to the end of the phrase, and seeded
+   top-k sampling writes expansions.
+4. Filters (``filters.py``) drop empty, looping, repeated, duplicate, blocked and unsafe
+   candidates; survivors are ranked by length-normalised log-probability.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
-from server.engine.types import EngineSettings, Suggestion
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from server.engine import decoding
+from server.engine.decoding import Budget, Row, Word
+from server.engine.filters import (
+    TermFilter,
+    clean_expansion,
+    dedupe_key,
+    has_content,
+    has_loop,
+    known_phrases,
+    repeats_known,
+)
+from server.engine.runner import Runner, make_runner
+from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
+from server.engine.types import EngineSettings, Suggestion, SuggestionKind
+from server.engine.vocab import Vocabulary
+
+# Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
+MENU_WORD_WIDTH = 8  # beams when finishing a word for the menu
+INLINE_WORD_WIDTH = 4
+WORD_EXTRA_TOKENS = 3  # tokens a word may grow beyond what was typed
+WORD_BRANCHES = 2  # best words whose continuations are explored as phrases
+MENU_PHRASES = 4
+MENU_PHRASE_TOKENS = 6
+INLINE_PHRASES = 3
+EXPLICIT_PHRASES = 6
+INLINE_PHRASE_TOKENS = 12
+TOP_K = 40
+REPETITION_PENALTY = 1.2
+MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
+CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
+MAX_EXPANSIONS = 32
+
+
+@dataclass(frozen=True)
+class _Ghost:
+    """The last ghost text and where it was offered, to follow the user typing it."""
+
+    before: str
+    after: str
+    kind: SuggestionKind
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A cursor position prepared for decoding."""
+
+    where: CursorContext
+    segment: str  # the current line from ``where.segment_start`` to its end
+    before: str  # the segment up to the cursor
+    tail: str  # typed text after the last safe token boundary, reproduced by decoding
+    partial: str  # the typed part of the current word (a suffix of ``tail``)
+    context_ids: list[int]
+    first: torch.Tensor  # next-token log-probs after the context
+
+    @property
+    def tail_bytes(self) -> bytes:
+        return self.tail.encode("utf-8")
+
+    @property
+    def word_offset(self) -> int:
+        """Bytes of the tail before the word (a backed-off space or punctuation)."""
+        return len(self.tail[: len(self.tail) - len(self.partial)].encode("utf-8"))
 
 
 class CompletionEngine:
     """Ranks word completions, next phrases and expansions from a causal LM."""
 
     def __init__(
-        self, model, tokenizer, settings: EngineSettings | None = None, threads: int | None = None
+        self,
+        model: PreTrainedModel | Runner,
+        tokenizer: object,
+        settings: EngineSettings | None = None,
+        threads: int | None = None,
     ) -> None:
-        raise NotImplementedError
+        """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
+
+        ``threads`` sets torch's (process-wide) thread count; default: the CPUs available.
+        """
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+        if isinstance(model, Runner):
+            self._runner = model
+        else:
+            model.eval()
+            self._runner = make_runner(model)
+        self._tokenizer = tokenizer
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
+        self._lock = threading.Lock()
+        self._ghost: _Ghost | None = None
+        self.update_settings(settings or EngineSettings())
 
     @classmethod
     def from_checkpoint(
         cls, path: Path, settings: EngineSettings | None = None, threads: int | None = None
     ) -> CompletionEngine:
-        raise NotImplementedError
+        """Load a model directory (weights, config and tokenizer) without touching a network."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a model directory (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=torch.float32
+        )
+        return cls(model, tokenizer, settings=settings, threads=threads)
+
+    @property
+    def runner(self) -> Runner:
+        """The model runner (exposed for tests and benchmarks that inspect cache reuse)."""
+        return self._runner
 
     def update_settings(self, settings: EngineSettings) -> None:
-        raise NotImplementedError
+        """Validate and apply settings; raise ValueError (and keep the old ones) if invalid."""
+        if settings.max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {settings.max_items}")
+        if not settings.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {settings.temperature}")
+        if settings.max_expansion_tokens < 1:
+            raise ValueError(
+                f"max_expansion_tokens must be at least 1, got {settings.max_expansion_tokens}"
+            )
+        if settings.max_expansion_tokens > self._runner.max_positions // 2:
+            raise ValueError(
+                f"max_expansion_tokens must be at most {self._runner.max_positions // 2} "
+                f"for this model, got {settings.max_expansion_tokens}"
+            )
+        if settings.time_budget_ms <= 0:
+            raise ValueError(f"time_budget_ms must be positive, got {settings.time_budget_ms}")
+        terms = TermFilter(settings.blocklist, settings.safe_mode)
+        banned = self._vocab.unusable_mask | terms.banned_tokens(self._vocab)
+        with self._lock:
+            self._settings = settings
+            self._terms = terms
+            self._banned = banned
+            self._ghost = None  # it was chosen under the old settings
+
+    # Public requests -----------------------------------------------------------------------
 
     def complete(
         self,
@@ -36,15 +176,444 @@ class CompletionEngine:
         limit: int | None = None,
         stop: threading.Event | None = None,
     ) -> list[Suggestion]:
-        """Menu items: current-word completions and next phrases, best first."""
-        raise NotImplementedError
+        """Menu items: current-word completions and next phrases, best first.
+
+        A cursor past the end of ``text`` is clamped to the end (as LSP does for positions
+        past a line's end); a negative cursor raises ValueError.
+        """
+        cursor = _check_cursor(text, cursor)
+        limit = self._settings.max_items if limit is None else limit
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+        with self._lock, torch.inference_mode():
+            budget = Budget(self._settings.time_budget_ms, stop)
+            budget.check()
+            where = analyse(text, cursor)
+            if limit == 0 or where.mode == "none":
+                return []
+            if where.mode == "options":
+                return _options(where)[:limit]
+            request = self._prepare(text, where)
+            if request is None:
+                return []
+            words = self._words(request, MENU_WORD_WIDTH, budget) if where.in_word else []
+            word_items = _rank(self._word_suggestions(request, words))
+            phrase_items: list[Suggestion] = []
+            if not where.inside_word:
+                rows = self._phrase_rows(request, words, MENU_PHRASES)
+                rows = self._decode_phrases(request, rows, MENU_PHRASE_TOKENS, budget)
+                phrase_items = _rank(self._phrase_suggestions(request, rows, menu=True))
+            return _merge(word_items, phrase_items, limit)
 
     def inline(
         self, text: str, cursor: int, *, explicit: bool = False, stop: threading.Event | None = None
     ) -> list[Suggestion]:
-        """Ghost text: the best next phrase first; when explicit, alternatives and an expansion."""
-        raise NotImplementedError
+        """Ghost text: the best next phrase first; when explicit, alternatives and an expansion.
+
+        Every item inserts at the cursor (``start == end == cursor``); in a word, its text
+        begins with the rest of the word. Nothing is offered in the middle of a word, inside
+        tags or parameters. Cursor handling as in ``complete``.
+        """
+        cursor = _check_cursor(text, cursor)
+        with self._lock, torch.inference_mode():
+            budget = Budget(self._settings.time_budget_ms, stop)
+            budget.check()
+            where = analyse(text, cursor)
+            if where.mode != "text" or where.inside_word:
+                return []
+            if not explicit:
+                remembered = self._typed_through(text, cursor)
+                if remembered is not None:
+                    return [remembered]
+            request = self._prepare(text, where)
+            if request is None:
+                return []
+            width = MENU_WORD_WIDTH if explicit else INLINE_WORD_WIDTH
+            words = self._words(request, width, budget) if where.in_word else []
+            count = EXPLICIT_PHRASES if explicit else INLINE_PHRASES
+            rows = self._phrase_rows(request, words, count)
+            rows = self._decode_phrases(request, rows, INLINE_PHRASE_TOKENS, budget)
+            phrases = _rank(self._phrase_suggestions(request, rows, menu=False))
+            if not phrases and words:
+                phrases = _rank(self._word_suggestions(request, words, at_cursor=True))
+            if not explicit:
+                self._ghost = None
+                if phrases:
+                    best = phrases[0]
+                    self._ghost = _Ghost(
+                        text[:cursor], text[cursor:], best.kind, best.new_text, best.score
+                    )
+                return phrases[:1]
+            expansions = self._expansions(request, 1, budget) if budget.left() else []
+            extra = [
+                Suggestion("expansion", cursor, cursor, continuation, score)
+                for continuation, score in expansions
+            ]
+            return _rank(phrases[:3] + extra, keep_order=True)
 
     def expand(self, text: str, n: int = 4, *, stop: threading.Event | None = None) -> list[str]:
-        """n diverse full prompts that start with the user's text, best first."""
-        raise NotImplementedError
+        """n diverse full prompts that start with the user's text, best first.
+
+        The text is continued at its end; the last line is the context. Nothing is returned
+        when the end is inside a tag or Midjourney parameters. With a fixed ``seed`` setting
+        the result is repeatable unless the time budget cut decoding short.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not isinstance(n, int) or not 0 <= n <= MAX_EXPANSIONS:
+            raise ValueError(f"n must be an integer from 0 to {MAX_EXPANSIONS}, got {n!r}")
+        with self._lock, torch.inference_mode():
+            budget = Budget(self._settings.time_budget_ms, stop)
+            budget.check()
+            where = analyse(text, len(text))
+            if n == 0 or where.mode != "text":
+                return []
+            request = self._prepare(text, where)
+            if request is None:
+                return []
+            return [text + continuation for continuation, _ in self._expansions(request, n, budget)]
+
+    def _typed_through(self, text: str, cursor: int) -> Suggestion | None:
+        """The rest of the last ghost text when the user has typed its beginning (no decoding).
+
+        Typing what the ghost text proposed is the commonest thing to do with it; its rest is
+        still the greedy continuation, so asking the model again would only cost time.
+        """
+        ghost = self._ghost
+        if ghost is None or text[cursor:] != ghost.after or not text.startswith(ghost.before):
+            return None
+        typed = text[len(ghost.before) : cursor]
+        if len(ghost.before) > cursor or not ghost.text.startswith(typed):
+            return None
+        rest = ghost.text[len(typed) :]
+        if not has_content(rest):
+            return None
+        return Suggestion(ghost.kind, cursor, cursor, rest, ghost.score)
+
+    # Preparation ---------------------------------------------------------------------------
+
+    def _prepare(self, text: str, where: CursorContext) -> _Request | None:
+        """Split the text before the cursor into context and typed tail; prime the model."""
+        line_end = text.find("\n", where.cursor)
+        segment = text[where.segment_start : len(text) if line_end == -1 else line_end]
+        before = text[where.segment_start : where.cursor]
+        word_start = where.word_start - where.segment_start
+        boundary = self._tail_start(before, word_start)
+        tail = before[boundary:]
+        if len(tail.encode("utf-8")) > MAX_TAIL_BYTES:
+            return None
+        context = self._encode(before[:boundary])
+        room = (
+            self._runner.max_positions
+            - 1
+            - max(self._settings.max_expansion_tokens, INLINE_PHRASE_TOKENS)
+            - len(tail.encode("utf-8"))
+            - WORD_EXTRA_TOKENS
+            - 2
+        )
+        if len(context) > room:
+            cut = math.ceil((len(context) - room) / CONTEXT_CHUNK) * CONTEXT_CHUNK
+            context = context[cut:]
+        context_ids = [self._vocab.eos_id, *context]
+        first = self._runner.prime(context_ids)
+        partial = before[word_start:] if where.in_word else ""
+        return _Request(where, segment, before, tail, partial, context_ids, first)
+
+    def _encode(self, text: str) -> list[int]:
+        if self._backend is not None:
+            return list(self._backend.encode(text, add_special_tokens=False).ids)
+        return list(self._tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+
+    def _tail_start(self, before: str, word_start: int) -> int:
+        """Where the typed tail begins: the last pre-token, backed off to the word's start.
+
+        Tokens before that point cannot change whatever the user types next, so they are a
+        stable context; the tail is re-typed by constrained decoding. Trailing whitespace is
+        its own tail (GPT-2 attaches a space to the following word).
+        """
+        stripped = len(before.rstrip())
+        if stripped < len(before):
+            return stripped
+        pre_tokenizer = getattr(self._backend, "pre_tokenizer", None)
+        if pre_tokenizer is None:
+            start = word_start if word_start < len(before) else max(0, len(before) - 1)
+            while start > 0 and before[start - 1].isspace():
+                start -= 1
+            return start
+        starts = [offsets[0] for _, offsets in pre_tokenizer.pre_tokenize_str(before)]
+        if not starts:
+            return 0
+        start = starts[-1]
+        if word_start < start:
+            start = max(s for s in starts if s <= word_start)
+        return start
+
+    # Words ---------------------------------------------------------------------------------
+
+    def _words(self, request: _Request, width: int, budget: Budget) -> list[Word]:
+        return decoding.word_search(
+            self._runner,
+            self._vocab,
+            request.first,
+            request.tail_bytes,
+            request.word_offset,
+            width=width,
+            extra_steps=WORD_EXTRA_TOKENS,
+            banned=self._banned,
+            budget=budget,
+        )
+
+    def _word_suggestions(
+        self, request: _Request, words: list[Word], at_cursor: bool = False
+    ) -> list[Suggestion]:
+        """Finished words other than the one typed; ``at_cursor`` gives ghost-text form."""
+        where = request.where
+        result = []
+        for word in words:
+            text = word.data[request.word_offset :].decode("utf-8")
+            if text == request.partial or self._terms.search(text) is not None:
+                continue
+            if at_cursor:
+                result.append(
+                    Suggestion(
+                        "word", where.cursor, where.cursor, text[len(request.partial) :], word.score
+                    )
+                )
+            else:
+                result.append(
+                    Suggestion("word", where.word_start, where.word_end, text, word.score)
+                )
+        return result
+
+    # Phrases -------------------------------------------------------------------------------
+
+    def _phrase_rows(self, request: _Request, words: list[Word], count: int) -> list[Row]:
+        """Rows that differ in their first free token, so the phrases offered differ.
+
+        In a word, rows start with one of the best finished words and then a token that
+        starts the next word; otherwise with the likeliest tokens agreeing with the tail.
+        """
+        starts: list[tuple[torch.Tensor, float, list[int]]]  # (scores, prior, forced tokens)
+        if request.where.in_word:
+            # Ending the prompt right after the word is a fine branch: the ghost is the word.
+            starts_word = self._vocab.boundary_mask & ~self._banned
+            starts = [
+                (
+                    word.next_logprobs.masked_fill(~starts_word, decoding.NEG_INF),
+                    word.logprob,
+                    word.tokens,
+                )
+                for word in words[:WORD_BRANCHES]
+            ]
+        else:
+            never = self._banned.clone()
+            never[self._vocab.eos_id] = True  # a phrase that ends before it starts is none
+            tail = request.tail_bytes
+            if tail:
+                never = torch.ones_like(never)
+                never[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
+            starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
+        branches: list[tuple[float, list[int]]] = []
+        for scores, prior, forced in starts:
+            top = torch.topk(scores, count)
+            for value, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                if value > decoding.NEG_INF:
+                    branches.append(((prior + value) / (len(forced) + 1), [*forced, token]))
+        branches.sort(key=lambda branch: branch[0], reverse=True)
+        return [Row(forced=deque(tokens)) for _, tokens in branches[:count]]
+
+    def _decode_phrases(
+        self, request: _Request, rows: list[Row], max_tokens: int, budget: Budget
+    ) -> list[Row]:
+        brackets, in_word = request.where.brackets, request.where.in_word
+        return decoding.decode_rows(
+            self._runner,
+            self._vocab,
+            request.first,
+            rows,
+            request.tail_bytes,
+            policy=decoding.greedy_policy(self._banned),
+            end_rule=lambda generated: phrase_end(generated, brackets, in_word),
+            max_new_tokens=max_tokens,
+            banned=self._banned,
+            budget=budget,
+        )
+
+    def _phrase_suggestions(
+        self, request: _Request, rows: list[Row], menu: bool
+    ) -> list[Suggestion]:
+        """Turn decoded rows into suggestions, dropping any that fail a quality filter.
+
+        Menu items replace the typed part of the word (so a client's filtering on it works);
+        ghost text inserts at the cursor.
+        """
+        where = request.where
+        cursor_in_segment = where.cursor - where.segment_start
+        known = known_phrases(request.segment, cursor_in_segment)
+        phrase_start = max(
+            (request.before.rfind(separator) + 1 for separator in ",;|\n"), default=0
+        )
+        current_phrase = request.before[phrase_start:]
+        result = []
+        for row in rows:
+            if len(row.data) < len(request.tail_bytes):
+                continue
+            generated = row.data.decode("utf-8", errors="ignore")[len(request.tail) :]
+            if row.ended and row.end is not None:
+                generated = generated[: row.end]
+            else:
+                generated = _complete_words_only(generated, request.partial)
+            generated = cut_unbalanced(generated, where.brackets).rstrip(" \t,;|")
+            if _starts_fresh(request.before):
+                generated = generated.lstrip()
+            if menu and where.in_word and _only_word(generated):
+                continue  # it just finishes the word: the word item says the same
+            new_text = request.partial + generated
+            if (
+                not generated
+                or not has_content(new_text)
+                or has_loop(new_text)
+                or self._terms.search(new_text, after=len(request.partial)) is not None
+                or repeats_known(current_phrase + generated, known)
+            ):
+                continue
+            if menu and where.in_word:
+                result.append(
+                    Suggestion("phrase", where.word_start, where.cursor, new_text, row.score)
+                )
+            else:
+                result.append(
+                    Suggestion("phrase", where.cursor, where.cursor, generated, row.score)
+                )
+        return result
+
+    # Expansions ----------------------------------------------------------------------------
+
+    def _expansions(self, request: _Request, n: int, budget: Budget) -> list[tuple[str, float]]:
+        """Up to n cleaned continuations with scores, best first; resampled when filters bite."""
+        settings = self._settings
+        generator = torch.Generator().manual_seed(settings.seed)
+        found: dict[str, tuple[str, float]] = {}
+        for _ in range(3):
+            want = n - len(found)
+            rows = [Row(forced=deque()) for _ in range(want + max(1, want // 2))]
+            policy = decoding.sampling_policy(
+                self._vocab,
+                self._banned,
+                request.context_ids,
+                temperature=settings.temperature,
+                top_k=TOP_K,
+                repetition_penalty=REPETITION_PENALTY,
+                generator=generator,
+            )
+            decoding.decode_rows(
+                self._runner,
+                self._vocab,
+                request.first,
+                rows,
+                request.tail_bytes,
+                policy=policy,
+                end_rule=_end_of_line,
+                max_new_tokens=settings.max_expansion_tokens,
+                banned=self._banned,
+                budget=budget,
+            )
+            for row in rows:
+                if len(row.data) < len(request.tail_bytes):
+                    continue
+                generated = row.data.decode("utf-8", errors="ignore")[len(request.tail) :]
+                if row.ended and row.end is not None:
+                    generated = generated[: row.end]
+                else:  # cut short: keep whole phrases only
+                    generated = _whole_phrases(generated)
+                if _starts_fresh(request.before):
+                    generated = generated.lstrip()
+                continuation = clean_expansion(
+                    request.before, generated, request.where.brackets, self._terms
+                )
+                if continuation is None:
+                    continue
+                key = dedupe_key(continuation)
+                if key not in found or found[key][1] < row.score:
+                    found[key] = (continuation, row.score)
+            if len(found) >= n or not budget.left():
+                break
+        ranked = sorted(found.values(), key=lambda item: item[1], reverse=True)
+        return ranked[:n]
+
+
+def _check_cursor(text: str, cursor: int) -> int:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if isinstance(cursor, bool) or not isinstance(cursor, int):
+        raise TypeError(f"cursor must be an int, got {type(cursor).__name__}")
+    if cursor < 0:
+        raise ValueError(f"cursor must not be negative, got {cursor}")
+    return min(cursor, len(text))
+
+
+def _options(where: CursorContext) -> list[Suggestion]:
+    """Fixed choices (parameter names, aspect ratios, weights), most common first.
+
+    They have no model score; a small decreasing one keeps their order when ranked.
+    """
+    return [
+        Suggestion("word", where.option_start, where.cursor, option, -0.01 * rank)
+        for rank, option in enumerate(where.options)
+    ]
+
+
+def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Suggestion]:
+    """Best first, without two suggestions that would produce the same text."""
+    ordered = (
+        suggestions if keep_order else sorted(suggestions, key=lambda s: s.score, reverse=True)
+    )
+    seen: set[tuple[int, str]] = set()
+    result = []
+    for suggestion in ordered:
+        key = (suggestion.start, dedupe_key(suggestion.new_text))
+        if key not in seen:
+            seen.add(key)
+            result.append(suggestion)
+    return result
+
+
+def _merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> list[Suggestion]:
+    """Both kinds in one ranked menu, keeping a quarter of it for phrases when there are any."""
+    reserved = min(len(phrases), max(1, limit // 4))
+    chosen = words[: limit - reserved]
+    chosen += phrases[: limit - len(chosen)]
+    return _rank(chosen)
+
+
+def _complete_words_only(generated: str, partial: str) -> str:
+    """Drop a trailing word that may be unfinished (decoding stopped on a limit)."""
+    trimmed = generated.rstrip()
+    if trimmed != generated:
+        return trimmed
+    start = len(trimmed)
+    while start > 0 and (trimmed[start - 1].isalnum() or trimmed[start - 1] in "-'_"):
+        start -= 1
+    if start == 0 and partial:
+        return trimmed  # the row only finished the current word: that word is complete
+    return trimmed[:start].rstrip()
+
+
+def _whole_phrases(generated: str) -> str:
+    """An expansion cut by its token limit, up to its last complete phrase."""
+    cut = max(generated.rfind(separator) for separator in ",;|")
+    return generated[:cut] if cut > 0 else _complete_words_only(generated, "")
+
+
+def _starts_fresh(before: str) -> bool:
+    """At the start of a prompt or after a space, a suggestion must not begin with a space."""
+    return not before or before[-1].isspace()
+
+
+def _only_word(text: str) -> bool:
+    return all(char.isalnum() or char in "-'_" for char in text)
+
+
+def _end_of_line(generated: str) -> int | None:
+    index = generated.find("\n")
+    return None if index == -1 else index

@@ -1,0 +1,242 @@
+"""prompt-repl: interactive prompt completion in the terminal, or batch expansion in a pipe."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from client_tui import __version__
+from client_tui.app import Repl, ReplOptions, default_history_path
+from client_tui.keys import KEY_HELP
+from client_tui.lsp import LspError, PromptServerClient
+
+MAX_EXPANSIONS = 16  # the most prompt-ls gives for one expand command
+
+BATCH_HELP = """\
+without a terminal:
+  prompt-repl --expand "woman portrait" -n 4
+      prints 4 expansions, one per line.
+  printf 'woman portrait\\ncastle on a hill\\n' | prompt-repl -n 3
+      reads one idea per line (blank lines are skipped) and prints each idea's expansions,
+      one per line, with one blank line between ideas, in input order.
+  Exit status: 0 on success, 1 when the server fails or gives no expansion, 2 on bad options."""
+
+
+def _int_from(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: expected {bounds}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:2087)")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prompt-repl",
+        description=(
+            "Write text-to-image prompts with offline autocompletion from prompt-ls. "
+            "Each finished prompt (Enter) is printed on stdout, and only that, so the REPL "
+            "composes with other tools; the interface itself is drawn on the terminal."
+        ),
+        epilog=f"{KEY_HELP}\n\n{BATCH_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("model settings (sent to the server)")
+    model.add_argument("--model", metavar="REF",
+                       help="model to load: 'default', a directory, hf:<repo>[@rev], a stored "
+                            "name or a preset (server default when omitted)")
+    model.add_argument("--max-items", type=_int_from(1), metavar="N",
+                       help="most completion-menu items the server returns")
+    model.add_argument("--temperature", type=_non_negative_float, metavar="T",
+                       help="sampling temperature for expansions")
+    model.add_argument("--max-expansion-tokens", type=_int_from(1), metavar="N",
+                       help="longest expansion, in tokens")
+    model.add_argument("--blocklist", action="append", default=[], metavar="WORDS",
+                       help="comma-separated words (or /regex/) never to suggest; repeatable")
+    model.add_argument("--no-safe-mode", dest="safe_mode", action="store_false",
+                       help="turn off the server's safe mode (on by default)")
+
+    server = parser.add_argument_group("server")
+    where = server.add_mutually_exclusive_group()
+    where.add_argument("--connect", type=_host_port, metavar="HOST:PORT",
+                       help="use a running prompt-ls --tcp server instead of starting one")
+    where.add_argument("--server-command", metavar="CMD",
+                       help="command that starts prompt-ls on stdio "
+                            "(default: this Python with -m server)")
+    server.add_argument("--timeout", type=_non_negative_float, default=300.0, metavar="SECONDS",
+                        help="batch mode: how long to wait for the model to load (default 300)")
+    server.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="write the client's protocol log here")
+
+    repl = parser.add_argument_group("output")
+    repl.add_argument("--expand", metavar="TEXT",
+                      help="print expansions of TEXT, one per line, and exit")
+    repl.add_argument("-n", "--count", type=_int_from(1, MAX_EXPANSIONS), default=4,
+                      metavar="N", help="number of expansions, 1 to "
+                      f"{MAX_EXPANSIONS} (batch mode and the expand key; default 4)")
+    repl.add_argument("--copy", action="store_true",
+                      help="also put each finished prompt on the clipboard through the "
+                           "terminal (OSC 52; tmux needs set-clipboard on)")
+    repl.add_argument("--history", type=Path, metavar="FILE",
+                      help=f"history file (default {default_history_path()}, under "
+                           "$PROMPT_AUTOCOMPLETE_HOME when set)")
+    repl.add_argument("--no-history", action="store_true",
+                      help="keep history only for this session")
+    parser.add_argument("--version", action="version", version=f"prompt-repl {__version__}")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """initializationOptions for the server: only what the user set, plus safeMode."""
+    settings: dict[str, Any] = {"safeMode": args.safe_mode}
+    if args.model is not None:
+        settings["model"] = args.model
+    if args.max_items is not None:
+        settings["maxItems"] = args.max_items
+    if args.temperature is not None:
+        settings["temperature"] = args.temperature
+    if args.max_expansion_tokens is not None:
+        settings["maxExpansionTokens"] = args.max_expansion_tokens
+    words = [w.strip() for entry in args.blocklist for w in entry.split(",") if w.strip()]
+    if words:
+        settings["blocklist"] = words
+    return settings
+
+
+def make_client(args: argparse.Namespace) -> PromptServerClient:
+    settings = settings_from_args(args)
+    if args.connect is not None:
+        return PromptServerClient(settings, address=args.connect)
+    if args.server_command is not None:
+        return PromptServerClient(settings, command=shlex.split(args.server_command))
+    return PromptServerClient(settings)
+
+
+async def run_batch(
+    client: PromptServerClient, ideas: Iterable[str], count: int, timeout: float, out: TextIO
+) -> int:
+    """Expand each idea; groups of expansions are separated by a blank line."""
+    try:
+        await client.start()
+        await client.wait_until_ready(timeout)
+        status = 0
+        for number, idea in enumerate(ideas):
+            expansions = await _expand_when_loaded(client, idea, count, timeout)
+            if not expansions:
+                reason = f" ({client.notice})" if client.notice else ""
+                print(f"prompt-repl: no expansion for {idea!r}{reason}", file=sys.stderr)
+                status = 1
+            if number:
+                print(file=out)
+            for expansion in expansions:
+                print(" ".join(expansion.split()), file=out)
+            out.flush()
+        return status
+    except (LspError, TimeoutError) as error:
+        print(f"prompt-repl: {error or 'timed out waiting for prompt-ls'}", file=sys.stderr)
+        return 1
+    finally:
+        await client.stop()
+
+
+async def _expand_when_loaded(
+    client: PromptServerClient, idea: str, count: int, timeout: float
+) -> list[str]:
+    """Expand, asking again while the server is (or may still be) loading its model.
+
+    A loading server answers empty. Once it has reported loading progress and ended it, an
+    empty answer is final; a server that reports no progress is asked again until the timeout.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        expansions = await client.expand(idea, count)
+        if expansions or loop.time() > deadline:
+            return expansions
+        if client.loading:
+            await client.wait_until_ready(max(0.0, deadline - loop.time()))
+        elif client.progress_seen:
+            return expansions
+        else:
+            await asyncio.sleep(0.25)
+
+
+def _ideas(lines: Iterable[str]) -> Iterable[str]:
+    return (line.strip() for line in lines if line.strip())
+
+
+def _terminal_output() -> Any:
+    """Where the interface is drawn: stdout if it is the terminal, else stderr, else /dev/tty."""
+    from prompt_toolkit.output import create_output
+
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and stream.isatty():
+            return create_output(stdout=stream)
+    return create_output(stdout=open("/dev/tty", "w"))  # open as long as the app runs
+
+
+def _configure_logging(log_file: Path | None) -> None:
+    root = logging.getLogger()
+    if log_file is None:
+        # Without a handler Python prints warnings on stderr, i.e. across the interface.
+        root.addHandler(logging.NullHandler())
+        return
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_file)
+    client = make_client(args)
+    if args.expand is not None:
+        return asyncio.run(run_batch(client, [args.expand], args.count, args.timeout, sys.stdout))
+    if not sys.stdin.isatty():
+        return asyncio.run(
+            run_batch(client, _ideas(sys.stdin), args.count, args.timeout, sys.stdout)
+        )
+    history = None if args.no_history else (args.history or default_history_path())
+    options = ReplOptions(
+        expansions=args.count,
+        copy=args.copy,
+        history_file=history,
+        erase_when_done=sys.stdout.isatty(),
+    )
+    repl = Repl(client, options, output=_terminal_output())
+    asyncio.run(repl.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

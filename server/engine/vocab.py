@@ -1,0 +1,186 @@
+"""The model's vocabulary as raw bytes, so typed text can constrain decoding exactly.
+
+Token healing needs "which tokens agree with the characters the user already typed". Byte-level
+BPE tokens can be partial UTF-8 characters, so the comparison is done on bytes: a token agrees
+with the remaining typed bytes ``R`` when it is a prefix of ``R`` or starts with ``R``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import unicodedata
+from collections import OrderedDict
+from functools import lru_cache
+
+import torch
+
+from server.engine.syntax import is_word_char
+
+# Characters that join word parts ("sci-fi", "artist's") without ending the word.
+WORD_JOINERS = "-'"
+
+
+@lru_cache(maxsize=1)
+def _byte_level_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's bytes_to_unicode: the printable stand-in character -> the byte."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    stand_ins = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            stand_ins.append(256 + extra)
+            extra += 1
+    return {chr(code): byte for byte, code in zip(printable, stand_ins, strict=True)}
+
+
+def _uses_byte_level(tokenizer: object) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    return decoder is not None and type(decoder).__name__ == "ByteLevel"
+
+
+def token_bytes_table(tokenizer: object, vocab_size: int) -> list[bytes | None]:
+    """Each token id's bytes; None for special tokens and ids the tokenizer does not know."""
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}  # type: ignore[attr-defined]
+    byte_level = _uses_byte_level(tokenizer)
+    decoder = _byte_level_decoder()
+    table: list[bytes | None] = []
+    for index in range(vocab_size):
+        token = id_to_token.get(index)
+        if token is None or index in special:
+            table.append(None)
+        elif byte_level and all(char in decoder for char in token):
+            table.append(bytes(decoder[char] for char in token))
+        else:
+            text = tokenizer.convert_tokens_to_string([token])  # type: ignore[attr-defined]
+            table.append(text.encode("utf-8") if text else None)
+    return table
+
+
+def _is_word_piece(data: bytes) -> bool:
+    """True when the token can continue a word: word characters, joiners or a partial character."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data[0] >= 0x80  # part of a multi-byte character; checked when the word is complete
+    return bool(text) and all(is_word_char(char) or char in WORD_JOINERS for char in text)
+
+
+def _continues_word(data: bytes) -> bool:
+    """True for b"" and for bytes that can only extend a word (letters, joiners, partial chars)."""
+    return not data or _is_word_piece(data)
+
+
+def _starts_new_word(data: bytes) -> bool:
+    """True when the token begins with whitespace or punctuation, i.e. it ends the current word."""
+    first = data[:1].decode("ascii", errors="ignore")
+    if not first:
+        return False  # non-ASCII lead byte: most likely a letter continuing the word
+    return not (is_word_char(first) or first in WORD_JOINERS)
+
+
+class Vocabulary:
+    """Token bytes plus the lookups and masks the decoders need, computed once per model."""
+
+    def __init__(self, tokenizer: object, vocab_size: int) -> None:
+        self.size = vocab_size
+        self.eos_id: int = int(tokenizer.eos_token_id)  # type: ignore[attr-defined]
+        self.token_bytes = token_bytes_table(tokenizer, vocab_size)
+        self.token_text: list[str | None] = []
+        for data in self.token_bytes:
+            try:
+                self.token_text.append(data.decode("utf-8") if data is not None else None)
+            except UnicodeDecodeError:
+                self.token_text.append(None)
+        self.by_bytes: dict[bytes, int] = {}
+        for index, data in enumerate(self.token_bytes):
+            if data:
+                self.by_bytes.setdefault(data, index)
+        ordered = sorted((data, index) for index, data in enumerate(self.token_bytes) if data)
+        self._sorted_bytes = [data for data, _ in ordered]
+        self._sorted_ids = [index for _, index in ordered]
+
+        word_piece = torch.zeros(vocab_size, dtype=torch.bool)
+        content = torch.zeros(vocab_size, dtype=torch.bool)
+        boundary = torch.zeros(vocab_size, dtype=torch.bool)
+        unusable = torch.zeros(vocab_size, dtype=torch.bool)
+        for index, data in enumerate(self.token_bytes):
+            if not data:
+                unusable[index] = index != self.eos_id
+                boundary[index] = index == self.eos_id
+                continue
+            word_piece[index] = _is_word_piece(data)
+            boundary[index] = _starts_new_word(data)
+            content[index] = any(char.isalnum() for char in self.token_text[index] or "")
+        self.word_piece_mask = word_piece
+        self.boundary_mask = boundary
+        self.unusable_mask = unusable  # specials other than EOS: never generated
+        self.content_mask = content  # has a letter or digit (separators are not "content")
+        self.byte_lengths = torch.tensor([len(data or b"") for data in self.token_bytes])
+        self._consistent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._word_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    def consistent(self, remaining: bytes) -> torch.Tensor:
+        """Ids of tokens that agree with ``remaining``: a prefix of it, or starting with it."""
+        cached = self._consistent_cache.get(remaining)
+        if cached is not None:
+            self._consistent_cache.move_to_end(remaining)
+            return cached
+        ids = [
+            self.by_bytes[remaining[:length]]
+            for length in range(1, len(remaining))
+            if remaining[:length] in self.by_bytes
+        ]
+        position = bisect.bisect_left(self._sorted_bytes, remaining)
+        while position < len(self._sorted_bytes) and self._sorted_bytes[position].startswith(
+            remaining
+        ):
+            ids.append(self._sorted_ids[position])
+            position += 1
+        result = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        self._consistent_cache[remaining] = result
+        if len(self._consistent_cache) > 512:
+            self._consistent_cache.popitem(last=False)
+        return result
+
+    def allowed(self, ids: torch.Tensor, remaining: bytes, banned: torch.Tensor) -> torch.Tensor:
+        """``ids`` without banned tokens, except those that only re-type the user's text.
+
+        A banned word the user typed must still be reproducible by token healing; what is
+        banned is the model *adding* it.
+        """
+        adds = self.byte_lengths[ids] > len(remaining)
+        return ids[~(banned[ids] & adds)]
+
+    def word_consistent(self, remaining: bytes) -> torch.Tensor:
+        """Tokens that agree with ``remaining`` and, past its end, only continue the word."""
+        cached = self._word_cache.get(remaining)
+        if cached is not None:
+            self._word_cache.move_to_end(remaining)
+            return cached
+        ids = [
+            token
+            for token in self.consistent(remaining).tolist()
+            if _continues_word((self.token_bytes[token] or b"")[len(remaining) :])
+        ]
+        result = torch.tensor(ids, dtype=torch.long)
+        self._word_cache[remaining] = result
+        if len(self._word_cache) > 512:
+            self._word_cache.popitem(last=False)
+        return result
+
+    def word_terms(self) -> dict[str, list[int]]:
+        """Lower-cased token text without surrounding spaces -> ids (for banning whole words)."""
+        terms: dict[str, list[int]] = {}
+        for index, text in enumerate(self.token_text):
+            if text and text.strip():
+                terms.setdefault(unicodedata.normalize("NFC", text.strip()).casefold(), []).append(
+                    index
+                )
+        return terms

@@ -1,0 +1,343 @@
+"""prompt-ls: the LSP wiring. Each handler is short; the logic lives in plain modules.
+
+settings (validation), documents (positions and context), items (LSP item mapping),
+worker (the model thread), progress ($/progress while loading), commands (argument checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from lsprotocol import types
+from pygls.capabilities import get_capability
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from server import __version__, commands, items
+from server.documents import PromptContext, context_at
+from server.engine import Cancelled, CompletionEngine
+from server.progress import LoadProgress
+from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
+from server.worker import EngineState, InFlight, ModelWorker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+STATUS_METHOD = "promptAutocomplete/status"
+TRIGGER_CHARACTERS = [" ", ",", "("]
+CONFIGURATION_TIMEOUT_S = 10.0
+EMPTY_COMPLETIONS = types.CompletionList(is_incomplete=True, items=[])
+
+
+class PromptProtocol(LanguageServerProtocol):
+    """pygls' protocol plus two repairs the server needs.
+
+    - ``$/cancelRequest`` also sets the request's stop flag: pygls cancels only the outer
+      future of ``workspace/executeCommand``, which would leave the model thread running.
+    - A request whose params cannot be read gets an InvalidParams answer; pygls only logs it,
+      which leaves the client waiting forever.
+    """
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        super()._handle_cancel_notification(msg_id)
+        cast(PromptLanguageServer, self._server).in_flight.cancel(msg_id)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if "method" in data and data.get("id") is not None:
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request on a served document, with the version it was asked against."""
+
+    uri: str
+    version: int | None
+    context: PromptContext
+
+
+class PromptLanguageServer(LanguageServer):
+    """Holds settings, the model worker and in-flight requests; handlers call into it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "prompt-ls",
+            __version__,
+            protocol_cls=PromptProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.settings = ServerSettings()
+        self.worker = ModelWorker()
+        self.in_flight = InFlight()
+        self.initialization_options: Any = None
+        self._load_task: asyncio.Task[None] | None = None
+        self._loads = 0
+
+    # -- settings ------------------------------------------------------------------------
+
+    def _client_supports(self, field: str) -> bool:
+        return bool(get_capability(self.client_capabilities, field, False))
+
+    async def pull_configuration(self) -> Any:
+        """The ``promptAutocomplete`` section from the client, or None if it has none."""
+        if not self._client_supports("workspace.configuration"):
+            return None
+        params = types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+        try:
+            result = await asyncio.wait_for(
+                self.workspace_configuration_async(params), CONFIGURATION_TIMEOUT_S
+            )
+        except Exception as exc:  # a slow or failing client keeps the other layers
+            log.warning("workspace/configuration failed: %r", exc)
+            return None
+        return result[0] if result else None
+
+    def _warn_about_settings(self, problems: Sequence[str]) -> None:
+        self.window_show_message(
+            types.ShowMessageParams(
+                type=types.MessageType.Warning,
+                message="Prompt autocompletion settings: "
+                + "; ".join(problems)
+                + " (the previous or default values stay in force)",
+            )
+        )
+
+    async def apply_settings(self, validated: Validated) -> None:
+        """Take new settings; report bad values; reload the model if it changed."""
+        if validated.problems:
+            self._warn_about_settings(validated.problems)
+        previous = self.settings
+        self.settings = validated.settings
+        reload = self.worker.state is EngineState.IDLE or (previous.model, previous.threads) != (
+            self.settings.model,
+            self.settings.threads,
+        )
+        if reload:
+            self.worker.set_settings(self.settings.engine)
+            self.start_loading()
+            return
+        refused = await self.worker.apply_settings(self.settings.engine)
+        if refused:
+            self._settings_refused(refused)
+
+    def _settings_refused(self, reason: str) -> None:
+        """The engine kept its settings: make the server's agree, and tell the user."""
+        self.settings = dataclasses.replace(self.settings, engine=self.worker.settings)
+        self._warn_about_settings([f"the model refused them: {reason}"])
+
+    # -- model loading -------------------------------------------------------------------
+
+    def start_loading(self) -> None:
+        """Load the configured model in the background; a newer load replaces a pending one."""
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        self._load_task = asyncio.create_task(
+            self._load(self.settings.model, self.settings.threads)
+        )
+
+    async def _load(self, ref: str, threads: int | None) -> None:
+        self._loads += 1
+        progress = LoadProgress(
+            self,
+            f"promptAutocomplete/load/{self._loads}",
+            enabled=self._client_supports("window.work_done_progress"),
+        )
+        await progress.begin(f"Prompt model {ref}")
+        try:
+            outcome = await self.worker.load(ref, threads, progress.callback)
+        except asyncio.CancelledError:
+            progress.end("replaced by a newer model setting")
+            raise
+        except Exception as exc:  # corrupt checkpoint, missing model, bad weights, ...
+            log.exception("loading model %r failed", ref)
+            progress.end("failed")
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Error,
+                    message=f"Prompt autocompletion: cannot load model {ref!r}: {exc}",
+                )
+            )
+            return
+        if not outcome.current:
+            progress.end("replaced by a newer model setting")
+            return
+        progress.end("ready")
+        log.info("model %r ready", ref)
+        if outcome.settings_problem:
+            self._settings_refused(outcome.settings_problem)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def prepare(self, uri: str, position: types.Position) -> PreparedRequest | None:
+        """The request's context, or None for documents this server does not serve."""
+        document = self.workspace.text_documents.get(uri)
+        if document is None or not self.settings.serves(document.language_id, document.path):
+            return None
+        return PreparedRequest(uri, document.version, context_at(document, position))
+
+    def _is_current(self, request: PreparedRequest) -> bool:
+        document = self.workspace.text_documents.get(request.uri)
+        return document is not None and document.version == request.version
+
+    async def run_model(
+        self,
+        uri: str | None,
+        job: Callable[[CompletionEngine, threading.Event], T],
+        request: PreparedRequest | None = None,
+    ) -> T | None:
+        """``job`` on the model thread; None if not ready, stopped, stale or failed.
+
+        A client cancel of this task propagates (pygls answers -32800); the engine is stopped.
+        """
+        if not self.worker.ready or (request is not None and not self._is_current(request)):
+            return None
+        with self.in_flight.track(self.protocol.msg_id, uri) as ticket:
+            try:
+                result = await self.worker.run(job, ticket.stop)
+            except Cancelled:
+                return None  # stale, or a cancelled command (pygls already answered it)
+            except Exception:
+                log.exception("model request failed")
+                return None
+        if request is not None and not self._is_current(request):
+            return None  # a newer edit arrived while the model worked
+        return result
+
+    @property
+    def markdown_documentation(self) -> bool:
+        formats = get_capability(
+            self.client_capabilities,
+            "text_document.completion.completion_item.documentation_format",
+            [],
+        )
+        return types.MarkupKind.Markdown in formats
+
+    def status(self) -> dict[str, Any]:
+        stats = self.worker.stats
+        return {
+            "state": self.worker.state.value,
+            "model": self.worker.model_ref,
+            "error": self.worker.error,
+            "busy": stats.busy,
+            "pending": stats.pending,
+            "completed": stats.completed,
+            "cancelled": stats.cancelled,
+            "failed": stats.failed,
+        }
+
+    def shutdown(self) -> None:
+        self.in_flight.stop_all()
+        self.worker.shutdown()
+        super().shutdown()
+
+
+SERVER = PromptLanguageServer()
+
+
+@SERVER.feature(types.INITIALIZE)
+def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None:
+    ls.initialization_options = params.initialization_options
+
+
+@SERVER.feature(types.INITIALIZED)
+async def initialized(ls: PromptLanguageServer, params: types.InitializedParams) -> None:
+    configuration = await ls.pull_configuration()
+    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
+
+
+@SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def did_change_configuration(
+    ls: PromptLanguageServer, params: types.DidChangeConfigurationParams
+) -> None:
+    configuration = await ls.pull_configuration()
+    if configuration is None:  # clients without workspace/configuration push the settings
+        configuration = section_of(params.settings)
+    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: PromptLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.in_flight.document_changed(params.text_document.uri)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: PromptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.in_flight.document_changed(params.text_document.uri)
+
+
+@SERVER.feature(
+    types.TEXT_DOCUMENT_COMPLETION,
+    types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
+)
+async def completion(
+    ls: PromptLanguageServer, params: types.CompletionParams
+) -> types.CompletionList:
+    request = ls.prepare(params.text_document.uri, params.position)
+    if request is None:
+        return EMPTY_COMPLETIONS
+    context, limit = request.context, ls.settings.engine.max_items
+    suggestions = await ls.run_model(
+        request.uri,
+        lambda engine, stop: engine.complete(context.text, context.cursor, limit=limit, stop=stop),
+        request,
+    )
+    if not suggestions:
+        return EMPTY_COMPLETIONS
+    found = items.completion_items(
+        suggestions, context, markdown=ls.markdown_documentation, limit=limit
+    )
+    return types.CompletionList(is_incomplete=True, items=found)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(
+    ls: PromptLanguageServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
+    request = ls.prepare(params.text_document.uri, params.position)
+    if request is None:
+        return types.InlineCompletionList(items=[])
+    context = request.context
+    explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    suggestions = await ls.run_model(
+        request.uri,
+        lambda engine, stop: engine.inline(
+            context.text, context.cursor, explicit=explicit, stop=stop
+        ),
+        request,
+    )
+    limit = ls.settings.engine.max_items if explicit else 1
+    return types.InlineCompletionList(
+        items=items.inline_items(suggestions or [], context, limit=limit)
+    )
+
+
+@SERVER.command(commands.EXPAND)
+async def expand(ls: PromptLanguageServer, *arguments: Any) -> list[str]:
+    try:
+        text, n = commands.expand_arguments(arguments)
+    except commands.BadArguments as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
+    expansions = await ls.run_model(None, lambda engine, stop: engine.expand(text, n, stop=stop))
+    return list(expansions or [])[:n]
+
+
+@SERVER.feature(STATUS_METHOD)
+def status(ls: PromptLanguageServer, params: Any) -> dict[str, Any]:
+    """Model state and model-thread counters, for clients' status bars (and tests)."""
+    return ls.status()
+
+
+@SERVER.feature(types.SHUTDOWN)
+def shutdown(ls: PromptLanguageServer, params: Any) -> None:
+    ls.in_flight.stop_all()

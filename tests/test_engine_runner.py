@@ -1,0 +1,157 @@
+"""Model runners and the byte-level vocabulary: exactness, cache reuse, batch isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from server.engine.runner import GPT2Runner, HFRunner, Runner, fp16_kernels_available
+from server.engine.vocab import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def model(default_model_dir: Path):
+    return AutoModelForCausalLM.from_pretrained(default_model_dir, local_files_only=True).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(default_model_dir: Path):
+    return AutoTokenizer.from_pretrained(default_model_dir, local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def ids(tokenizer) -> list[int]:
+    text = "portrait of a woman, highly detailed, (masterpiece:1.2), 猫 🐱"
+    return [tokenizer.eos_token_id, *tokenizer.encode(text, add_special_tokens=False)]
+
+
+def reference_logprobs(model, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], dim=-1)
+
+
+def runners(model) -> list[tuple[Runner, float]]:
+    """Each runner with the tolerance it is held to against transformers' plain forward."""
+    found: list[tuple[Runner, float]] = [
+        (GPT2Runner(model, half_weights=False), 1e-4),
+        (HFRunner(model), 1e-4),
+    ]
+    if fp16_kernels_available():
+        found.append((GPT2Runner(model, half_weights=True), 2e-2))
+    return found
+
+
+def test_prime_matches_transformers(model, ids: list[int]) -> None:
+    expected = reference_logprobs(model, ids)
+    for runner, tolerance in runners(model):
+        with torch.inference_mode():
+            actual = runner.prime(ids)
+        torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
+
+
+def test_steps_match_transformers(model, ids: list[int]) -> None:
+    """Batched steps, reordering and repeating rows behave like separate full forwards."""
+    continuations = [[5, 6, 7], [8, 9, 10], [11, 12, 13]]
+    for runner, tolerance in runners(model):
+        with torch.inference_mode():
+            runner.prime(ids)
+            rows = runner.fork(3, capacity=8)
+            runner.step(rows, torch.tensor([c[0] for c in continuations]))
+            runner.select(rows, torch.tensor([2, 0, 0]))  # reorder and repeat
+            picked = [continuations[2], continuations[0], continuations[0]]
+            logits = runner.step(rows, torch.tensor([c[1] for c in picked]))
+        for row, continuation in enumerate(picked):
+            expected = reference_logprobs(model, ids + continuation[:2])
+            actual = torch.log_softmax(logits[row], dim=-1)
+            torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
+
+
+def test_prefix_reuse_equals_a_cold_start(model, ids: list[int]) -> None:
+    for runner, tolerance in runners(model):
+        with torch.inference_mode():
+            runner.prime(ids[:6])
+            runner.prime([*ids[:4], 20, 21])  # the user edited the end
+            assert runner.reused_tokens == 4
+            warm = runner.prime([*ids[:4], 20, 21, 22])
+            assert runner.reused_tokens == 6
+            shorter = runner.prime(ids[:3])  # the user deleted text
+        torch.testing.assert_close(
+            warm, reference_logprobs(model, [*ids[:4], 20, 21, 22]), atol=tolerance, rtol=0
+        )
+        torch.testing.assert_close(
+            shorter, reference_logprobs(model, ids[:3]), atol=tolerance, rtol=0
+        )
+
+
+def test_decoding_does_not_touch_the_stored_context(model, ids: list[int]) -> None:
+    for runner, _ in runners(model):
+        with torch.inference_mode():
+            before = runner.prime(ids).clone()
+            rows = runner.fork(2, capacity=4)
+            for token in (30, 31, 32):
+                runner.step(rows, torch.tensor([token, token + 1]))
+            runner.select(rows, torch.tensor([1]))
+            again = runner.prime(ids)
+            extended = runner.prime([*ids, 40])
+        torch.testing.assert_close(again, before, atol=0, rtol=0)
+        fresh = (
+            type(runner)(model)
+            if isinstance(runner, HFRunner)
+            else GPT2Runner(model, half_weights=runner.half_weights)
+        )
+        with torch.inference_mode():
+            torch.testing.assert_close(extended, fresh.prime([*ids, 40]), atol=1e-5, rtol=0)
+
+
+def test_context_length_is_checked(model) -> None:
+    for runner, _ in runners(model):
+        with pytest.raises(ValueError):
+            runner.prime([])
+        with pytest.raises(ValueError):
+            runner.prime([1] * (runner.max_positions + 1))
+
+
+@pytest.fixture(scope="module")
+def vocab(tokenizer, model) -> Vocabulary:
+    return Vocabulary(tokenizer, model.config.vocab_size)
+
+
+class TestVocabulary:
+    def test_token_bytes_round_trip(self, vocab: Vocabulary, tokenizer) -> None:
+        text = "Café 猫, (masterpiece:1.2) 🐱 über"
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert b"".join(vocab.token_bytes[i] for i in ids).decode("utf-8") == text
+
+    def test_special_tokens_have_no_bytes(self, vocab: Vocabulary) -> None:
+        assert vocab.token_bytes[vocab.eos_id] is None
+        assert bool(vocab.boundary_mask[vocab.eos_id])
+
+    def test_consistent_tokens_agree_with_the_typed_bytes(self, vocab: Vocabulary) -> None:
+        typed = b" portra"
+        ids = vocab.consistent(typed).tolist()
+        assert ids
+        for token in ids:
+            data = vocab.token_bytes[token]
+            assert data and (typed.startswith(data) or data.startswith(typed))
+        everything = [
+            t
+            for t, d in enumerate(vocab.token_bytes)
+            if d and (typed.startswith(d) or d.startswith(typed))
+        ]
+        assert sorted(ids) == sorted(everything)
+
+    def test_word_consistent_only_continues_the_word(self, vocab: Vocabulary) -> None:
+        for token in vocab.word_consistent(b" ca").tolist():
+            data = vocab.token_bytes[token]
+            assert data is not None
+            assert data[3:].decode("utf-8", errors="replace").isalpha() or len(data) <= 3
+
+    def test_banned_tokens_may_still_retype_the_users_text(self, vocab: Vocabulary) -> None:
+        typed = b" cat"
+        ids = vocab.consistent(typed)
+        banned = torch.ones(vocab.size, dtype=torch.bool)
+        kept = vocab.allowed(ids, typed, banned).tolist()
+        assert kept and all(len(vocab.token_bytes[t] or b"") <= len(typed) for t in kept)
