@@ -189,7 +189,9 @@ def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], 
         return lambda idea: expand_with_masked_lm(model, tokenizer, idea, seed=seed)
     from server.engine import CompletionEngine, EngineSettings
 
-    engine = CompletionEngine.from_checkpoint(checkpoint.path, EngineSettings(seed=seed))
+    # offline rating: a whole expansion matters more than the interactive latency budget
+    settings = EngineSettings(seed=seed, time_budget_ms=60_000)
+    engine = CompletionEngine.from_checkpoint(checkpoint.path, settings)
     return lambda idea: next(iter(engine.expand(idea, 1)), "")  # none inside a tag
 
 
