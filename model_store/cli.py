@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
@@ -64,9 +64,8 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         progress=_progress,
     )
     metrics = checkpoint.manifest.get("metrics", {})
-    token_ppl = metrics.get("token_perplexity", float("nan"))
-    word_ppl = metrics.get("word_perplexity", float("nan"))
-    print(f"{checkpoint.name}: held-out perplexity {token_ppl:.2f}/token, {word_ppl:.2f}/word")
+    figures = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith("perplexity"))
+    print(f"{checkpoint.name}: held-out {figures}")
     print(checkpoint.path)
     return 0
 
@@ -79,10 +78,28 @@ def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
     checkpoint = store.resolve(args.name, progress=_progress)
     corpus = load_corpus(args.data)
     prompts = corpus.prompts[: args.limit] if args.limit else corpus.prompts
-    model, tokenizer = load_causal_lm(checkpoint.path)
-    metrics = perplexity(model, tokenizer, prompts)
-    print(f"model          {checkpoint.name}")
+    print(f"model          {checkpoint.name} ({checkpoint.kind})")
     print(f"data           {corpus.name} ({len(prompts):,} prompts)")
+    if checkpoint.kind == "masked-lm":
+        from model_store.mlm import (
+            PERPLEXITY_NOTE,
+            STUDY_PERPLEXITY,
+            load_masked_lm,
+            masked_perplexity,
+        )
+
+        metrics = masked_perplexity(*load_masked_lm(checkpoint.path), prompts)
+        print(f"ppl/masked     {metrics['masked_token_perplexity']:.3f} (15% masks, seed 0)")
+        print(f"study          {STUDY_PERPLEXITY} ({PERPLEXITY_NOTE})")
+        return 0
+    if checkpoint.kind == "word-lstm":
+        from model_store.lstm import load_word_lstm, lstm_perplexity
+
+        metrics = lstm_perplexity(*load_word_lstm(checkpoint.path), prompts)
+        print(f"oov rate       {metrics['oov_rate']:.3%} (scored as the <unk> class)")
+    else:
+        model, tokenizer = load_causal_lm(checkpoint.path)
+        metrics = perplexity(model, tokenizer, prompts)
     print(f"ppl/token      {metrics['token_perplexity']:.3f}")
     print(f"ppl/word       {metrics['word_perplexity']:.3f}")
     return 0
@@ -129,6 +146,55 @@ def cmd_explore(store: ModelStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rate(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store import rating
+
+    out = Path(args.out)
+    if args.summary:
+        print(rating.format_summary(rating.summarize(rating.read_ratings(out))))
+        return 0
+    if not args.models:
+        raise rating.RatingError("name two models: --models A B")
+    if args.ideas:
+        ideas = rating.read_ideas(Path(args.ideas))
+    else:
+        from model_store.corpus import load_corpus
+
+        ideas = rating.default_ideas(load_corpus(args.data).prompts, args.n, args.seed)
+    pairs = rating.plan(ideas, args.models, args.seed)
+    expanders = {ref: _rating_expander(store, ref, args.seed) for ref in args.models}
+    rows = rating.run_session(pairs, expanders, out, mode=args.mode, rater=args.rater)
+    print(f"\n{len(rows)} judgements appended to {out}")
+    print(rating.format_summary(rating.summarize(rating.read_ratings(out))) if rows else "")
+    return 0
+
+
+def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], str]:
+    """One expansion per idea, made the way the product makes them for the model's kind.
+
+    Expanding is completion logic, which lives in the server's engine: it is imported here,
+    inside the command, so that the rest of model_store never depends on the server.
+    """
+    checkpoint = store.resolve(ref, progress=_progress)
+    if checkpoint.kind == "word-lstm":
+        from model_store.lstm import WordLSTMPredictor
+
+        predictor = WordLSTMPredictor.from_checkpoint(checkpoint.path)
+        return lambda idea: next(iter(predictor.expand(idea, 1, seed=seed)), "")
+    if checkpoint.kind == "masked-lm":
+        from model_store.mlm import load_masked_lm
+        from server.engine.infill import expand_with_masked_lm
+
+        model, tokenizer = load_masked_lm(checkpoint.path)
+        return lambda idea: expand_with_masked_lm(model, tokenizer, idea, seed=seed)
+    from server.engine import CompletionEngine, EngineSettings
+
+    # offline rating: a whole expansion matters more than the interactive latency budget
+    settings = EngineSettings(seed=seed, time_budget_ms=60_000)
+    engine = CompletionEngine.from_checkpoint(checkpoint.path, settings)
+    return lambda idea: next(iter(engine.expand(idea, 1)), "")  # none inside a tag
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prompt-models",
@@ -167,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     explore = commands.add_parser("explore", help="write the corpus analysis report with plots")
     explore.add_argument("data", help=DATA_HELP)
     explore.add_argument("--out", default="corpus-report", help="report directory")
+    rate = commands.add_parser("rate", help="rate two models' expansions blind (terminal)")
+    rate.add_argument("--models", nargs=2, metavar=("A", "B"), help="two model references")
+    rate.add_argument("--ideas", help="file of short ideas, one per line")
+    rate.add_argument("--data", help="without --ideas: take ideas from these prompts (dev)")
+    rate.add_argument("--n", type=int, default=20, help="without --ideas: how many ideas")
+    rate.add_argument("--seed", type=int, default=0, help="ideas, order, blinding, sampling")
+    rate.add_argument("--mode", choices=["scores", "preference"], default="scores")
+    rate.add_argument("--rater", default="anonymous", help="your name in the CSV")
+    rate.add_argument("--out", default="ratings.csv", help="CSV to append judgements to")
+    rate.add_argument("--summary", action="store_true", help="only summarise --out")
     return parser
 
 
@@ -180,6 +256,7 @@ HANDLERS = {
     "rm": cmd_rm,
     "embed": cmd_embed,
     "explore": cmd_explore,
+    "rate": cmd_rate,
 }
 
 

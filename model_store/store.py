@@ -14,12 +14,14 @@ verified, then renamed into place, so an interrupted write never leaves a model 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +161,6 @@ class ModelStore:
         """Train a preset (resuming an interrupted run) and publish it as ``name``."""
         from model_store.corpus import load_corpus
         from model_store.presets import get_preset
-        from model_store.training import train_causal_lm
 
         progress = progress or _quiet
         preset = get_preset(preset_name)
@@ -171,9 +172,8 @@ class ModelStore:
             progress(f"reading the corpus for {name}", None)
             corpus = load_corpus(data)
             run_dir = self.runs_dir / name
-            trained = train_causal_lm(
-                preset, corpus, run_dir, max_minutes=max_minutes, progress=progress
-            )
+            trainer = self._trainer_for(preset.kind)
+            trained = trainer(preset, corpus, run_dir, max_minutes=max_minutes, progress=progress)
             if not trained.finished:
                 raise StoreError(
                     f"training of {name!r} stopped at {trained.tokens_seen:,} tokens before its "
@@ -192,6 +192,21 @@ class ModelStore:
                 "metrics": trained.metrics,
             }
             return self._publish(trained.path, name, fields, progress)
+
+    def _trainer_for(self, kind: str) -> Callable[..., Any]:
+        """The training function of a preset kind (imported lazily: torch is slow to load)."""
+        if kind == "word-lstm":
+            from model_store.lstm import train_word_lstm
+
+            return train_word_lstm
+        if kind == "masked-lm":
+            from model_store.mlm import train_masked_lm
+
+            # a fine-tuning preset names its base model as a store reference
+            return partial(train_masked_lm, resolve=self.resolve)
+        from model_store.training import train_causal_lm
+
+        return train_causal_lm
 
     # -- downloading ---------------------------------------------------------------------------
 
@@ -244,7 +259,7 @@ class ModelStore:
                     f"{repo} has no safetensors weights; pickled weights are never loaded"
                 )
             fields = {
-                "kind": "causal-lm",
+                "kind": _hub_kind(staging),
                 "source": {"hub": repo, "revision": revision, "commit": getattr(info, "sha", None)},
             }
             checkpoint = self._publish(staging, name, fields, progress)
@@ -291,6 +306,16 @@ class ModelStore:
 
 
 _REINSTALL_HINT = "reinstall the package (pip install --force-reinstall prompt-autocompletion)"
+
+
+def _hub_kind(directory: Path) -> str:
+    """The manifest kind of a download: masked-lm for ...ForMaskedLM (distilroberta-base)."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "causal-lm"
+    architectures = config.get("architectures") or []
+    return "masked-lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal-lm"
 
 
 def _looks_like_path(ref: str) -> bool:

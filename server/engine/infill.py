@@ -1,0 +1,276 @@
+"""Filling a gap in a prompt: ``<mask>`` with a masked LM, or a gap with a causal LM.
+
+The study's inference was ``pipeline("fill-mask")`` on text such as "A portrait of <mask>".
+``fill_mask`` does the same from the logits, but returns whole words: a byte-level BPE splits
+rarer words into pieces, so a first piece that the model would continue is extended with its
+continuation (up to ``max_pieces``). When no masked LM is configured,
+``infill_with_causal_lm`` proposes 1-3 word candidates by sampling the causal LM after the
+left context and ranks them by the causal LM's probability of the whole text, so the right
+context counts too. Both take plain (model, tokenizer) objects and return (text, score)
+pairs, best first; scores are log-probabilities (higher is better).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from server.engine.types import Cancelled
+
+MASK = "<mask>"
+_WORDLIKE = re.compile(r"\w")
+_CANDIDATE_END = re.compile(r"[,.;:!?()\[\]{}|\n]")
+_NO_SPACE_BEFORE = frozenset(",.;:!?)]}")
+_NO_SPACE_AFTER = frozenset("([{")
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Cancelled
+
+
+def _mask_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    if tokenizer.mask_token is None or tokenizer.mask_token_id is None:
+        raise ValueError("this tokenizer has no mask token: fill-mask needs a masked LM")
+    return int(tokenizer.mask_token_id)
+
+
+@torch.no_grad()
+def fill_mask(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    k: int = 5,
+    *,
+    words_only: bool = True,
+    candidates: int = 30,
+    max_pieces: int = 3,
+    stop: threading.Event | None = None,
+) -> list[tuple[str, float]]:
+    """Up to ``k`` fillers for the first ``<mask>`` in ``text``, best first, with log P.
+
+    Text without ``<mask>`` has nothing to fill: the answer is empty. Other masks in the text
+    stay masks (unknown words) for the model. With ``words_only``, fillers are words (they
+    contain a letter or digit), never punctuation or special tokens. After a space the filler
+    is a new word; right after other characters ("port<mask>") it continues what is there.
+    A multi-piece word scores the sum of its pieces' log-probabilities.
+    """
+    mask_id = _mask_id(tokenizer)
+    if MASK not in text or k < 1:
+        return []
+    before = text[: text.index(MASK)]
+    encoded = tokenizer(text.replace(MASK, tokenizer.mask_token), truncation=True)
+    ids = list(encoded["input_ids"])
+    if mask_id not in ids:
+        return []  # truncated away
+    position = ids.index(mask_id)
+    logprobs = _logprobs_at(model, [ids], [position])[0]
+    new_word = bool(before) and before[-1].isspace()
+    special = set(tokenizer.all_special_ids)
+    first: list[tuple[list[int], float]] = []
+    for token in torch.argsort(logprobs, descending=True)[: 50 * candidates].tolist():
+        if token in special:
+            continue
+        piece = tokenizer.decode([token])
+        if piece.startswith(" ") != new_word or not piece.strip():
+            continue
+        if words_only and not _WORDLIKE.search(piece):
+            continue
+        first.append(([token], float(logprobs[token])))
+        if len(first) == candidates:
+            break
+    _check(stop)
+    words = _extend_pieces(model, tokenizer, ids, position, first, max_pieces, stop)
+    best: dict[str, float] = {}
+    for pieces, score in words:
+        word = tokenizer.decode(pieces).strip()
+        if word and score > best.get(word, -float("inf")):
+            best[word] = score
+    return sorted(best.items(), key=lambda item: -item[1])[:k]
+
+
+def _extend_pieces(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    ids: list[int],
+    position: int,
+    words: list[tuple[list[int], float]],
+    max_pieces: int,
+    stop: threading.Event | None,
+) -> list[tuple[list[int], float]]:
+    """Grow each word while the model's best next token continues it (no leading space)."""
+    mask_id = _mask_id(tokenizer)
+    growing = list(range(len(words)))
+    for _ in range(max_pieces - 1):
+        if not growing:
+            break
+        rows = []
+        for index in growing:
+            pieces = words[index][0]
+            rows.append([*ids[:position], *pieces, mask_id, *ids[position + 1 :]])
+        positions = [position + len(words[index][0]) for index in growing]
+        logprobs = _logprobs_at(model, rows, positions)
+        _check(stop)
+        still = []
+        for row, index in enumerate(growing):
+            token = int(logprobs[row].argmax())
+            piece = tokenizer.decode([token])
+            if token in tokenizer.all_special_ids or piece[:1].isspace() or not piece.isalnum():
+                continue
+            pieces, score = words[index]
+            words[index] = ([*pieces, token], score + float(logprobs[row, token]))
+            still.append(index)
+        growing = still
+    return words
+
+
+def _logprobs_at(
+    model: PreTrainedModel, rows: Sequence[Sequence[int]], positions: Sequence[int]
+) -> torch.Tensor:
+    """log-softmax of the model's logits at one position of each row (rows right-padded)."""
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+    logits = model(input_ids=input_ids, attention_mask=attention).logits
+    picked = logits[torch.arange(len(rows)), torch.tensor(positions)]
+    return torch.log_softmax(picked.float(), dim=-1)
+
+
+@torch.no_grad()
+def expand_with_masked_lm(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    max_tokens: int = 16,
+    *,
+    top_k: int = 20,
+    temperature: float = 1.0,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+) -> str:
+    """Continue ``text`` one token at a time by filling a mask at its end (the study's MLM).
+
+    Three masks follow the text and the first is filled, so the model does not believe the
+    prompt ends right there. This is how a masked LM can be made to write; it is slow and
+    weak by design, a baseline beside the causal LMs.
+    """
+    mask_id = _mask_id(tokenizer)
+    generator = torch.Generator().manual_seed(seed)
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    current = text.rstrip()
+    for _ in range(max_tokens):
+        _check(stop)
+        ids = tokenizer(current + tokenizer.mask_token * 3, truncation=True)["input_ids"]
+        if mask_id not in ids:
+            break
+        logits = _logprobs_at(model, [ids], [ids.index(mask_id)])[0]
+        logits[special] = -float("inf")
+        top = torch.topk(logits / temperature, min(top_k, logits.numel()))
+        token = int(top.indices[torch.multinomial(top.values.softmax(-1), 1, generator=generator)])
+        current += tokenizer.decode([token])
+    return current
+
+
+def _compose(left: str, middle: str, right: str) -> str:
+    """left + middle + right with one space between words and none before punctuation."""
+    text = left.rstrip()
+    for part in (middle.strip(), right.strip()):
+        if not part:
+            continue
+        if text and text[-1] not in _NO_SPACE_AFTER and part[0] not in _NO_SPACE_BEFORE:
+            text += " "
+        text += part
+    return text
+
+
+@torch.no_grad()
+def _text_logprobs(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
+) -> list[float]:
+    """log P(text) under a causal LM, each text read after the end-of-text token."""
+    eos = tokenizer.eos_token_id
+    rows = [[eos, *tokenizer(text, add_special_tokens=False)["input_ids"]] for text in texts]
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), eos, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+    targets = input_ids[:, 1:]
+    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+    return (token_logprobs * attention[:, 1:]).sum(dim=1).tolist()
+
+
+@torch.no_grad()
+def infill_with_causal_lm(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    left: str,
+    right: str,
+    k: int = 5,
+    *,
+    samples: int = 12,
+    max_words: int = 3,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+) -> list[tuple[str, float]]:
+    """Up to ``k`` gap fillers of 1-``max_words`` words, best first, for a causal LM.
+
+    Candidates are the first 1..max_words words of the greedy continuation of ``left`` and
+    of ``samples`` top-k samples (seeded), cut at punctuation. Each is scored by
+    log P(left + candidate + right) - log P(left): the right context decides as much as the
+    left, which is what a gap needs and plain continuation lacks.
+    """
+    if k < 1:
+        return []
+    eos = tokenizer.eos_token_id
+    prefix = [eos, *tokenizer(left.rstrip(), add_special_tokens=False)["input_ids"]]
+    input_ids = torch.tensor([prefix])
+    common = {
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": 4 * max_words,
+        "pad_token_id": eos,
+        "eos_token_id": eos,
+    }
+    _check(stop)
+    greedy = model.generate(input_ids, do_sample=False, **common)
+    _check(stop)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sampled = model.generate(
+            input_ids,
+            do_sample=True,
+            top_k=40,
+            temperature=1.0,
+            num_return_sequences=samples,
+            **common,
+        )
+    _check(stop)
+    continuations = tokenizer.batch_decode(
+        [*greedy[:, len(prefix) :], *sampled[:, len(prefix) :]], skip_special_tokens=True
+    )
+    candidates: list[str] = []
+    for continuation in continuations:
+        words = _CANDIDATE_END.split(continuation, maxsplit=1)[0].split()
+        for count in range(1, min(max_words, len(words)) + 1):
+            candidate = " ".join(words[:count])
+            if candidate not in candidates:
+                candidates.append(candidate)
+    if not candidates:
+        return []
+    texts = [left.rstrip(), *(_compose(left, candidate, right) for candidate in candidates)]
+    scores = _text_logprobs(model, tokenizer, texts)
+    ranked = sorted(
+        zip(candidates, (score - scores[0] for score in scores[1:]), strict=True),
+        key=lambda item: -item[1],
+    )
+    return ranked[:k]
