@@ -104,7 +104,7 @@ class TestTimeBudget:
     def test_decoding_stops_when_the_budget_is_spent(
         self, default_model_dir: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Each clock reading advances one second: a 1.5 s budget allows one decoding step."""
+        """Each clock reading advances one second: expansions get at least 3 s, a few steps."""
         engine = CompletionEngine.from_checkpoint(
             default_model_dir, settings=EngineSettings(time_budget_ms=1500), threads=1
         )
@@ -118,7 +118,7 @@ class TestTimeBudget:
         clock = iter(range(1_000_000))
         monkeypatch.setattr(decoding.time, "monotonic", lambda: float(next(clock)))
         results = engine.expand("woman portrait, ", 4)
-        assert len(steps) <= 2
+        assert len(steps) <= 4
         for result in results:  # what there is, cut to whole phrases
             assert result.startswith("woman portrait, ")
         for suggestion in engine.complete("woman portra", 12) + engine.inline("woman ", 6):

@@ -93,6 +93,10 @@ class _Request:
         return len(self.tail[: len(self.tail) - len(self.partial)].encode("utf-8"))
 
 
+# An expansion is asked for explicitly and waited for; on a busy machine the per-keystroke
+# budget would cut it to a few words. Cancellation still stops it at once.
+EXPANSION_MIN_BUDGET_MS = 3000
+
 class CompletionEngine:
     """Ranks word completions, next phrases and expansions from a causal LM."""
 
@@ -263,7 +267,7 @@ class CompletionEngine:
         if not isinstance(n, int) or not 0 <= n <= MAX_EXPANSIONS:
             raise ValueError(f"n must be an integer from 0 to {MAX_EXPANSIONS}, got {n!r}")
         with self._lock, torch.inference_mode():
-            budget = Budget(self._settings.time_budget_ms, stop)
+            budget = Budget(max(self._settings.time_budget_ms, EXPANSION_MIN_BUDGET_MS), stop)
             budget.check()
             where = analyse(text, len(text))
             if n == 0 or where.mode != "text":
