@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from client_tui.keys import KEY_HELP
+from client_tui.help import KEY_HELP
 from tests.repl_support import (
     REPO_ROOT,
     SERVER_COMMAND,
