@@ -148,7 +148,7 @@ async def run_batch(
     from client_tui.lsp import LspError
 
     try:
-        await client.start()
+        await asyncio.wait_for(client.start(), timeout)
         await client.wait_until_ready(timeout)
         status = 0
         for number, idea in enumerate(ideas):
