@@ -18,7 +18,7 @@ from client_tui.lsp import PromptServerClient
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # None: the client's own default, `python -m server` (what prompt-repl runs).
 SERVER_COMMAND: list[str] | None = None
-WAIT_S = 180.0  # a deadline for liveness only (server start-up on a busy 2-core machine)
+WAIT_S = 300.0  # a deadline for liveness only (server start-up took minutes on a loaded machine)
 # The engine answers with what it has when its time budget (400 ms by default) runs out, which
 # on a loaded 2-core machine can be nothing. Tests assert behaviour, so they give it longer,
 # and keep expansions short so that explicit requests stay quick.

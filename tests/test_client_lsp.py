@@ -15,7 +15,7 @@ from client_tui.lsp import (
     ServerUnavailable,
     StaleRequest,
 )
-from tests.repl_support import make_client, server_env, wait_until_loaded
+from tests.repl_support import WAIT_S, make_client, server_env, wait_until_loaded
 
 IDEA = "woman portrait"
 
@@ -23,7 +23,7 @@ IDEA = "woman portrait"
 @pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PromptServerClient]:
     client = make_client(tmp_path_factory.mktemp("home"))
-    await client.start()
+    await asyncio.wait_for(client.start(), WAIT_S)
     await wait_until_loaded(client)
     yield client
     await client.stop()

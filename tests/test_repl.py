@@ -6,6 +6,7 @@ they hold for any model, including the tiny placeholder default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from tests.repl_support import (
     F2,
     LEFT,
     TAB,
+    WAIT_S,
     ReplDriver,
     make_client,
     wait_for,
@@ -42,7 +44,7 @@ PARTIAL = "woman portra"
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PromptServerClient]:
     client = make_client(tmp_path_factory.mktemp("home"))
-    await client.start()
+    await asyncio.wait_for(client.start(), WAIT_S)
     await wait_until_loaded(client)
     yield client
     await client.stop()

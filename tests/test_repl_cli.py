@@ -23,8 +23,9 @@ from tests.repl_support import (
 
 
 def run_repl(
-    args: list[str], home: Path, stdin: str = "", timeout: float = WAIT_S
+    args: list[str], home: Path, stdin: str = "", timeout: float = WAIT_S + 60
 ) -> subprocess.CompletedProcess[str]:
+    """prompt-repl as a subprocess (its own --timeout, 300 s, ends before ours)."""
     return subprocess.run(
         [sys.executable, "-m", "client_tui", *args],
         input=stdin,
