@@ -88,7 +88,7 @@ class Progress:
 
     def describe(self) -> str:
         parts = [self.title or "working"]
-        if self.percentage is not None:
+        if self.percentage:  # a 0 that never moves says less than nothing
             parts.append(f"{self.percentage}%")
         if self.message:
             parts.append(self.message)

@@ -29,7 +29,7 @@ SETTINGS_ARGS = ["--model", "default", "--time-budget-ms", "5000", "--max-expans
 TAB, ENTER, CTRL_RIGHT, CTRL_SPACE = "\t", "\r", "\x1b[1;5C", "\x00"
 F2, DOWN, LEFT, BACKSPACE = "\x1bOQ", "\x1b[B", "\x1b[D", "\x7f"
 ALT_RIGHT_BRACKET, ALT_LEFT_BRACKET = "\x1b]", "\x1b["  # Alt-[ is only told from CSI by a pause
-CTRL_C, CTRL_D = "\x03", "\x04"
+CTRL_C, CTRL_D, ESCAPE = "\x03", "\x04", "\x1b"
 
 
 def server_env(home: Path) -> dict[str, str]:
