@@ -118,3 +118,18 @@ async def test_a_missing_server_program_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ServerUnavailable, match="cannot start prompt-ls"):
         await client.start()
     await client.stop()
+
+
+async def test_restart_replaces_the_server_and_keeps_the_document(
+    client: PromptServerClient,
+) -> None:
+    # Last in this module: it costs a model load.
+    text = IDEA + ", "
+    client.sync(text)
+    old_pid = client.server_pid
+    await asyncio.wait_for(client.restart(), WAIT_S)
+    assert client.server_pid != old_pid
+    assert client.state is ServerState.RUNNING
+    await wait_until_loaded(client)
+    edits = await client.complete(text, len(text))  # answered against the re-opened text
+    assert edits and all(edit.end == len(text) for edit in edits)
