@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import platformdirs
 from prompt_toolkit import PromptSession
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -33,8 +31,6 @@ from client_tui.suggest import (
     show_menu,
 )
 
-APP_NAME = "prompt-autocompletion"
-HOME_ENV = "PROMPT_AUTOCOMPLETE_HOME"
 MESSAGE_SECONDS = 8.0
 
 STYLE = Style.from_dict(
@@ -47,16 +43,6 @@ STYLE = Style.from_dict(
     }
 )
 TOOLBAR_KEYS = "Tab accept · C-→ word · M-] M-[ alternatives · C-Space menu · F2 expand · C-D quit"
-
-
-def data_dir() -> Path:
-    """$PROMPT_AUTOCOMPLETE_HOME, or the user data directory of the application."""
-    override = os.environ.get(HOME_ENV)
-    return Path(override).expanduser() if override else platformdirs.user_data_path(APP_NAME)
-
-
-def default_history_path() -> Path:
-    return data_dir() / "repl-history"
 
 
 def osc52(text: str) -> str:

@@ -9,23 +9,16 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from client_tui import __version__
-from client_tui.app import Repl, ReplOptions, default_history_path
-from client_tui.keys import KEY_HELP
-from client_tui.lsp import LspError, PromptServerClient
+from client_tui.help import BATCH_HELP, KEY_HELP
+from client_tui.paths import default_history_path
+
+if TYPE_CHECKING:  # the protocol types take seconds to import: not for --help or usage errors
+    from client_tui.lsp import PromptServerClient
 
 MAX_EXPANSIONS = 16  # the most prompt-ls gives for one expand command
-
-BATCH_HELP = """\
-without a terminal:
-  prompt-repl --expand "woman portrait" -n 4
-      prints 4 expansions, one per line.
-  printf 'woman portrait\\ncastle on a hill\\n' | prompt-repl -n 3
-      reads one idea per line (blank lines are skipped) and prints each idea's expansions,
-      one per line, with one blank line between ideas, in input order.
-  Exit status: 0 on success, 1 when the server fails or gives no expansion, 2 on bad options."""
 
 
 def _int_from(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -138,6 +131,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_client(args: argparse.Namespace) -> PromptServerClient:
+    from client_tui.lsp import PromptServerClient
+
     settings = settings_from_args(args)
     if args.connect is not None:
         return PromptServerClient(settings, address=args.connect)
@@ -150,8 +145,10 @@ async def run_batch(
     client: PromptServerClient, ideas: Iterable[str], count: int, timeout: float, out: TextIO
 ) -> int:
     """Expand each idea; groups of expansions are separated by a blank line."""
+    from client_tui.lsp import LspError
+
     try:
-        await client.start()
+        await asyncio.wait_for(client.start(), timeout)
         await client.wait_until_ready(timeout)
         status = 0
         for number, idea in enumerate(ideas):
@@ -231,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             run_batch(client, _ideas(sys.stdin), args.count, args.timeout, sys.stdout)
         )
+    from client_tui.app import Repl, ReplOptions
+
     history = None if args.no_history else (args.history or default_history_path())
     options = ReplOptions(
         expansions=args.count,

@@ -1,4 +1,4 @@
-"""Key bindings of the REPL; KEY_HELP documents them (shown by --help and in the README)."""
+"""Key bindings of the REPL; client_tui.help.KEY_HELP documents them for --help."""
 
 from __future__ import annotations
 
@@ -10,24 +10,6 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from client_tui.suggest import first_word, ghost_shown, menu_item_selected
-
-KEY_HELP = """\
-key bindings:
-  (typing)        ghost text (grey) appears after a short pause
-  Tab, Right      accept the whole ghost text (Tab moves through the menu when no ghost is shown)
-  Ctrl-Right      accept the next word of the ghost text
-  Alt-] / Alt-[   next / previous alternative ghost text
-  Ctrl-Space      open the completion menu at the cursor (it also opens by itself while you
-                  type a word and the server has completions for it)
-  Up / Down       move through the menu (Down selects the first item); history when no menu
-  F2, Alt-x       expand: pick one of several full prompts from a menu (Up/Down, Enter)
-  Escape          close the menu, restoring the text it replaced
-  Enter           print the prompt on stdout and keep it in history (with a menu item
-                  selected: keep the item and close the menu)
-  Ctrl-R          search history
-  Ctrl-C          clear the line
-  Ctrl-D          quit
-  Moving the cursor, or typing something other than the ghost's next characters, drops it."""
 
 
 def build_key_bindings(

@@ -88,7 +88,7 @@ class Progress:
 
     def describe(self) -> str:
         parts = [self.title or "working"]
-        if self.percentage is not None:
+        if self.percentage:  # a 0 that never moves says less than nothing
             parts.append(f"{self.percentage}%")
         if self.message:
             parts.append(self.message)
@@ -206,7 +206,7 @@ class PromptServerClient:
         if self.state is ServerState.RESTARTING:
             return "restarting prompt-ls…"
         if self.state is ServerState.FAILED:
-            return "prompt-ls is not running: suggestions are off"
+            return f"suggestions are off: {self.notice or 'prompt-ls is not running'}"
         return "stopped"
 
     # ----------------------------------------------------------------- lifecycle
@@ -218,8 +218,9 @@ class PromptServerClient:
         self._changed()
         try:
             await self._connect()
-        except ServerUnavailable:
+        except ServerUnavailable as error:
             self.state = ServerState.FAILED
+            self.notice = str(error)
             self._changed()
             raise
 
@@ -307,7 +308,11 @@ class PromptServerClient:
         )
         self._spawn(self._watch(generation, reading), "prompt-ls-watch")
         try:
-            result = await self._send(client, types.INITIALIZE, self._initialize_params())
+            # No deadline: a loaded machine can take minutes to import torch; a server that
+            # dies meanwhile is noticed by the watcher, which fails this request.
+            result = await self._send(
+                client, types.INITIALIZE, self._initialize_params(), timeout=None
+            )
         except LspError as error:
             await self._disconnect(polite=False)
             raise ServerUnavailable(self._death_reason("did not initialize")) from error
@@ -495,7 +500,7 @@ class PromptServerClient:
         alive = process is None or process.returncode is None
         if client is not None and polite and alive:
             with contextlib.suppress(LspError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._send(client, types.SHUTDOWN, None), 2.0)
+                await self._send(client, types.SHUTDOWN, None, timeout=2.0)
                 self._notify(client, types.EXIT, None)
         if process is not None:
             if process.stdin is not None:
@@ -585,12 +590,20 @@ class PromptServerClient:
         client = self._client
         if client is None or self.state is not ServerState.RUNNING:
             raise ServerUnavailable(self.status_text())
-        return await self._send(client, method, params, version=self._version)
+        return await self._send(
+            client, method, params, version=self._version, timeout=self._request_timeout_s
+        )
 
     async def _send(
-        self, client: LanguageClient, method: str, params: Any, *, version: int | None = None
+        self,
+        client: LanguageClient,
+        method: str,
+        params: Any,
+        *,
+        version: int | None = None,
+        timeout: float | None,
     ) -> Any:
-        """Send one request; stale, failed or dead-server answers raise an LspError."""
+        """Send one request; stale, failed, late or dead-server answers raise an LspError."""
         loop = asyncio.get_running_loop()
         msg_id = next(self._ids)
         answer: asyncio.Future[Any] = loop.create_future()
@@ -617,7 +630,7 @@ class PromptServerClient:
             raise ServerUnavailable(f"cannot reach prompt-ls: {error}") from error
         reply.add_done_callback(deliver_on_loop)
         try:
-            return await asyncio.wait_for(answer, self._request_timeout_s)
+            return await asyncio.wait_for(answer, timeout)
         except asyncio.CancelledError:
             # Our caller gave up (e.g. the prompt closed): tell the server to stop too.
             if msg_id in self._pending:

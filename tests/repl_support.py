@@ -18,7 +18,7 @@ from client_tui.lsp import PromptServerClient
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # None: the client's own default, `python -m server` (what prompt-repl runs).
 SERVER_COMMAND: list[str] | None = None
-WAIT_S = 180.0  # a deadline for liveness only (server start-up on a busy 2-core machine)
+WAIT_S = 300.0  # a deadline for liveness only (server start-up took minutes on a loaded machine)
 # The engine answers with what it has when its time budget (400 ms by default) runs out, which
 # on a loaded 2-core machine can be nothing. Tests assert behaviour, so they give it longer,
 # and keep expansions short so that explicit requests stay quick.
@@ -29,7 +29,7 @@ SETTINGS_ARGS = ["--model", "default", "--time-budget-ms", "5000", "--max-expans
 TAB, ENTER, CTRL_RIGHT, CTRL_SPACE = "\t", "\r", "\x1b[1;5C", "\x00"
 F2, DOWN, LEFT, BACKSPACE = "\x1bOQ", "\x1b[B", "\x1b[D", "\x7f"
 ALT_RIGHT_BRACKET, ALT_LEFT_BRACKET = "\x1b]", "\x1b["  # Alt-[ is only told from CSI by a pause
-CTRL_C, CTRL_D = "\x03", "\x04"
+CTRL_C, CTRL_D, ESCAPE = "\x03", "\x04", "\x1b"
 
 
 def server_env(home: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ from client_tui.lsp import (
     ServerUnavailable,
     StaleRequest,
 )
-from tests.repl_support import make_client, server_env, wait_until_loaded
+from tests.repl_support import WAIT_S, make_client, server_env, wait_until_loaded
 
 IDEA = "woman portrait"
 
@@ -23,7 +23,7 @@ IDEA = "woman portrait"
 @pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PromptServerClient]:
     client = make_client(tmp_path_factory.mktemp("home"))
-    await client.start()
+    await asyncio.wait_for(client.start(), WAIT_S)
     await wait_until_loaded(client)
     yield client
     await client.stop()
@@ -118,3 +118,18 @@ async def test_a_missing_server_program_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ServerUnavailable, match="cannot start prompt-ls"):
         await client.start()
     await client.stop()
+
+
+async def test_restart_replaces_the_server_and_keeps_the_document(
+    client: PromptServerClient,
+) -> None:
+    # Last in this module: it costs a model load.
+    text = IDEA + ", "
+    client.sync(text)
+    old_pid = client.server_pid
+    await asyncio.wait_for(client.restart(), WAIT_S)
+    assert client.server_pid != old_pid
+    assert client.state is ServerState.RUNNING
+    await wait_until_loaded(client)
+    edits = await client.complete(text, len(text))  # answered against the re-opened text
+    assert edits and all(edit.end == len(text) for edit in edits)

@@ -10,7 +10,7 @@ from prompt_toolkit.document import Document
 
 from client_tui.app import osc52
 from client_tui.cli import build_parser, settings_from_args
-from client_tui.lsp import Edit
+from client_tui.lsp import Edit, Progress
 from client_tui.suggest import (
     completion_from_edit,
     expansion_completions,
@@ -153,6 +153,15 @@ def test_settings_carry_only_what_the_user_set() -> None:
         "timeBudgetMs": 900,
         "blocklist": ["gore", "blood", "/nud.*/"],
     }
+
+
+def test_progress_reads_as_title_percentage_and_message() -> None:
+    assert Progress("Prompt model default", "verifying", 40).describe() == (
+        "Prompt model default 40% verifying"
+    )
+    assert Progress("Prompt model default", "loading", 0).describe() == (
+        "Prompt model default loading"
+    )
 
 
 def test_osc52_carries_the_text_base64_encoded() -> None:

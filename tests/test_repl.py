@@ -6,6 +6,7 @@ they hold for any model, including the tiny placeholder default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -26,9 +27,11 @@ from tests.repl_support import (
     CTRL_SPACE,
     DOWN,
     ENTER,
+    ESCAPE,
     F2,
     LEFT,
     TAB,
+    WAIT_S,
     ReplDriver,
     make_client,
     wait_for,
@@ -42,7 +45,7 @@ PARTIAL = "woman portra"
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PromptServerClient]:
     client = make_client(tmp_path_factory.mktemp("home"))
-    await client.start()
+    await asyncio.wait_for(client.start(), WAIT_S)
     await wait_until_loaded(client)
     yield client
     await client.stop()
@@ -122,6 +125,17 @@ async def test_ctrl_space_menu_inserts_the_selected_item(repl: ReplDriver) -> No
     start = len(before) + first.start_position
     assert repl.buffer.text == before[:start] + first.text
     assert repl.printed() == []
+
+
+async def test_escape_closes_the_menu_and_restores_the_text(repl: ReplDriver) -> None:
+    await repl.type(IDEA + " ")
+    await repl.press(CTRL_SPACE)
+    await _wait_for_menu(repl)
+    await repl.press(DOWN)
+    await wait_for(lambda: repl.buffer.text != IDEA + " ", "the selected item in the line")
+    await repl.press(ESCAPE)  # told from Alt-<key> by the pause that follows it
+    await wait_for(lambda: repl.buffer.complete_state is None, "the menu to close")
+    assert repl.buffer.text == IDEA + " "
 
 
 async def test_expand_key_offers_expansions_and_enter_prints_the_chosen_one(
