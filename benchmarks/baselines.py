@@ -44,4 +44,4 @@ class PrefixHistory:
         if low == high:
             return "", []
         latest = low + int(np.argmax(self._position[low:high]))
-        return self._sorted[latest][len(typed):], []
+        return self._sorted[latest][len(typed) :], []

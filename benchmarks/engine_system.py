@@ -39,12 +39,12 @@ def ghost_of(typed: str, edit: Edit) -> str:
     be shown as ghost text at the cursor, so it shows nothing.
     """
     line = applied(typed, edit)
-    return line[len(typed):] if line.startswith(typed) else ""
+    return line[len(typed) :] if line.startswith(typed) else ""
 
 
 def menu_item(typed: str, edit: Edit) -> MenuItem:
     """The edit as "replace ``typed[start:]``", folding any text after ``end`` into it."""
-    return edit.start, applied(typed, edit)[edit.start:]
+    return edit.start, applied(typed, edit)[edit.start :]
 
 
 class EngineSystem:

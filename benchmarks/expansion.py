@@ -64,8 +64,9 @@ def idea_kept(idea: str, candidate: str) -> float:
 
 
 def distinct_2(candidates: Sequence[str]) -> float:
-    bigrams = [tuple(w[i : i + 2]) for c in candidates for w in [words(c)]
-               for i in range(len(w) - 1)]
+    bigrams = [
+        tuple(w[i : i + 2]) for c in candidates for w in [words(c)] for i in range(len(w) - 1)
+    ]
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
@@ -108,8 +109,9 @@ class PhraseSet:
 
     @classmethod
     def build(cls, prompts: Iterable[str]) -> PhraseSet:
-        values = np.fromiter((_phrase_hash(p) for prompt in prompts
-                              for p in comma_phrases(prompt)), dtype=np.uint64)
+        values = np.fromiter(
+            (_phrase_hash(p) for prompt in prompts for p in comma_phrases(prompt)), dtype=np.uint64
+        )
         return cls(np.unique(values))
 
     @classmethod

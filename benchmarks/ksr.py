@@ -51,8 +51,9 @@ class Option:
     cost: int
 
 
-def options(typed: str, ghost: str, menu: Sequence[MenuItem],
-            use_menu: bool = True) -> list[Option]:
+def options(
+    typed: str, ghost: str, menu: Sequence[MenuItem], use_menu: bool = True
+) -> list[Option]:
     """Every acceptance the person could make at this state, valid or not, in tie-break order."""
     found: list[Option] = []
     if ghost:
@@ -89,8 +90,9 @@ class KsrResult:
 
     characters: int = 0
     keystrokes: int = 0
-    acceptances: dict[str, int] = field(default_factory=lambda: {"ghost": 0, "ghost-words": 0,
-                                                                    "menu": 0})
+    acceptances: dict[str, int] = field(
+        default_factory=lambda: {"ghost": 0, "ghost-words": 0, "menu": 0}
+    )
     accepted_characters: int = 0
     per_prompt: list[tuple[int, int]] = field(default_factory=list)  # (characters, keystrokes)
 
@@ -108,8 +110,12 @@ class KsrResult:
         return self.accepted_characters / total if total else 0.0
 
 
-def simulate(suggest: Callable[[str], tuple[str, list[MenuItem]]], target: str,
-             result: KsrResult, use_menu: bool = True) -> None:
+def simulate(
+    suggest: Callable[[str], tuple[str, list[MenuItem]]],
+    target: str,
+    result: KsrResult,
+    use_menu: bool = True,
+) -> None:
     """Type ``target`` from an empty line, adding keystrokes and acceptances to ``result``."""
     typed = ""
     keystrokes_before = result.keystrokes
@@ -151,8 +157,12 @@ class MemoSystem:
         return answer
 
 
-def evaluate(system: System, targets: Sequence[str], use_menu: bool = True,
-             progress: Callable[[int, int], None] | None = None) -> KsrResult:
+def evaluate(
+    system: System,
+    targets: Sequence[str],
+    use_menu: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> KsrResult:
     """KSR of ``system`` over ``targets``."""
     result = KsrResult()
     for done, target in enumerate(targets, start=1):

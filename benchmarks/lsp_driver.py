@@ -103,17 +103,19 @@ def ghost_from_inline(text: str, result: object) -> str:
         start = python_index(text, item.range.start.character)
         end = python_index(text, item.range.end.character)
     line = text[:start] + insert + text[end:]
-    return line[len(text):] if line.startswith(text) else ""
+    return line[len(text) :] if line.startswith(text) else ""
 
 
 def _client_capabilities() -> types.ClientCapabilities:
     return types.ClientCapabilities(
         general=types.GeneralClientCapabilities(
-            position_encodings=[types.PositionEncodingKind.Utf16]),
+            position_encodings=[types.PositionEncodingKind.Utf16]
+        ),
         text_document=types.TextDocumentClientCapabilities(
             synchronization=types.TextDocumentSyncClientCapabilities(),
             completion=types.CompletionClientCapabilities(
-                completion_item=types.ClientCompletionItemOptions(snippet_support=False)),
+                completion_item=types.ClientCompletionItemOptions(snippet_support=False)
+            ),
             inline_completion=types.InlineCompletionClientCapabilities(),
         ),
         workspace=types.WorkspaceClientCapabilities(configuration=True),
@@ -123,8 +125,12 @@ def _client_capabilities() -> types.ClientCapabilities:
 class LspDriver:
     """One prompt-ls process and one open document, timed per request kind (seconds)."""
 
-    def __init__(self, command: Sequence[str] = SERVER_COMMAND, log_path: Path | None = None,
-                 initialization_options: Any = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str] = SERVER_COMMAND,
+        log_path: Path | None = None,
+        initialization_options: Any = None,
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self.initialization_options = initialization_options
@@ -154,14 +160,22 @@ class LspDriver:
         def register(params: types.RegistrationParams) -> None:
             return None
 
-        for method in (types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE, types.PROGRESS,
-                       types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS):
+        for method in (
+            types.WINDOW_LOG_MESSAGE,
+            types.WINDOW_SHOW_MESSAGE,
+            types.PROGRESS,
+            types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
+        ):
             client.feature(method)(lambda params: None)
 
     async def start(self) -> float:
         """Spawn and initialize; returns seconds from spawn to the initialize reply."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
         self.spawned_at = time.perf_counter()
         await self.client.start_io(*self.command, env=env, cwd=str(REPO_ROOT))
         process = self.client._server  # pygls keeps the process private; we need its pid
@@ -171,9 +185,17 @@ class LspDriver:
         self._tasks.append(asyncio.create_task(self._drain_stderr(process.stderr)))
         self._tasks.append(asyncio.create_task(self._watch_rss()))
         try:
-            await asyncio.wait_for(self.client.initialize_async(types.InitializeParams(
-                process_id=os.getpid(), root_uri=None, capabilities=_client_capabilities(),
-                initialization_options=self.initialization_options)), timeout=120)
+            await asyncio.wait_for(
+                self.client.initialize_async(
+                    types.InitializeParams(
+                        process_id=os.getpid(),
+                        root_uri=None,
+                        capabilities=_client_capabilities(),
+                        initialization_options=self.initialization_options,
+                    )
+                ),
+                timeout=120,
+            )
         except (TimeoutError, RuntimeError) as exc:
             raise ServerUnavailable(f"initialize failed: {exc!r}; see {self.log_path}") from exc
         self.initialize_seconds = time.perf_counter() - self.spawned_at
@@ -211,21 +233,32 @@ class LspDriver:
 
     def open(self, text: str) -> None:
         self._version = 1
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=URI, language_id=LANGUAGE_ID,
-                                                 version=self._version, text=text)))
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=URI, language_id=LANGUAGE_ID, version=self._version, text=text
+                )
+            )
+        )
 
     def change(self, text: str) -> None:
         self._version += 1
-        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=self._version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=self._version),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+            )
+        )
 
     async def completion(self, text: str) -> list[MenuItem]:
         began = time.perf_counter()
-        result = await self.client.text_document_completion_async(types.CompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=URI), position=_end_position(text),
-            context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)))
+        result = await self.client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI),
+                position=_end_position(text),
+                context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked),
+            )
+        )
         self.latencies["completion"].append(time.perf_counter() - began)
         return menu_from_completion(text, result)
 
@@ -236,7 +269,10 @@ class LspDriver:
                 text_document=types.TextDocumentIdentifier(uri=URI),
                 position=_end_position(text),
                 context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
+                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                ),
+            )
+        )
         self.latencies["inline"].append(time.perf_counter() - began)
         return ghost_from_inline(text, result)
 

@@ -81,8 +81,19 @@ def _lookup(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (keys[index] == query) & (query >= 0), index
 
 
-_ARRAYS = ("tri_keys", "tri_counts", "ctx3_keys", "ctx3_total", "ctx3_types",
-           "bi_keys", "bi_counts", "ctx2_keys", "ctx2_total", "ctx2_types", "unigram")
+_ARRAYS = (
+    "tri_keys",
+    "tri_counts",
+    "ctx3_keys",
+    "ctx3_total",
+    "ctx3_types",
+    "bi_keys",
+    "bi_counts",
+    "ctx2_keys",
+    "ctx2_total",
+    "ctx2_types",
+    "unigram",
+)
 
 
 @dataclass
@@ -158,8 +169,9 @@ class KneserNeyTrigram:
         if not c:
             raise ValueError("no prompts to evaluate")
         target = np.asarray(c, dtype=np.int64)
-        probabilities = self.probability(np.asarray(a, dtype=np.int64),
-                                         np.asarray(b, dtype=np.int64), target)
+        probabilities = self.probability(
+            np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), target
+        )
         nll = float(-np.log(probabilities).sum())
         oov = int(np.count_nonzero(target == UNKNOWN))
         return {
@@ -180,8 +192,9 @@ class KneserNeyTrigram:
         high = bisect_right(self.vocab, partial, lo=low, key=lambda w: w[: len(partial)])
         return low, high
 
-    def _top_in_range(self, keys: np.ndarray, counts: np.ndarray, base: int,
-                      low: int, high: int) -> np.ndarray:
+    def _top_in_range(
+        self, keys: np.ndarray, counts: np.ndarray, base: int, low: int, high: int
+    ) -> np.ndarray:
         start = int(np.searchsorted(keys, base + low))
         stop = int(np.searchsorted(keys, base + high))
         if stop - start > CANDIDATES_PER_ORDER:
@@ -202,22 +215,30 @@ class KneserNeyTrigram:
             return []
         found: list[np.ndarray] = [self._unigram_top(low, high)]
         if b >= 0:
-            found.append(self._top_in_range(self.bi_keys, self.bi_counts, b * self.width,
-                                            low, high))
+            found.append(
+                self._top_in_range(self.bi_keys, self.bi_counts, b * self.width, low, high)
+            )
             if a >= 0:
                 base = (a * self.width + b) * self.width
                 found.append(self._top_in_range(self.tri_keys, self.tri_counts, base, low, high))
         candidates = np.unique(np.concatenate(found))
         candidates = candidates[candidates != self.bos]
         size = len(candidates)
-        scores = self.probability(np.full(size, a, dtype=np.int64),
-                                  np.full(size, b, dtype=np.int64), candidates)
+        scores = self.probability(
+            np.full(size, a, dtype=np.int64), np.full(size, b, dtype=np.int64), candidates
+        )
         order = np.argsort(-scores, kind="stable")
         return [(int(candidates[i]), float(scores[i])) for i in order]
 
     # ---------------------------------------------------------------- completion
-    def continuation(self, context: Sequence[int], partial: str, steps: int,
-                     rng: random.Random | None = None, top_k: int = 20) -> list[int]:
+    def continuation(
+        self,
+        context: Sequence[int],
+        partial: str,
+        steps: int,
+        rng: random.Random | None = None,
+        top_k: int = 20,
+    ) -> list[int]:
         """Up to ``steps`` tokens, the first completing ``partial``; greedy unless ``rng``."""
         a, b = ([self.bos, self.bos, *context])[-2:]
         chosen: list[int] = []
@@ -245,8 +266,9 @@ class NgramSystem:
     300-prompt sample this scored 0.616 against 0.596 for bare words and 0.612 for always a
     space."""
 
-    def __init__(self, model: KneserNeyTrigram, ghost_words: int = 4,
-                 name: str = "word trigram (KN)") -> None:
+    def __init__(
+        self, model: KneserNeyTrigram, ghost_words: int = 4, name: str = "word trigram (KN)"
+    ) -> None:
         self.model = model
         self.ghost_words = ghost_words
         self.name = name
@@ -256,15 +278,22 @@ class NgramSystem:
 
     def _menu(self, a: int, b: int, partial: str, start: int) -> list[MenuItem]:
         model = self.model
-        chosen = [token for token, _ in model.ranked(a, b, partial)
-                  if token < model.bos and model.vocab[token] != partial][:MENU_SIZE]
+        chosen = [
+            token
+            for token, _ in model.ranked(a, b, partial)
+            if token < model.bos and model.vocab[token] != partial
+        ][:MENU_SIZE]
         if not chosen:
             return []
-        ends = model.probability(np.full(len(chosen), b, dtype=np.int64),
-                                 np.asarray(chosen, dtype=np.int64),
-                                 np.full(len(chosen), model.eos, dtype=np.int64))
-        return [(start, model.vocab[t] if end >= 0.5 else model.vocab[t] + " ")
-                for t, end in zip(chosen, ends, strict=True)]
+        ends = model.probability(
+            np.full(len(chosen), b, dtype=np.int64),
+            np.asarray(chosen, dtype=np.int64),
+            np.full(len(chosen), model.eos, dtype=np.int64),
+        )
+        return [
+            (start, model.vocab[t] if end >= 0.5 else model.vocab[t] + " ")
+            for t, end in zip(chosen, ends, strict=True)
+        ]
 
     def suggest(self, typed: str) -> tuple[str, list[MenuItem]]:
         tokens, partial, start = split_typed(typed)
@@ -275,7 +304,7 @@ class NgramSystem:
         words = [model.vocab[t] for t in model.continuation(context, partial, self.ghost_words)]
         if not words:
             return "", menu
-        completed = words[0][len(partial):] if partial else render(words[:1], typed)
+        completed = words[0][len(partial) :] if partial else render(words[:1], typed)
         ghost = completed + render(words[1:], typed + completed)
         return ghost, menu
 
@@ -289,7 +318,7 @@ class NgramSystem:
             ids = self.model.continuation(context, partial, max_tokens, rng if i else None)
             words = [self.model.vocab[t] for t in ids]
             if partial and words:
-                head = idea + words[0][len(partial):]
+                head = idea + words[0][len(partial) :]
                 results.append(head + render(words[1:], head))
             else:
                 results.append(idea + render(words, idea))
@@ -336,8 +365,9 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
     opening = bi_keys // width == bos
     bi_counts[opening] = tri_counts[ab == bos * width + bos]  # raw counts after <s>
     del ab
-    ctx2_keys, ctx2_start, ctx2_types = np.unique(bi_keys // width, return_index=True,
-                                                  return_counts=True)
+    ctx2_keys, ctx2_start, ctx2_types = np.unique(
+        bi_keys // width, return_index=True, return_counts=True
+    )
     ctx2_total = np.add.reduceat(bi_counts, ctx2_start)
 
     continuation = np.bincount(bi_keys % width, minlength=width).astype(np.float64)
@@ -348,13 +378,19 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
     unigram[bos] = 0.0
     return KneserNeyTrigram(
         vocab=vocab,
-        tri_keys=tri_keys, tri_counts=tri_counts.astype(np.int32),
-        ctx3_keys=ctx3_keys, ctx3_total=ctx3_total.astype(np.int64),
+        tri_keys=tri_keys,
+        tri_counts=tri_counts.astype(np.int32),
+        ctx3_keys=ctx3_keys,
+        ctx3_total=ctx3_total.astype(np.int64),
         ctx3_types=ctx3_types.astype(np.int32),
-        bi_keys=bi_keys, bi_counts=bi_counts.astype(np.int32),
-        ctx2_keys=ctx2_keys, ctx2_total=ctx2_total.astype(np.int64),
+        bi_keys=bi_keys,
+        bi_counts=bi_counts.astype(np.int32),
+        ctx2_keys=ctx2_keys,
+        ctx2_total=ctx2_total.astype(np.int64),
         ctx2_types=ctx2_types.astype(np.int32),
-        unigram=unigram, unknown_probability=float(floor), discounts=(d1, d2, d3),
+        unigram=unigram,
+        unknown_probability=float(floor),
+        discounts=(d1, d2, d3),
     )
 
 

@@ -59,7 +59,7 @@ def _commands(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def _latency(row: dict[str, Any] | None) -> list[Any]:
-    values = (row or {})
+    values = row or {}
     return [values.get("p50"), values.get("p95"), values.get("p99")]
 
 
@@ -90,8 +90,9 @@ def _chart(path: Path, draw: Callable[[Any], None]) -> None:
     plt.close(figure)
 
 
-def _bars(axes: Any, names: list[str], series: dict[str, list[float]], ylabel: str,
-          legend: bool = False) -> None:
+def _bars(
+    axes: Any, names: list[str], series: dict[str, list[float]], ylabel: str, legend: bool = False
+) -> None:
     width = 0.8 / max(1, len(series))
     for i, (label, values) in enumerate(series.items()):
         positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(names))]
@@ -139,8 +140,14 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "cache directory (`$PROMPT_AUTOCOMPLETE_CACHE`/benchmarks).",
         "",
     ]
-    models = sorted({(name, row["model"]) for section in ("ksr", "perplexity")
-                     for name, row in results.get(section, {}).items() if row.get("model")})
+    models = sorted(
+        {
+            (name, row["model"])
+            for section in ("ksr", "perplexity")
+            for name, row in results.get(section, {}).items()
+            if row.get("model")
+        }
+    )
     if models:
         parts += ["Models measured: " + "; ".join(f"{n} = {m}" for n, m in models) + ".", ""]
     parts += _ksr_section(results.get("ksr", {}), assets, rel)
@@ -151,8 +158,12 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
     if pending:
         parts += ["## Not measured yet", ""]
         parts += [f"- `{key}`: {reason}" for key, reason in pending.items()]
-        parts += ["", "Add them in `benchmarks/systems.py` (`REGISTRY`); they then get rows "
-                  "in every section they support.", ""]
+        parts += [
+            "",
+            "Add them in `benchmarks/systems.py` (`REGISTRY`); they then get rows "
+            "in every section they support.",
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -172,44 +183,107 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
     measured = {n: r for n, r in rows.items() if "ksr" in r}
     table = []
     for name, row in measured.items():
-        table.append([name, row["prompts"], row["ksr"], row["ksr_ghost_only"],
-                      row["acceptances"], row["chars_per_acceptance"],
-                      *_latency(row.get("latency_ms")), row.get("seconds"),
-                      row.get("cpu_seconds")])
-    parts += [_table(["system", "prompts", "KSR ghost+menu", "KSR ghost only", "acceptances",
-                      "chars/acceptance", "p50 ms", "p95 ms", "p99 ms", "wall s", "CPU s"],
-                     table), ""]
+        table.append(
+            [
+                name,
+                row["prompts"],
+                row["ksr"],
+                row["ksr_ghost_only"],
+                row["acceptances"],
+                row["chars_per_acceptance"],
+                *_latency(row.get("latency_ms")),
+                row.get("seconds"),
+                row.get("cpu_seconds"),
+            ]
+        )
+    parts += [
+        _table(
+            [
+                "system",
+                "prompts",
+                "KSR ghost+menu",
+                "KSR ghost only",
+                "acceptances",
+                "chars/acceptance",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "wall s",
+                "CPU s",
+            ],
+            table,
+        ),
+        "",
+    ]
     size, subset = common_subset(measured)
     if subset and any(r["prompts"] != size for r in measured.values()):
-        parts += [f"On the common first {size} prompts:", "",
-                  _table(["system", "KSR ghost+menu", "KSR ghost only"],
-                         [[n, round(a, 4), round(b, 4)] for n, (a, b) in subset.items()]), ""]
-    kinds = [[n, r["acceptances_by_kind"].get("ghost"), r["acceptances_by_kind"].get(
-        "ghost-words"), r["acceptances_by_kind"].get("menu")] for n, r in measured.items()]
+        parts += [
+            f"On the common first {size} prompts:",
+            "",
+            _table(
+                ["system", "KSR ghost+menu", "KSR ghost only"],
+                [[n, round(a, 4), round(b, 4)] for n, (a, b) in subset.items()],
+            ),
+            "",
+        ]
+    kinds = [
+        [
+            n,
+            r["acceptances_by_kind"].get("ghost"),
+            r["acceptances_by_kind"].get("ghost-words"),
+            r["acceptances_by_kind"].get("menu"),
+        ]
+        for n, r in measured.items()
+    ]
     if kinds:
-        parts += ["Acceptances by kind (ghost+menu run):", "",
-                  _table(["system", "Tab (whole ghost)", "ghost word by word", "menu"], kinds),
-                  ""]
-    checks = [[n, REFERENCE_KSR[n][0], measured[n]["ksr"], REFERENCE_KSR[n][1],
-               measured[n]["ksr_ghost_only"]] for n in REFERENCE_KSR
-              if n in measured and measured[n]["prompts"] == 300]
+        parts += [
+            "Acceptances by kind (ghost+menu run):",
+            "",
+            _table(["system", "Tab (whole ghost)", "ghost word by word", "menu"], kinds),
+            "",
+        ]
+    checks = [
+        [
+            n,
+            REFERENCE_KSR[n][0],
+            measured[n]["ksr"],
+            REFERENCE_KSR[n][1],
+            measured[n]["ksr_ghost_only"],
+        ]
+        for n in REFERENCE_KSR
+        if n in measured and measured[n]["prompts"] == 300
+    ]
     if checks:
-        parts += ["Simulator check against the figures measured earlier on the same 300 prompts:",
-                  "", _table(["system", "expected KSR", "measured", "expected ghost only",
-                              "measured"], checks), "",
-                  "The prefix-history baseline cannot rank by frequency: the shared corpus is "
-                  "de-duplicated, so every prompt occurs once and the latest matching line wins "
-                  "(prompt-toolkit's rule). The oldest, shortest or alphabetically first line "
-                  "and the uncleaned training file all measured about the same or lower; the "
-                  "earlier figure presumably had request counts the corpus no longer carries.",
-                  ""]
-    by_kind = [[n, *_latency(r["latency_by_kind_ms"].get("inline")),
-                *_latency(r["latency_by_kind_ms"].get("completion"))]
-               for n, r in measured.items() if r.get("latency_by_kind_ms")]
+        parts += [
+            "Simulator check against the figures measured earlier on the same 300 prompts:",
+            "",
+            _table(
+                ["system", "expected KSR", "measured", "expected ghost only", "measured"], checks
+            ),
+            "",
+            "The prefix-history baseline cannot rank by frequency: the shared corpus is "
+            "de-duplicated, so every prompt occurs once and the latest matching line wins "
+            "(prompt-toolkit's rule). The oldest, shortest or alphabetically first line "
+            "and the uncleaned training file all measured about the same or lower; the "
+            "earlier figure presumably had request counts the corpus no longer carries.",
+            "",
+        ]
+    by_kind = [
+        [
+            n,
+            *_latency(r["latency_by_kind_ms"].get("inline")),
+            *_latency(r["latency_by_kind_ms"].get("completion")),
+        ]
+        for n, r in measured.items()
+        if r.get("latency_by_kind_ms")
+    ]
     if by_kind:
-        parts += ["In-process engine latency by call (ms):", "",
-                  _table(["system", "inline p50", "p95", "p99", "complete p50", "p95", "p99"],
-                         by_kind), ""]
+        parts += [
+            "In-process engine latency by call (ms):",
+            "",
+            _table(["system", "inline p50", "p95", "p99", "complete p50", "p95", "p99"], by_kind),
+            "",
+        ]
     unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
     if unavailable:
         parts += ["Not measured in the last run that tried:", "", *unavailable, ""]
@@ -217,10 +291,18 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
         names = list(subset)
 
         def draw(axes: Any) -> None:
-            _bars(axes, names, {"ghost + menu": [subset[n][0] for n in names],
-                                "ghost only": [subset[n][1] for n in names]}, "KSR")
-            axes.set_title(f"Keystroke savings, first {size} prompts of the 300-prompt sample",
-                           fontsize=10)
+            _bars(
+                axes,
+                names,
+                {
+                    "ghost + menu": [subset[n][0] for n in names],
+                    "ghost only": [subset[n][1] for n in names],
+                },
+                "KSR",
+            )
+            axes.set_title(
+                f"Keystroke savings, first {size} prompts of the 300-prompt sample", fontsize=10
+            )
 
         _chart(assets / "ksr.png", draw)
         parts += [f"![KSR per system]({rel}/ksr.png)", ""]
@@ -243,22 +325,54 @@ def _perplexity_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[s
     ]
     if not rows:
         return [*parts, "(not run yet)", ""]
-    parts += [_table(["system", "dev prompts", "tokens", "token perplexity", "words",
-                      "word perplexity", "OOV rate"],
-                     [[n, int(r["prompts"]), int(r["tokens"]), r["token_perplexity"],
-                       int(r["words"]), r["word_perplexity"], r.get("oov_rate")]
-                      for n, r in rows.items()]), ""]
+    parts += [
+        _table(
+            [
+                "system",
+                "dev prompts",
+                "tokens",
+                "token perplexity",
+                "words",
+                "word perplexity",
+                "OOV rate",
+            ],
+            [
+                [
+                    n,
+                    int(r["prompts"]),
+                    int(r["tokens"]),
+                    r["token_perplexity"],
+                    int(r["words"]),
+                    r["word_perplexity"],
+                    r.get("oov_rate"),
+                ]
+                for n, r in rows.items()
+            ],
+        ),
+        "",
+    ]
     names = list(rows)
 
     def draw(axes: Any) -> None:
-        _bars(axes, names, {"word perplexity": [rows[n]["word_perplexity"] for n in names]},
-              "word perplexity (log scale)")
+        _bars(
+            axes,
+            names,
+            {"word perplexity": [rows[n]["word_perplexity"] for n in names]},
+            "word perplexity (log scale)",
+        )
         axes.set_yscale("log")
         axes.set_title("Perplexity per whitespace word on dev (lower is better)", fontsize=10)
 
     _chart(assets / "perplexity.png", draw)
-    return [*parts, f"![word perplexity]({rel}/perplexity.png)", "", "Produced by:", "",
-            _commands(rows.values()), ""]
+    return [
+        *parts,
+        f"![word perplexity]({rel}/perplexity.png)",
+        "",
+        "Produced by:",
+        "",
+        _commands(rows.values()),
+        "",
+    ]
 
 
 def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[str]:
@@ -278,11 +392,36 @@ def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[s
     measured = {n: r for n, r in rows.items() if "idea_kept" in r}
     if not measured:
         return [*parts, "(not run yet)", ""]
-    parts += [_table(["system", "ideas", "idea kept", "distinct-2", "repeated phrase",
-                      "prompt-likeness", "unchanged", "p50 ms", "p95 ms", "p99 ms"],
-                     [[n, r["ideas"], r["idea_kept"], r["distinct_2"], r["repeated_phrase"],
-                       r["prompt_likeness"], r["empty"], *_latency(r.get("latency_ms"))]
-                      for n, r in measured.items()]), ""]
+    parts += [
+        _table(
+            [
+                "system",
+                "ideas",
+                "idea kept",
+                "distinct-2",
+                "repeated phrase",
+                "prompt-likeness",
+                "unchanged",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+            ],
+            [
+                [
+                    n,
+                    r["ideas"],
+                    r["idea_kept"],
+                    r["distinct_2"],
+                    r["repeated_phrase"],
+                    r["prompt_likeness"],
+                    r["empty"],
+                    *_latency(r.get("latency_ms")),
+                ]
+                for n, r in measured.items()
+            ],
+        ),
+        "",
+    ]
     unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
     if unavailable:
         parts += ["Not measured:", "", *unavailable, ""]
@@ -290,8 +429,13 @@ def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[s
     metrics = ["idea_kept", "distinct_2", "repeated_phrase", "prompt_likeness"]
 
     def draw(axes: Any) -> None:
-        _bars(axes, metrics, {n: [measured[n][m] for m in metrics] for n in names}, "share",
-              legend=True)
+        _bars(
+            axes,
+            metrics,
+            {n: [measured[n][m] for m in metrics] for n in names},
+            "share",
+            legend=True,
+        )
         axes.set_title("Expansion quality (repeated phrase: lower is better)", fontsize=10)
 
     _chart(assets / "expansion.png", draw)
@@ -299,11 +443,24 @@ def _expansion_section(found: dict[str, Any], assets: Path, rel: Path) -> list[s
     examples = found.get("examples", [])
     if examples:
         systems = sorted({s for e in examples for s in e["candidates"]})
-        parts += ["Examples (candidates separated by ⏎):", "",
-                  _table(["idea", *systems],
-                         [[_cell(e["idea"]),
-                           *[" ⏎ ".join(_cell(c) for c in e["candidates"].get(s, []))
-                             for s in systems]] for e in examples]), ""]
+        parts += [
+            "Examples (candidates separated by ⏎):",
+            "",
+            _table(
+                ["idea", *systems],
+                [
+                    [
+                        _cell(e["idea"]),
+                        *[
+                            " ⏎ ".join(_cell(c) for c in e["candidates"].get(s, []))
+                            for s in systems
+                        ],
+                    ]
+                    for e in examples
+                ],
+            ),
+            "",
+        ]
     return [*parts, "Produced by:", "", _commands(measured.values()), ""]
 
 
@@ -321,7 +478,7 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
         "at the end of the line, one after the other, each timed from request to reply. "
         "Cold start: spawn to the initialize reply, and spawn to the first non-empty "
         "completion. Peak RSS is the server process's VmHWM. The naive baseline is the same "
-        "default model through `transformers.pipeline(\"text-generation\")` asked for the next "
+        'default model through `transformers.pipeline("text-generation")` asked for the next '
         "phrase (8 new tokens, greedy) on a subsample of the same typed prefixes.",
         "",
     ]
@@ -332,21 +489,42 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
     measured = "latency_ms" in server
     latency = server.get("latency_ms", {})
     if measured:
-        parts += [_table(["request", "count", "p50 ms", "p95 ms", "p99 ms"],
-                         [[kind, server["requests"][kind], *_latency(values)]
-                          for kind, values in latency.items()]
-                         + [["pipeline (naive)", server.get("pipeline_calls"),
-                             *_latency(server.get("pipeline_ms"))]]), ""]
-    parts += ["Targets:", "", _table(["target", "goal", "measured", "met"],
-                                     _target_rows(results)), ""]
+        parts += [
+            _table(
+                ["request", "count", "p50 ms", "p95 ms", "p99 ms"],
+                [
+                    [kind, server["requests"][kind], *_latency(values)]
+                    for kind, values in latency.items()
+                ]
+                + [
+                    [
+                        "pipeline (naive)",
+                        server.get("pipeline_calls"),
+                        *_latency(server.get("pipeline_ms")),
+                    ]
+                ],
+            ),
+            "",
+        ]
+    parts += [
+        "Targets:",
+        "",
+        _table(["target", "goal", "measured", "met"], _target_rows(results)),
+        "",
+    ]
     if measured:
         kinds = list(latency)
 
         def draw(axes: Any) -> None:
-            _bars(axes, kinds, {q: [latency[k].get(q, 0) for k in kinds]
-                                for q in ("p50", "p95", "p99")}, "ms")
-            axes.set_title(f"prompt-ls latency while typing {server['prompts']} dev prompts",
-                           fontsize=10)
+            _bars(
+                axes,
+                kinds,
+                {q: [latency[k].get(q, 0) for k in kinds] for q in ("p50", "p95", "p99")},
+                "ms",
+            )
+            axes.set_title(
+                f"prompt-ls latency while typing {server['prompts']} dev prompts", fontsize=10
+            )
 
         _chart(assets / "latency.png", draw)
         parts += [f"![server latency]({rel}/latency.png)", ""]

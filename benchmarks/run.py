@@ -65,8 +65,15 @@ class Sizes:
     pipeline_calls: int = 200
 
 
-QUICK = Sizes(sample=20, model_sample=5, lsp_sample=2, perplexity_prompts=300, ideas=10,
-              latency_prompts=2, pipeline_calls=20)
+QUICK = Sizes(
+    sample=20,
+    model_sample=5,
+    lsp_sample=2,
+    perplexity_prompts=300,
+    ideas=10,
+    latency_prompts=2,
+    pipeline_calls=20,
+)
 
 
 def _log(message: str) -> None:
@@ -75,11 +82,20 @@ def _log(message: str) -> None:
 
 def _git_commit() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=data.REPO_ROOT,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=data.REPO_ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=data.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=data.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
@@ -113,14 +129,19 @@ def _clock() -> tuple[float, float]:
 
 
 def _elapsed(began: tuple[float, float]) -> dict[str, float]:
-    return {"seconds": round(time.perf_counter() - began[0], 1),
-            "cpu_seconds": round(time.process_time() - began[1], 1)}
+    return {
+        "seconds": round(time.perf_counter() - began[0], 1),
+        "cpu_seconds": round(time.process_time() - began[1], 1),
+    }
 
 
-def _stamp(row: dict[str, Any], meta: dict[str, Any], began: tuple[float, float],
-           system: Benchmarked | None = None) -> dict[str, Any]:
-    row.update(command=meta["command"], date=meta["date"], commit=meta["commit"],
-               **_elapsed(began))
+def _stamp(
+    row: dict[str, Any],
+    meta: dict[str, Any],
+    began: tuple[float, float],
+    system: Benchmarked | None = None,
+) -> dict[str, Any]:
+    row.update(command=meta["command"], date=meta["date"], commit=meta["commit"], **_elapsed(began))
     if system is not None and system.model:
         row["model"] = system.model
     return row
@@ -131,8 +152,9 @@ def _ms(values: Sequence[float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ building
-def _build(context: Context, spec: str, runner: LoopThread | None,
-           server_command: Sequence[str]) -> Benchmarked:
+def _build(
+    context: Context, spec: str, runner: LoopThread | None, server_command: Sequence[str]
+) -> Benchmarked:
     """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
     key, argument = parse_spec(spec)
     if key == "lsp":
@@ -156,8 +178,12 @@ def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Ben
     except ServerUnavailable as exc:
         runner.run(driver.stop(), timeout=30)
         return Benchmarked(name=name, model_backed=True, unavailable=str(exc))
-    return Benchmarked(name=name, system=LspSystem(driver, runner, name), model_backed=True,
-                       close=lambda: runner.run(driver.stop(), timeout=60))
+    return Benchmarked(
+        name=name,
+        system=LspSystem(driver, runner, name),
+        model_backed=True,
+        close=lambda: runner.run(driver.stop(), timeout=60),
+    )
 
 
 def _server_log() -> Path:
@@ -195,8 +221,9 @@ def ksr_rows(system: Benchmarked, targets: Sequence[str]) -> dict[str, Any]:
 
 def _per_prompt(full: KsrResult, ghost_only: KsrResult) -> list[list[int]]:
     """[characters, keystrokes with menu, keystrokes ghost only] per prompt, for subsets."""
-    return [[c, k, g] for (c, k), (_, g) in zip(full.per_prompt, ghost_only.per_prompt,
-                                                 strict=True)]
+    return [
+        [c, k, g] for (c, k), (_, g) in zip(full.per_prompt, ghost_only.per_prompt, strict=True)
+    ]
 
 
 def _progress(name: str) -> Callable[[int, int], None]:
@@ -210,17 +237,18 @@ def _progress(name: str) -> Callable[[int, int], None]:
     return report_progress
 
 
-def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
-            meta: dict[str, Any]) -> dict[str, Any]:
-    sample = data.ksr_sample(data.dev_lines(directory),
-                             max(sizes.sample, sizes.model_sample, sizes.lsp_sample))
+def run_ksr(
+    systems: list[Benchmarked], sizes: Sizes, directory: Path, meta: dict[str, Any]
+) -> dict[str, Any]:
+    sample = data.ksr_sample(
+        data.dev_lines(directory), max(sizes.sample, sizes.model_sample, sizes.lsp_sample)
+    )
     rows: dict[str, Any] = {}
     for system in systems:
         began = _clock()
         if system.system is None:
             if system.unavailable:
-                rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began,
-                                           system)
+                rows[system.name] = _stamp({"unavailable": system.unavailable}, meta, began, system)
             continue
         if isinstance(system.system, LspSystem):
             count = sizes.lsp_sample
@@ -230,8 +258,10 @@ def run_ksr(systems: list[Benchmarked], sizes: Sizes, directory: Path,
         row = _guarded(f"KSR {system.name}", lambda s=system, n=count: ksr_rows(s, sample[:n]))
         rows[system.name] = _stamp(row, meta, began, system)
         if "ksr" in row:
-            _log(f"  KSR {row['ksr']:.4f} (ghost only {row['ksr_ghost_only']:.4f}) "
-                 f"in {rows[system.name]['seconds']} s")
+            _log(
+                f"  KSR {row['ksr']:.4f} (ghost only {row['ksr_ghost_only']:.4f}) "
+                f"in {rows[system.name]['seconds']} s"
+            )
     return rows
 
 
@@ -244,8 +274,9 @@ def _guarded(what: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]
         return {"unavailable": f"failed: {exc!r}"}
 
 
-def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
-                   meta: dict[str, Any]) -> dict[str, Any]:
+def run_perplexity(
+    systems: list[Benchmarked], sizes: Sizes, directory: Path, meta: dict[str, Any]
+) -> dict[str, Any]:
     prompts = data.dev_corpus(directory).prompts
     if sizes.perplexity_prompts and sizes.perplexity_prompts < len(prompts):
         prompts = random.Random(data.SEED).sample(prompts, sizes.perplexity_prompts)
@@ -256,14 +287,19 @@ def run_perplexity(systems: list[Benchmarked], sizes: Sizes, directory: Path,
         began = _clock()
         _log(f"perplexity {system.name} on {len(prompts)} dev prompts")
         measure = system.perplexity
-        result = _guarded(f"perplexity {system.name}", lambda m=measure: {
-            k: round(v, 4) if isinstance(v, float) else v for k, v in m(prompts).items()})
+        result = _guarded(
+            f"perplexity {system.name}",
+            lambda m=measure: {
+                k: round(v, 4) if isinstance(v, float) else v for k, v in m(prompts).items()
+            },
+        )
         rows[system.name] = _stamp(result, meta, began, system)
     return rows
 
 
-def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
-                  meta: dict[str, Any]) -> dict[str, Any]:
+def run_expansion(
+    systems: list[Benchmarked], sizes: Sizes, context: Context, meta: dict[str, Any]
+) -> dict[str, Any]:
     lines = data.dev_lines(context.data_dir)
     ideas = expansion.ideas_from(lines, sizes.ideas)
     capable = [s for s in systems if s.expand is not None]
@@ -273,24 +309,30 @@ def run_expansion(systems: list[Benchmarked], sizes: Sizes, context: Context,
             rows[system.name] = {"unavailable": system.unavailable}
     if not capable:
         return {"rows": rows, "examples": []}
-    phrases = expansion.PhraseSet.cached(context.train.prompts, context.train.sha256,
-                                         context.cache_root)
-    examples: list[dict[str, Any]] = [{"idea": idea, "candidates": {}}
-                                      for idea in ideas[:EXAMPLES]]
+    phrases = expansion.PhraseSet.cached(
+        context.train.prompts, context.train.sha256, context.cache_root
+    )
+    examples: list[dict[str, Any]] = [{"idea": idea, "candidates": {}} for idea in ideas[:EXAMPLES]]
     for system in capable:
         began = _clock()
         _log(f"expansion {system.name} on {len(ideas)} ideas")
         produced: list[tuple[str, list[str]]] = []
-        row = _guarded(f"expansion {system.name}",
-                       lambda s=system, out=produced: _expand_all(s, ideas, phrases, out))
+        row = _guarded(
+            f"expansion {system.name}",
+            lambda s=system, out=produced: _expand_all(s, ideas, phrases, out),
+        )
         rows[system.name] = _stamp(row, meta, began, system)
         for example, (_, candidates) in zip(examples, produced, strict=False):
             example["candidates"][system.name] = candidates
     return {"rows": rows, "examples": examples}
 
 
-def _expand_all(system: Benchmarked, ideas: Sequence[str], phrases: expansion.PhraseSet,
-                produced: list[tuple[str, list[str]]]) -> dict[str, Any]:
+def _expand_all(
+    system: Benchmarked,
+    ideas: Sequence[str],
+    phrases: expansion.PhraseSet,
+    produced: list[tuple[str, list[str]]],
+) -> dict[str, Any]:
     """Expand every idea (appending to ``produced``), timing each call; the scores row."""
     assert system.expand is not None
     latencies: list[float] = []
@@ -299,14 +341,17 @@ def _expand_all(system: Benchmarked, ideas: Sequence[str], phrases: expansion.Ph
         candidates = system.expand(idea, EXPANSIONS_PER_IDEA)
         latencies.append(time.perf_counter() - start)
         produced.append((idea, candidates))
-    row: dict[str, Any] = {k: round(v, 4) if isinstance(v, float) else v
-                           for k, v in asdict(expansion.score(produced, phrases)).items()}
+    row: dict[str, Any] = {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in asdict(expansion.score(produced, phrases)).items()
+    }
     row["latency_ms"] = _ms(latencies)
     return row
 
 
-async def measure_server(command: Sequence[str], prompts: Sequence[str],
-                          cold_text: str = COLD_START_TEXT) -> dict[str, Any]:
+async def measure_server(
+    command: Sequence[str], prompts: Sequence[str], cold_text: str = COLD_START_TEXT
+) -> dict[str, Any]:
     """Cold start, then every prefix of every prompt typed; the typed texts come back too."""
     driver = LspDriver(command, log_path=_server_log())
     try:
@@ -332,28 +377,36 @@ async def measure_server(command: Sequence[str], prompts: Sequence[str],
         await driver.stop()
 
 
-def pipeline_latencies(model_dir: Path, prefixes: Sequence[str], threads: int | None,
-                       max_new_tokens: int = 8) -> list[float]:
+def pipeline_latencies(
+    model_dir: Path, prefixes: Sequence[str], threads: int | None, max_new_tokens: int = 8
+) -> list[float]:
     """The naive way: transformers.pipeline("text-generation") asked for the next phrase."""
     import torch
     from transformers import pipeline
 
     if threads:
         torch.set_num_threads(threads)
-    generator = pipeline("text-generation", model=str(model_dir), tokenizer=str(model_dir),
-                         device="cpu")
+    generator = pipeline(
+        "text-generation", model=str(model_dir), tokenizer=str(model_dir), device="cpu"
+    )
     pad = generator.tokenizer.eos_token_id
     latencies = []
     for prefix in prefixes:
         began = time.perf_counter()
-        generator(prefix, max_new_tokens=max_new_tokens, do_sample=False,
-                  return_full_text=False, pad_token_id=pad)
+        generator(
+            prefix,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            return_full_text=False,
+            pad_token_id=pad,
+        )
         latencies.append(time.perf_counter() - began)
     return latencies
 
 
-def run_server(sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None,
-               meta: dict[str, Any]) -> dict[str, Any]:
+def run_server(
+    sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None, meta: dict[str, Any]
+) -> dict[str, Any]:
     began = _clock()
     reason = server_available()
     if reason:
@@ -380,40 +433,66 @@ def run_server(sizes: Sizes, directory: Path, command: Sequence[str], threads: i
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--data", help="prompts directory with dev.txt and train.txt.gz "
-                        "(default: $PROMPT_AUTOCOMPLETE_DATA, else ../shared/data/prompts)")
-    parser.add_argument("--output", type=Path,
-                        help="report path (default docs/BENCHMARKS.md; "
-                        "with --quick build/benchmarks-quick/BENCHMARKS.md)")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
-                        help="comma-separated: none, prefix, ngram, engine[:MODEL], lsp")
-    parser.add_argument("--models", nargs="*", default=[],
-                        help="more models for the engine rows (directories or store refs)")
+    parser.add_argument(
+        "--data",
+        help="prompts directory with dev.txt and train.txt.gz "
+        "(default: $PROMPT_AUTOCOMPLETE_DATA, else ../shared/data/prompts)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="report path (default docs/BENCHMARKS.md; "
+        "with --quick build/benchmarks-quick/BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--systems",
+        default=DEFAULT_SYSTEMS,
+        help="comma-separated: none, prefix, ngram, engine[:MODEL], lsp",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        help="more models for the engine rows (directories or store refs)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--sample", type=int, help="KSR prompts for fast systems (300)")
     parser.add_argument("--model-sample", type=int, help="KSR prompts for engine rows (100)")
     parser.add_argument("--lsp-sample", type=int, help="KSR prompts through the server (20)")
-    parser.add_argument("--perplexity-prompts", type=int,
-                        help="dev prompts for perplexity (2000; 0 = all 18,967)")
+    parser.add_argument(
+        "--perplexity-prompts", type=int, help="dev prompts for perplexity (2000; 0 = all 18,967)"
+    )
     parser.add_argument("--ideas", type=int, help="expansion ideas (200)")
     parser.add_argument("--latency-prompts", type=int, help="prompts typed for latency (20)")
     parser.add_argument("--pipeline-calls", type=int, help="naive pipeline calls (200)")
     parser.add_argument("--threads", type=int, help="torch threads for the models")
-    parser.add_argument("--server-command", default=shlex.join(SERVER_COMMAND),
-                        help="how to start prompt-ls")
+    parser.add_argument(
+        "--server-command", default=shlex.join(SERVER_COMMAND), help="how to start prompt-ls"
+    )
     parser.add_argument("--fresh", action="store_true", help="discard earlier results")
     return parser.parse_args(argv)
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
     base = QUICK if args.quick else Sizes()
-    overrides = {name: value for name, value in (
-        ("sample", args.sample), ("model_sample", args.model_sample),
-        ("lsp_sample", args.lsp_sample), ("perplexity_prompts", args.perplexity_prompts),
-        ("ideas", args.ideas), ("latency_prompts", args.latency_prompts),
-        ("pipeline_calls", args.pipeline_calls)) if value is not None}
+    overrides = {
+        name: value
+        for name, value in (
+            ("sample", args.sample),
+            ("model_sample", args.model_sample),
+            ("lsp_sample", args.lsp_sample),
+            ("perplexity_prompts", args.perplexity_prompts),
+            ("ideas", args.ideas),
+            ("latency_prompts", args.latency_prompts),
+            ("pipeline_calls", args.pipeline_calls),
+        )
+        if value is not None
+    }
     for name, value in overrides.items():
         if value < 0 or (value == 0 and name != "perplexity_prompts"):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
@@ -435,8 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory = data.data_dir(args.data)
     except (ValueError, data.DataError) as exc:
         raise SystemExit(str(exc)) from exc
-    default_output = ("build/benchmarks-quick/BENCHMARKS.md" if args.quick
-                      else "docs/BENCHMARKS.md")
+    default_output = "build/benchmarks-quick/BENCHMARKS.md" if args.quick else "docs/BENCHMARKS.md"
     output = args.output or data.REPO_ROOT / default_output
     results_path = output.parent / "benchmarks" / "results.json"
     results: dict[str, Any] = {}
@@ -463,7 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             systems.remove(system)
         if "perplexity" in sections:
             results.setdefault("perplexity", {}).update(
-                run_perplexity(systems, sizes, directory, meta))
+                run_perplexity(systems, sizes, directory, meta)
+            )
         if "expansion" in sections:
             found = run_expansion(systems, sizes, context, meta)
             merged = results.setdefault("expansion", {"rows": {}, "examples": []})
@@ -471,18 +550,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if found["examples"]:
                 merged["examples"] = _merge_examples(merged["examples"], found["examples"])
         if "server" in sections:
-            results["server"] = run_server(sizes, directory, server_command, args.threads,
-                                           meta)
+            results["server"] = run_server(sizes, directory, server_command, args.threads, meta)
     finally:
         for system in systems:
             system.close()
         if runner is not None:
             runner.close()
-    results["last_run"] = {**meta, **_elapsed(began),
-                           "sizes": asdict(sizes), "pending": PENDING}
+    results["last_run"] = {**meta, **_elapsed(began), "sizes": asdict(sizes), "pending": PENDING}
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
+    results_path.write_text(
+        json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     report.write(results, output)
     _log(f"wrote {output} and {results_path} in {results['last_run']['seconds']} s")
     return 0

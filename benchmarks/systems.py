@@ -86,8 +86,10 @@ def model_identity(model_dir: Path) -> str:
     except (OSError, ValueError):
         return str(model_dir)
     digest = manifest.get("files", {}).get("model.safetensors", {}).get("sha256", "")
-    return f"{manifest.get('name', model_dir.name)} ({manifest.get('preset', '?')}, " \
-           f"weights {digest[:10] or '?'})"
+    return (
+        f"{manifest.get('name', model_dir.name)} ({manifest.get('preset', '?')}, "
+        f"weights {digest[:10] or '?'})"
+    )
 
 
 def model_label(reference: str) -> str:
@@ -104,12 +106,18 @@ def _prefix(context: Context, argument: str | None) -> Benchmarked:
 
 def _ngram(context: Context, argument: str | None) -> Benchmarked:
     system = NgramSystem(context.ngram)
-    return Benchmarked(name=system.name, system=system, perplexity=context.ngram.perplexity,
-                       expand=system.expand, expands=True)
+    return Benchmarked(
+        name=system.name,
+        system=system,
+        perplexity=context.ngram.perplexity,
+        expand=system.expand,
+        expands=True,
+    )
 
 
-def causal_lm_perplexity(model_dir: Path, threads: int | None) -> Callable[[Sequence[str]],
-                                                                           dict[str, float]]:
+def causal_lm_perplexity(
+    model_dir: Path, threads: int | None
+) -> Callable[[Sequence[str]], dict[str, float]]:
     """model_store's perplexity for a Hugging Face causal LM directory (loaded on first use)."""
 
     def measure(prompts: Sequence[str]) -> dict[str, float]:
@@ -139,12 +147,23 @@ def _engine(context: Context, argument: str | None) -> Benchmarked:
     try:
         engine: Any = CompletionEngine.from_checkpoint(model_dir, threads=context.threads)
     except NotImplementedError:
-        return Benchmarked(name=name, perplexity=ppl, model_backed=True, expands=True,
-                           model=model_identity(model_dir),
-                           unavailable="CompletionEngine is not implemented on this branch yet")
-    return Benchmarked(name=name, system=EngineSystem(engine, name), perplexity=ppl,
-                       expand=lambda idea, n: engine.expand(idea, n), model_backed=True,
-                       expands=True, model=model_identity(model_dir))
+        return Benchmarked(
+            name=name,
+            perplexity=ppl,
+            model_backed=True,
+            expands=True,
+            model=model_identity(model_dir),
+            unavailable="CompletionEngine is not implemented on this branch yet",
+        )
+    return Benchmarked(
+        name=name,
+        system=EngineSystem(engine, name),
+        perplexity=ppl,
+        expand=lambda idea, n: engine.expand(idea, n),
+        model_backed=True,
+        expands=True,
+        model=model_identity(model_dir),
+    )
 
 
 REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
@@ -156,7 +175,7 @@ REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """"engine:path/to/model" -> ("engine", "path/to/model")."""
+    """ "engine:path/to/model" -> ("engine", "path/to/model")."""
     key, _, argument = spec.partition(":")
     if key not in REGISTRY and key != "lsp":
         known = ", ".join([*REGISTRY, "lsp"])

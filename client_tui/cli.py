@@ -64,49 +64,103 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_argument_group("model settings (sent to the server)")
-    model.add_argument("--model", metavar="REF",
-                       help="model to load: 'default', a directory, hf:<repo>[@rev], a stored "
-                            "name or a preset (server default when omitted)")
-    model.add_argument("--max-items", type=_int_from(1), metavar="N",
-                       help="most completion-menu items the server returns")
-    model.add_argument("--temperature", type=_non_negative_float, metavar="T",
-                       help="sampling temperature for expansions")
-    model.add_argument("--max-expansion-tokens", type=_int_from(1), metavar="N",
-                       help="longest expansion, in tokens")
-    model.add_argument("--time-budget-ms", type=_int_from(10), metavar="MS",
-                       help="how long the server may work on one suggestion before answering "
-                            "with what it has")
-    model.add_argument("--blocklist", action="append", default=[], metavar="WORDS",
-                       help="comma-separated words (or /regex/) never to suggest; repeatable")
-    model.add_argument("--no-safe-mode", dest="safe_mode", action="store_false",
-                       help="turn off the server's safe mode (on by default)")
+    model.add_argument(
+        "--model",
+        metavar="REF",
+        help="model to load: 'default', a directory, hf:<repo>[@rev], a stored "
+        "name or a preset (server default when omitted)",
+    )
+    model.add_argument(
+        "--max-items",
+        type=_int_from(1),
+        metavar="N",
+        help="most completion-menu items the server returns",
+    )
+    model.add_argument(
+        "--temperature",
+        type=_non_negative_float,
+        metavar="T",
+        help="sampling temperature for expansions",
+    )
+    model.add_argument(
+        "--max-expansion-tokens",
+        type=_int_from(1),
+        metavar="N",
+        help="longest expansion, in tokens",
+    )
+    model.add_argument(
+        "--time-budget-ms",
+        type=_int_from(10),
+        metavar="MS",
+        help="how long the server may work on one suggestion before answering with what it has",
+    )
+    model.add_argument(
+        "--blocklist",
+        action="append",
+        default=[],
+        metavar="WORDS",
+        help="comma-separated words (or /regex/) never to suggest; repeatable",
+    )
+    model.add_argument(
+        "--no-safe-mode",
+        dest="safe_mode",
+        action="store_false",
+        help="turn off the server's safe mode (on by default)",
+    )
 
     server = parser.add_argument_group("server")
     where = server.add_mutually_exclusive_group()
-    where.add_argument("--connect", type=_host_port, metavar="HOST:PORT",
-                       help="use a running prompt-ls --tcp server instead of starting one")
-    where.add_argument("--server-command", metavar="CMD",
-                       help="command that starts prompt-ls on stdio "
-                            "(default: this Python with -m server)")
-    server.add_argument("--timeout", type=_non_negative_float, default=300.0, metavar="SECONDS",
-                        help="batch mode: how long to wait for the model to load (default 300)")
-    server.add_argument("--log-file", type=Path, metavar="PATH",
-                        help="write the client's protocol log here")
+    where.add_argument(
+        "--connect",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="use a running prompt-ls --tcp server instead of starting one",
+    )
+    where.add_argument(
+        "--server-command",
+        metavar="CMD",
+        help="command that starts prompt-ls on stdio (default: this Python with -m server)",
+    )
+    server.add_argument(
+        "--timeout",
+        type=_non_negative_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="batch mode: how long to wait for the model to load (default 300)",
+    )
+    server.add_argument(
+        "--log-file", type=Path, metavar="PATH", help="write the client's protocol log here"
+    )
 
     repl = parser.add_argument_group("output")
-    repl.add_argument("--expand", metavar="TEXT",
-                      help="print expansions of TEXT, one per line, and exit")
-    repl.add_argument("-n", "--count", type=_int_from(1, MAX_EXPANSIONS), default=4,
-                      metavar="N", help="number of expansions, 1 to "
-                      f"{MAX_EXPANSIONS} (batch mode and the expand key; default 4)")
-    repl.add_argument("--copy", action="store_true",
-                      help="also put each finished prompt on the clipboard through the "
-                           "terminal (OSC 52; tmux needs set-clipboard on)")
-    repl.add_argument("--history", type=Path, metavar="FILE",
-                      help=f"history file (default {default_history_path()}, under "
-                           "$PROMPT_AUTOCOMPLETE_HOME when set)")
-    repl.add_argument("--no-history", action="store_true",
-                      help="keep history only for this session")
+    repl.add_argument(
+        "--expand", metavar="TEXT", help="print expansions of TEXT, one per line, and exit"
+    )
+    repl.add_argument(
+        "-n",
+        "--count",
+        type=_int_from(1, MAX_EXPANSIONS),
+        default=4,
+        metavar="N",
+        help="number of expansions, 1 to "
+        f"{MAX_EXPANSIONS} (batch mode and the expand key; default 4)",
+    )
+    repl.add_argument(
+        "--copy",
+        action="store_true",
+        help="also put each finished prompt on the clipboard through the "
+        "terminal (OSC 52; tmux needs set-clipboard on)",
+    )
+    repl.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help=f"history file (default {default_history_path()}, under "
+        "$PROMPT_AUTOCOMPLETE_HOME when set)",
+    )
+    repl.add_argument(
+        "--no-history", action="store_true", help="keep history only for this session"
+    )
     parser.add_argument("--version", action="version", version=f"prompt-repl {__version__}")
     return parser
 

@@ -66,13 +66,21 @@ def _distribution_sum(model: ngram.KneserNeyTrigram, a: int, b: int) -> float:
 
 def test_kneser_ney_is_a_distribution_in_every_context(model: ngram.KneserNeyTrigram) -> None:
     cat, on, a = model.id_of("cat"), model.id_of("on"), model.id_of("a")
-    for context in [(a, cat), (on, a), (model.bos, model.bos), (model.bos, a),
-                    (ngram.UNKNOWN, a), (ngram.UNKNOWN, ngram.UNKNOWN), (cat, a)]:
+    for context in [
+        (a, cat),
+        (on, a),
+        (model.bos, model.bos),
+        (model.bos, a),
+        (ngram.UNKNOWN, a),
+        (ngram.UNKNOWN, ngram.UNKNOWN),
+        (cat, a),
+    ]:
         assert _distribution_sum(model, *context) == pytest.approx(1.0)
 
 
 def test_perplexity_prefers_corpus_text_and_counts_unknown_words(
-        model: ngram.KneserNeyTrigram) -> None:
+    model: ngram.KneserNeyTrigram,
+) -> None:
     seen = model.perplexity(["a cat on a mat"])
     scrambled = model.perplexity(["mat a on cat a"])
     unknown = model.perplexity(["a zebra on a mat"])

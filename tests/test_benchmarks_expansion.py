@@ -32,11 +32,12 @@ def test_repeated_phrases() -> None:
 def test_generated_phrases_are_those_ending_after_the_idea() -> None:
     idea = "a red car"
     assert expansion.generated_phrases(idea, "a red car in the rain, Night, ") == [
-        "a red car in the rain", "night"]
+        "a red car in the rain",
+        "night",
+    ]
     # "shiny" ends where the idea ends, so it is the user's phrase; "shiny car" would count.
     assert expansion.generated_phrases("a red car, shiny", "a red car, shiny, 8k") == ["8k"]
-    assert expansion.generated_phrases("a red car, shiny", "a red car, shiny car") == [
-        "shiny car"]
+    assert expansion.generated_phrases("a red car, shiny", "a red car, shiny car") == ["shiny car"]
     assert expansion.generated_phrases(idea, "a blue car, 8k") == ["a blue car", "8k"]
 
 

@@ -24,7 +24,7 @@ from benchmarks.run import measure_server
 
 TARGET = "a 🐱 cat on a mat"  # the cat is 2 UTF-16 code units
 
-FAKE_SERVER = '''
+FAKE_SERVER = """
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
@@ -57,7 +57,7 @@ def complete(ls, params):
 
 
 server.start_io()
-'''
+"""
 
 
 def test_utf16_offsets_round_trip() -> None:
@@ -68,10 +68,12 @@ def test_utf16_offsets_round_trip() -> None:
 
 def test_replies_become_ghost_and_menu() -> None:
     text = "a 🐱 c"
-    word = types.Range(start=types.Position(line=0, character=5),
-                       end=types.Position(line=0, character=6))
-    inline = types.InlineCompletionList(items=[
-        types.InlineCompletionItem(insert_text="cat on a", range=word)])
+    word = types.Range(
+        start=types.Position(line=0, character=5), end=types.Position(line=0, character=6)
+    )
+    inline = types.InlineCompletionList(
+        items=[types.InlineCompletionItem(insert_text="cat on a", range=word)]
+    )
     assert ghost_from_inline(text, inline) == "at on a"
     assert ghost_from_inline(text, None) == ""
     items = [
@@ -95,7 +97,8 @@ def fake_server(tmp_path: Path) -> Iterator[tuple[LspDriver, LoopThread]]:
 
 
 def test_ksr_cold_start_and_memory_through_a_server(
-        fake_server: tuple[LspDriver, LoopThread]) -> None:
+    fake_server: tuple[LspDriver, LoopThread],
+) -> None:
     driver, runner = fake_server
     initialize = runner.run(driver.start(), timeout=60)
     driver.open("")
@@ -114,8 +117,9 @@ def test_ksr_cold_start_and_memory_through_a_server(
 def test_latency_run_types_every_character(tmp_path: Path) -> None:
     script = tmp_path / "fake_server.py"
     script.write_text(FAKE_SERVER, encoding="utf-8")
-    result = asyncio.run(measure_server([sys.executable, str(script)], [TARGET, "a b"],
-                                         cold_text="a "))
+    result = asyncio.run(
+        measure_server([sys.executable, str(script)], [TARGET, "a b"], cold_text="a ")
+    )
     assert result["requests"] == {"completion": 19, "inline": 19}
     assert result["typed"][:3] == ["a", "a ", "a 🐱"]
     assert 0 < result["initialize_s"] <= result["first_completion_s"]

@@ -21,8 +21,11 @@ STYLES = ["highly detailed", "oil painting", "by greg rutkowski", "trending on a
 
 def _prompts(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [f"a {rng.choice(ANIMALS)} {rng.choice(PLACES)}, {rng.choice(STYLES)}, "
-            f"{rng.choice(STYLES)} {i}" for i in range(count)]
+    return [
+        f"a {rng.choice(ANIMALS)} {rng.choice(PLACES)}, {rng.choice(STYLES)}, "
+        f"{rng.choice(STYLES)} {i}"
+        for i in range(count)
+    ]
 
 
 @pytest.fixture
@@ -53,8 +56,12 @@ def test_run_writes_report_and_merges_later_runs(data_dir: Path, tmp_path: Path)
     assert results["perplexity"]["word trigram (KN)"]["prompts"] == 50
 
     text = output.read_text()
-    for heading in ("## Keystroke savings", "## Perplexity", "## Expansion quality",
-                    "## Language server"):
+    for heading in (
+        "## Keystroke savings",
+        "## Perplexity",
+        "## Expansion quality",
+        "## Language server",
+    ):
         assert heading in text
     for chart in ("ksr.png", "perplexity.png", "expansion.png"):
         assert (output.parent / "benchmarks" / chart).stat().st_size > 1000
@@ -70,17 +77,26 @@ def test_bad_arguments_are_clear_errors(data_dir: Path) -> None:
 
 
 def test_common_subset_recomputes_ksr_on_the_shared_prefix() -> None:
-    rows = {"a": {"per_prompt": [[10, 5, 6], [10, 10, 10]]},  # 2 prompts
-            "b": {"per_prompt": [[10, 2, 3]]}}  # 1 prompt
+    rows = {
+        "a": {"per_prompt": [[10, 5, 6], [10, 10, 10]]},  # 2 prompts
+        "b": {"per_prompt": [[10, 2, 3]]},
+    }  # 1 prompt
     size, subset = report.common_subset(rows)
     assert size == 1
     assert subset == {"a": (0.5, pytest.approx(0.4)), "b": (0.8, pytest.approx(0.7))}
 
 
 def test_targets_are_checked_against_measurements() -> None:
-    results = {"server": {"latency_ms": {"completion": {"p50": 10.0, "p99": 60.0},
-                                         "inline": {"p50": 20.0, "p99": 100.0}},
-                          "pipeline_ms": {"p50": 100.0}, "initialize_s": 0.2}}
+    results = {
+        "server": {
+            "latency_ms": {
+                "completion": {"p50": 10.0, "p99": 60.0},
+                "inline": {"p50": 20.0, "p99": 100.0},
+            },
+            "pipeline_ms": {"p50": 100.0},
+            "initialize_s": 0.2,
+        }
+    }
     rows = {row[0]: row for row in report._target_rows(results)}
     assert rows["completion p50 (ms)"][3] == "yes"
     assert rows["completion p99 (ms)"][3] == "**no**"
@@ -103,16 +119,30 @@ class _Exploding:
 
 
 def test_a_failing_system_becomes_a_row_not_a_crash(
-        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def cannot_load(context: Context, argument: str | None) -> Benchmarked:
         raise FileNotFoundError("no weights")
 
     monkeypatch.setitem(REGISTRY, "broken", cannot_load)
-    monkeypatch.setitem(REGISTRY, "exploding",
-                        lambda context, argument: Benchmarked("exploding", _Exploding()))
+    monkeypatch.setitem(
+        REGISTRY, "exploding", lambda context, argument: Benchmarked("exploding", _Exploding())
+    )
     output = tmp_path / "BENCHMARKS.md"
-    run.main(["--data", str(data_dir), "--output", str(output), "--sections", "ksr",
-              "--systems", "none,broken,exploding", "--sample", "2"])
+    run.main(
+        [
+            "--data",
+            str(data_dir),
+            "--output",
+            str(output),
+            "--sections",
+            "ksr",
+            "--systems",
+            "none,broken,exploding",
+            "--sample",
+            "2",
+        ]
+    )
     rows = json.loads((tmp_path / "benchmarks" / "results.json").read_text())["ksr"]
     assert "no weights" in rows["broken"]["unavailable"]
     assert "model fell over" in rows["exploding"]["unavailable"]
@@ -134,12 +164,30 @@ class _EchoEngine:
 
 
 def test_engine_rows_run_through_the_engine_interface(
-        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CompletionEngine, "from_checkpoint",
-                        classmethod(lambda cls, path, settings=None, threads=None: _EchoEngine()))
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        CompletionEngine,
+        "from_checkpoint",
+        classmethod(lambda cls, path, settings=None, threads=None: _EchoEngine()),
+    )
     output = tmp_path / "BENCHMARKS.md"
-    run.main(["--data", str(data_dir), "--output", str(output), "--sections", "ksr,expansion",
-              "--systems", "engine", "--model-sample", "3", "--ideas", "2"])
+    run.main(
+        [
+            "--data",
+            str(data_dir),
+            "--output",
+            str(output),
+            "--sections",
+            "ksr,expansion",
+            "--systems",
+            "engine",
+            "--model-sample",
+            "3",
+            "--ideas",
+            "2",
+        ]
+    )
     results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
     row = results["ksr"]["LM engine: default"]
     assert row["prompts"] == 3

@@ -97,6 +97,7 @@ class _Request:
 # budget would cut it to a few words. Cancellation still stops it at once.
 EXPANSION_MIN_BUDGET_MS = 3000
 
+
 class CompletionEngine:
     """Ranks word completions, next phrases and expansions from a causal LM."""
 
