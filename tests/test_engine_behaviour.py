@@ -30,8 +30,9 @@ class ScriptedRunner(Runner):
     """A fake LM that continues any prefix of one of its scripts and otherwise ends the prompt.
 
     Each script is a token sequence starting with EOS (as contexts do). The next token after
-    a sequence that is a prefix of a script is the script's next token (or EOS at its end);
-    all other tokens share the rest of the probability evenly.
+    a sequence that is a prefix of scripts is each such script's next token, earlier scripts
+    slightly preferred (EOS when no script continues); all other tokens share the rest of the
+    probability evenly. Several continuations matter when typing rules out the first one.
     """
 
     def __init__(
@@ -45,12 +46,14 @@ class ScriptedRunner(Runner):
 
     def _logits(self, sequence: list[int]) -> torch.Tensor:
         logits = torch.zeros(self.vocab_size)
-        preferred = self.eos
-        for script in self.scripts:
+        matched = False
+        for rank, script in enumerate(self.scripts):
             if script[: len(sequence)] == sequence and len(script) > len(sequence):
-                preferred = script[len(sequence)]
-                break
-        logits[preferred] = PREFERRED_LOGIT
+                token = script[len(sequence)]
+                logits[token] = max(float(logits[token]), PREFERRED_LOGIT - rank)
+                matched = True
+        if not matched:
+            logits[self.eos] = PREFERRED_LOGIT
         return logits
 
     def prime(self, ids: Sequence[int]) -> torch.Tensor:
