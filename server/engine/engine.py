@@ -34,8 +34,8 @@ from server.engine.filters import (
     clean_expansion,
     dedupe_key,
     has_content,
-    has_loop,
     known_phrases,
+    loop_start,
     repeats_known,
 )
 from server.engine.runner import Runner, make_runner
@@ -48,6 +48,8 @@ MENU_WORD_WIDTH = 8  # beams when finishing a word for the menu
 INLINE_WORD_WIDTH = 4
 WORD_EXTRA_TOKENS = 3  # tokens a word may grow beyond what was typed
 WORD_BRANCHES = 2  # best words whose continuations are explored as phrases
+WORD_PLAUSIBILITY = 6.0  # words this many nats less likely than the best are not offered
+PHRASE_PLAUSIBILITY = 5.0  # the same for phrases, per word
 MENU_PHRASES = 4
 MENU_PHRASE_TOKENS = 6
 INLINE_PHRASES = 3
@@ -233,7 +235,8 @@ class CompletionEngine:
             count = EXPLICIT_PHRASES if explicit else INLINE_PHRASES
             rows = self._phrase_rows(request, words, count)
             rows = self._decode_phrases(request, rows, INLINE_PHRASE_TOKENS, budget)
-            phrases = _rank(self._phrase_suggestions(request, rows, menu=False))
+            # Ghost text finishes the likeliest word; its best continuation comes first.
+            phrases = _rank(self._phrase_suggestions(request, rows, menu=False), keep_order=True)
             if not phrases and words:
                 phrases = _rank(self._word_suggestions(request, words, at_cursor=True))
             if not explicit:
@@ -244,7 +247,7 @@ class CompletionEngine:
                         text[:cursor], text[cursor:], best.kind, best.new_text, best.score
                     )
                 return phrases[:1]
-            expansions = self._expansions(request, 1, budget) if budget.left() else []
+            expansions = self._expansions(request, words, 1, budget) if budget.left() else []
             extra = [
                 Suggestion("expansion", cursor, cursor, continuation, score)
                 for continuation, score in expansions
@@ -271,7 +274,9 @@ class CompletionEngine:
             request = self._prepare(text, where)
             if request is None:
                 return []
-            return [text + continuation for continuation, _ in self._expansions(request, n, budget)]
+            words = self._words(request, INLINE_WORD_WIDTH, budget) if where.in_word else []
+            expansions = self._expansions(request, words, n, budget)
+            return [text + continuation for continuation, _ in expansions]
 
     def _typed_through(self, text: str, cursor: int) -> Suggestion | None:
         """The rest of the last ghost text when the user has typed its beginning (no decoding).
@@ -351,7 +356,12 @@ class CompletionEngine:
     # Words ---------------------------------------------------------------------------------
 
     def _words(self, request: _Request, width: int, budget: Budget) -> list[Word]:
-        return decoding.word_search(
+        """Finished words, best first, without those far less likely than the likeliest.
+
+        Beam search also finds odd spellings ("portraitd"): the model gives each a passable
+        per-character score but a total probability hundreds of times below the real word's.
+        """
+        words = decoding.word_search(
             self._runner,
             self._vocab,
             request.first,
@@ -362,6 +372,10 @@ class CompletionEngine:
             banned=self._banned,
             budget=budget,
         )
+        if not words:
+            return []
+        best = max(word.total for word in words)
+        return [word for word in words if word.total >= best - WORD_PLAUSIBILITY]
 
     def _word_suggestions(
         self, request: _Request, words: list[Word], at_cursor: bool = False
@@ -413,14 +427,14 @@ class CompletionEngine:
                 never = torch.ones_like(never)
                 never[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
             starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
-        branches: list[tuple[float, list[int]]] = []
-        for scores, prior, forced in starts:
+        branches: list[tuple[float, int, list[int]]] = []
+        for group, (scores, prior, forced) in enumerate(starts):
             top = torch.topk(scores, count)
             for value, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 if value > decoding.NEG_INF:
-                    branches.append(((prior + value) / (len(forced) + 1), [*forced, token]))
+                    branches.append((prior + value, group, [*forced, token]))
         branches.sort(key=lambda branch: branch[0], reverse=True)
-        return [Row(forced=deque(tokens)) for _, tokens in branches[:count]]
+        return [Row(forced=deque(tokens), group=group) for _, group, tokens in branches[:count]]
 
     def _decode_phrases(
         self, request: _Request, rows: list[Row], max_tokens: int, budget: Budget
@@ -444,17 +458,16 @@ class CompletionEngine:
     ) -> list[Suggestion]:
         """Turn decoded rows into suggestions, dropping any that fail a quality filter.
 
-        Menu items replace the typed part of the word (so a client's filtering on it works);
-        ghost text inserts at the cursor.
+        Menu items replace the typed part of the word (so a client's filtering on it works)
+        and come best first; ghost text inserts at the cursor and comes in the order of the
+        word it finishes, then best first.
         """
         where = request.where
-        cursor_in_segment = where.cursor - where.segment_start
-        known = known_phrases(request.segment, cursor_in_segment)
-        phrase_start = max(
-            (request.before.rfind(separator) + 1 for separator in ",;|\n"), default=0
-        )
+        known = known_phrases(request.segment, where.cursor - where.segment_start)
+        phrase_start = max(request.before.rfind(separator) + 1 for separator in ",;|\n")
         current_phrase = request.before[phrase_start:]
-        result = []
+        partial = request.partial
+        found: list[tuple[int, Suggestion]] = []
         for row in rows:
             if len(row.data) < len(request.tail_bytes):
                 continue
@@ -462,41 +475,62 @@ class CompletionEngine:
             if row.ended and row.end is not None:
                 generated = generated[: row.end]
             else:
-                generated = _complete_words_only(generated, request.partial)
+                generated = _drop_unfinished_word(generated, partial)
+            loop = loop_start(partial + generated)
+            if loop is not None:
+                generated = generated[: max(0, loop - len(partial))]
             generated = cut_unbalanced(generated, where.brackets).rstrip(" \t,;|")
+            generated = _drop_trailing_function_words(generated, partial)
             if _starts_fresh(request.before):
                 generated = generated.lstrip()
             if menu and where.in_word and _only_word(generated):
                 continue  # it just finishes the word: the word item says the same
-            new_text = request.partial + generated
+            new_text = partial + generated
             if (
                 not generated
                 or not has_content(new_text)
-                or has_loop(new_text)
-                or self._terms.search(new_text, after=len(request.partial)) is not None
+                or self._terms.search(new_text, after=len(partial)) is not None
                 or repeats_known(current_phrase + generated, known)
             ):
                 continue
+            score = decoding.per_word(row.logprob, request.partial + generated)
             if menu and where.in_word:
-                result.append(
-                    Suggestion("phrase", where.word_start, where.cursor, new_text, row.score)
-                )
+                suggestion = Suggestion("phrase", where.word_start, where.cursor, new_text, score)
             else:
-                result.append(
-                    Suggestion("phrase", where.cursor, where.cursor, generated, row.score)
-                )
-        return result
+                suggestion = Suggestion("phrase", where.cursor, where.cursor, generated, score)
+            found.append((row.group if not menu else 0, suggestion))
+        if found:
+            best = max(suggestion.score for _, suggestion in found)
+            found = [item for item in found if item[1].score >= best - PHRASE_PLAUSIBILITY]
+        found.sort(key=lambda item: (item[0], -item[1].score))
+        return [suggestion for _, suggestion in found]
 
     # Expansions ----------------------------------------------------------------------------
 
-    def _expansions(self, request: _Request, n: int, budget: Budget) -> list[tuple[str, float]]:
-        """Up to n cleaned continuations with scores, best first; resampled when filters bite."""
+    def _expansions(
+        self, request: _Request, words: list[Word], n: int, budget: Budget
+    ) -> list[tuple[str, float]]:
+        """Up to n cleaned continuations with scores, best first; resampled when filters bite.
+
+        In a word, every expansion starts by finishing it as the likeliest word does, then
+        a new word: sampling the rest of a typed word yields misspellings ("hilling").
+        """
         settings = self._settings
         generator = torch.Generator().manual_seed(settings.seed)
+        forced: list[int] = []
+        after_word: torch.Tensor | None = None
+        if request.where.in_word and words:
+            forced = words[0].tokens
+            starts_word = self._vocab.boundary_mask & ~self._banned
+            starts_word[self._vocab.eos_id] = False
+            after_word = starts_word.nonzero().flatten()
         found: dict[str, tuple[str, float]] = {}
         for _ in range(3):
             want = n - len(found)
-            rows = [Row(forced=deque()) for _ in range(want + max(1, want // 2))]
+            rows = [
+                Row(forced=deque(forced), next_allowed=after_word)
+                for _ in range(want + max(1, want // 2))
+            ]
             policy = decoding.sampling_policy(
                 self._vocab,
                 self._banned,
@@ -533,9 +567,10 @@ class CompletionEngine:
                 )
                 if continuation is None:
                     continue
+                score = decoding.per_word(row.logprob, request.partial + generated)
                 key = dedupe_key(continuation)
-                if key not in found or found[key][1] < row.score:
-                    found[key] = (continuation, row.score)
+                if key not in found or found[key][1] < score:
+                    found[key] = (continuation, score)
             if len(found) >= n or not budget.left():
                 break
         ranked = sorted(found.values(), key=lambda item: item[1], reverse=True)
@@ -579,30 +614,66 @@ def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Sugge
 
 
 def _merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> list[Suggestion]:
-    """Both kinds in one ranked menu, keeping a quarter of it for phrases when there are any."""
+    """The menu: ranked words first (what is being typed), then ranked phrases.
+
+    A quarter of the menu is kept for phrases when there are any.
+    """
     reserved = min(len(phrases), max(1, limit // 4))
     chosen = words[: limit - reserved]
     chosen += phrases[: limit - len(chosen)]
-    return _rank(chosen)
+    return _rank(chosen, keep_order=True)
 
 
-def _complete_words_only(generated: str, partial: str) -> str:
-    """Drop a trailing word that may be unfinished (decoding stopped on a limit)."""
-    trimmed = generated.rstrip()
-    if trimmed != generated:
-        return trimmed
-    start = len(trimmed)
-    while start > 0 and (trimmed[start - 1].isalnum() or trimmed[start - 1] in "-'_"):
-        start -= 1
-    if start == 0 and partial:
-        return trimmed  # the row only finished the current word: that word is complete
-    return trimmed[:start].rstrip()
+# fmt: off
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "of", "with", "and", "in", "on", "at", "by", "for", "to", "from", "as",
+    "or", "into", "its", "his", "her", "their", "is", "are",
+})
+# fmt: on
+
+
+def _first_word_end(text: str, start: int) -> int:
+    """Where the word that ``text[start:]`` begins (or continues) ends."""
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "-'_"):
+        end += 1
+    return end
+
+
+def _drop_unfinished_word(generated: str, partial: str) -> str:
+    """A phrase cut by a limit: drop its last word, which may be cut in half.
+
+    The word the user is typing is kept: the row finished it before going on.
+    """
+    if generated != generated.rstrip():
+        return generated.rstrip()
+    text = partial + generated
+    keep = _first_word_end(text, len(partial)) if partial else 0
+    cut = len(text)
+    while cut > keep and (text[cut - 1].isalnum() or text[cut - 1] in "-'_"):
+        cut -= 1
+    return text[len(partial) : max(cut, len(partial))].rstrip()
+
+
+def _drop_trailing_function_words(generated: str, partial: str) -> str:
+    """ "portrait of a" -> "portrait": a phrase should not end on "of", "a", "with"..."""
+    text = partial + generated
+    keep = _first_word_end(text, len(partial)) if partial else 0
+    while True:
+        stripped = text.rstrip(" \t,;")
+        start = len(stripped)
+        while start > 0 and stripped[start - 1].isalnum():
+            start -= 1
+        if start < keep or start == len(stripped) or stripped[start:].lower() not in FUNCTION_WORDS:
+            break
+        text = stripped[:start]
+    return text[len(partial) :].rstrip() if len(text) >= len(partial) else ""
 
 
 def _whole_phrases(generated: str) -> str:
     """An expansion cut by its token limit, up to its last complete phrase."""
     cut = max(generated.rfind(separator) for separator in ",;|")
-    return generated[:cut] if cut > 0 else _complete_words_only(generated, "")
+    return generated[:cut] if cut > 0 else _drop_unfinished_word(generated, "")
 
 
 def _starts_fresh(before: str) -> bool:
