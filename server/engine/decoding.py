@@ -229,12 +229,14 @@ def sampling_policy(
     top_k: int,
     repetition_penalty: float,
     generator: torch.Generator,
+    min_new_tokens: int = 0,
 ) -> Policy:
     """Top-k sampling with temperature and a repetition penalty on words already used.
 
     The penalty scales the log-probability of content tokens seen in the context or the row
-    (CTRL-style); separators are exempt, or prompts would lose their commas. All rows are
-    sampled in one call, so the result depends only on the seed, not on timing.
+    (CTRL-style); separators are exempt, or prompts would lose their commas. The prompt may
+    not end before ``min_new_tokens``. All rows are sampled in one call, so the result
+    depends only on the seed, not on timing.
     """
     bias = torch.zeros(vocab.size).masked_fill_(banned, NEG_INF)
     penalised = vocab.content_mask
@@ -246,6 +248,8 @@ def sampling_policy(
         masks = [seen.setdefault(id(row), seen_in_context.clone()) for row in rows]
         repeat = torch.stack(masks) & penalised
         scores = torch.where(repeat, logprobs * repetition_penalty, logprobs) / temperature + bias
+        young = torch.tensor([row.new_tokens < min_new_tokens for row in rows])
+        scores[young, vocab.eos_id] = NEG_INF
         for index, ids in enumerate(allowed):
             if ids is not None:
                 restricted = torch.full_like(scores[index], NEG_INF)

@@ -56,6 +56,7 @@ INLINE_PHRASES = 3
 EXPLICIT_PHRASES = 6
 INLINE_PHRASE_TOKENS = 12
 TOP_K = 40
+EXPANSION_MIN_TOKENS = 16  # an expansion is a detailed prompt, not one more word
 REPETITION_PENALTY = 1.2
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
 CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
@@ -539,6 +540,7 @@ class CompletionEngine:
                 top_k=TOP_K,
                 repetition_penalty=REPETITION_PENALTY,
                 generator=generator,
+                min_new_tokens=min(EXPANSION_MIN_TOKENS, settings.max_expansion_tokens // 2),
             )
             decoding.decode_rows(
                 self._runner,
