@@ -230,13 +230,15 @@ def sampling_policy(
     repetition_penalty: float,
     generator: torch.Generator,
     min_new_tokens: int = 0,
+    early_end_penalty: float = 4.0,
 ) -> Policy:
     """Top-k sampling with temperature and a repetition penalty on words already used.
 
     The penalty scales the log-probability of content tokens seen in the context or the row
-    (CTRL-style); separators are exempt, or prompts would lose their commas. The prompt may
-    not end before ``min_new_tokens``. All rows are sampled in one call, so the result
-    depends only on the seed, not on timing.
+    (CTRL-style); separators are exempt, or prompts would lose their commas. Before
+    ``min_new_tokens`` ending the prompt costs ``early_end_penalty`` nats: a model that only
+    half wants to stop goes on, one that is sure it is done is not forced to ramble. All
+    rows are sampled in one call, so the result depends only on the seed, not on timing.
     """
     bias = torch.zeros(vocab.size).masked_fill_(banned, NEG_INF)
     penalised = vocab.content_mask
@@ -247,9 +249,10 @@ def sampling_policy(
     def choose(logprobs: Tensor, rows: list[Row], allowed: list[Tensor | None]) -> list[int]:
         masks = [seen.setdefault(id(row), seen_in_context.clone()) for row in rows]
         repeat = torch.stack(masks) & penalised
-        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs) / temperature + bias
+        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs)
         young = torch.tensor([row.new_tokens < min_new_tokens for row in rows])
-        scores[young, vocab.eos_id] = NEG_INF
+        scores[young, vocab.eos_id] -= early_end_penalty
+        scores = scores / temperature + bias
         for index, ids in enumerate(allowed):
             if ids is not None:
                 restricted = torch.full_like(scores[index], NEG_INF)

@@ -12,7 +12,9 @@ A request is answered in four steps:
    rows branched on their first free token continue to the end of the phrase, and seeded
    top-k sampling writes expansions.
 4. Filters (``filters.py``) drop empty, looping, repeated, duplicate, blocked and unsafe
-   candidates; survivors are ranked by length-normalised log-probability.
+   candidates; survivors are ranked by log-probability per word (``decoding.per_word``; a
+   word completion is one word, so its plain log-probability including its ending). The
+   menu lists words first, then phrases.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +46,14 @@ from server.engine.types import EngineSettings, Suggestion, SuggestionKind
 from server.engine.vocab import Vocabulary
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
-MENU_WORD_WIDTH = 8  # beams when finishing a word for the menu
+MENU_WORD_WIDTH = 6  # beams when finishing a word for the menu
 INLINE_WORD_WIDTH = 4
 WORD_EXTRA_TOKENS = 3  # tokens a word may grow beyond what was typed
 WORD_BRANCHES = 2  # best words whose continuations are explored as phrases
 WORD_PLAUSIBILITY = 6.0  # words this many nats less likely than the best are not offered
 PHRASE_PLAUSIBILITY = 5.0  # the same for phrases, per word
-MENU_PHRASES = 4
-MENU_PHRASE_TOKENS = 6
+MENU_PHRASES = 3
+MENU_PHRASE_TOKENS = 5
 INLINE_PHRASES = 3
 EXPLICIT_PHRASES = 6
 INLINE_PHRASE_TOKENS = 12
@@ -61,6 +63,7 @@ REPETITION_PENALTY = 1.2
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
 CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
 MAX_EXPANSIONS = 32
+PHRASE_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,17 @@ class _Ghost:
     kind: SuggestionKind
     text: str
     score: float
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A greedy phrase row as decoded, to reuse for the same starting tokens."""
+
+    tokens: tuple[int, ...]
+    data: bytes
+    logprob: float
+    ended: bool
+    eos: bool  # ended by the end-of-prompt token
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class CompletionEngine:
         self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
         self._lock = threading.Lock()
         self._ghost: _Ghost | None = None
+        self._phrase_cache: OrderedDict[tuple[object, ...], _Decoded] = OrderedDict()
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -167,7 +182,8 @@ class CompletionEngine:
             self._settings = settings
             self._terms = terms
             self._banned = banned
-            self._ghost = None  # it was chosen under the old settings
+            self._ghost = None  # chosen under the old settings, as were the cached phrases
+            self._phrase_cache.clear()
 
     # Public requests -----------------------------------------------------------------------
 
@@ -359,8 +375,8 @@ class CompletionEngine:
     def _words(self, request: _Request, width: int, budget: Budget) -> list[Word]:
         """Finished words, best first, without those far less likely than the likeliest.
 
-        Beam search also finds odd spellings ("portraitd"): the model gives each a passable
-        per-character score but a total probability hundreds of times below the real word's.
+        Beam search also finds odd spellings ("portraitd", " portrait" + "d"): each is a
+        word to the search, but hundreds of times less likely than the real one.
         """
         words = decoding.word_search(
             self._runner,
@@ -440,19 +456,56 @@ class CompletionEngine:
     def _decode_phrases(
         self, request: _Request, rows: list[Row], max_tokens: int, budget: Budget
     ) -> list[Row]:
+        """Greedy continuations of the rows, remembered by the tokens they start from.
+
+        Greedy decoding from the same tokens always gives the same phrase, and while the user
+        types a word its likeliest completion, hence the rows, rarely change ("portra",
+        "portrai" -> " portrait" ","), so each keystroke in a word only pays for the word.
+        """
         brackets, in_word = request.where.brackets, request.where.in_word
-        return decoding.decode_rows(
+
+        def end_rule(generated: str) -> int | None:
+            return phrase_end(generated, brackets, in_word)
+
+        # In a word the rows' forced tokens cover the typed tail; otherwise it constrains them.
+        common = (tuple(request.context_ids), max_tokens, brackets, in_word)
+        common += (b"" if in_word else request.tail_bytes,)
+        tail_chars = len(request.tail)
+        todo: list[tuple[tuple[object, ...], Row]] = []
+        for row in rows:
+            key = (*common, tuple(row.forced))
+            known = self._phrase_cache.get(key)
+            if known is None:
+                todo.append((key, row))
+                continue
+            self._phrase_cache.move_to_end(key)
+            row.forced.clear()
+            row.tokens, row.data, row.logprob = list(known.tokens), known.data, known.logprob
+            row.done = True
+            generated = row.data.decode("utf-8", errors="ignore")[tail_chars:]
+            row.end = len(generated) if known.eos else end_rule(generated)
+            row.ended = known.ended and row.end is not None
+        decoding.decode_rows(
             self._runner,
             self._vocab,
             request.first,
-            rows,
+            [row for _, row in todo],
             request.tail_bytes,
             policy=decoding.greedy_policy(self._banned),
-            end_rule=lambda generated: phrase_end(generated, brackets, in_word),
+            end_rule=end_rule,
             max_new_tokens=max_tokens,
             banned=self._banned,
             budget=budget,
         )
+        for key, row in todo:
+            if row.ended or row.new_tokens >= max_tokens:  # not cut short by the time budget
+                eos = bool(row.tokens) and row.tokens[-1] == self._vocab.eos_id
+                self._phrase_cache[key] = _Decoded(
+                    tuple(row.tokens), row.data, row.logprob, row.ended, eos
+                )
+        while len(self._phrase_cache) > PHRASE_CACHE_SIZE:
+            self._phrase_cache.popitem(last=False)
+        return rows
 
     def _phrase_suggestions(
         self, request: _Request, rows: list[Row], menu: bool
