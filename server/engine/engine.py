@@ -20,7 +20,6 @@ A request is answered in four steps:
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ REPETITION_PENALTY = 1.2
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
 CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
 MAX_EXPANSIONS = 32
+DEFAULT_THREADS = 1
 PHRASE_CACHE_SIZE = 512
 
 
@@ -122,11 +122,14 @@ class CompletionEngine:
     ) -> None:
         """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
 
-        ``threads`` sets torch's (process-wide) thread count; default: the CPUs available.
+        ``threads`` sets torch's (process-wide) thread count. The default is one: each step
+        of these small models is a chain of tiny matrix products that a second thread cannot
+        speed up, and when another process holds the other core (an image generator, a
+        training run) OpenMP's barriers made every request 20-30x slower in measurements.
         """
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+        torch.set_num_threads(threads or DEFAULT_THREADS)
         if isinstance(model, Runner):
             self._runner = model
         else:
