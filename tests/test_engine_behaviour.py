@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from server.engine import CompletionEngine, EngineSettings
+from server.engine import CompletionEngine, EngineSettings, decoding
 from server.engine.runner import Rows, Runner
 from server.engine.syntax import cut_unbalanced, open_brackets
 
@@ -150,10 +150,44 @@ class TestTypingThroughGhostText:
         assert [(g.start, g.end, g.new_text) for g in ghost] == [(25, 25, "tailed")]
         assert calls == []
 
-    def test_typing_something_else_asks_again(self, scripted) -> None:
-        engine = scripted("woman portrait, highly detailed, sharp focus", "woman portrait, hat")
+    def test_typing_something_else_asks_again(
+        self, scripted, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = scripted("woman portrait, highly detailed, sharp focus")
         assert engine.inline("woman portrait, ", 16)[0].new_text == "highly detailed"
-        assert engine.inline("woman portrait, ha", 18)[0].new_text == "t"
+        calls: list[object] = []
+        original = engine.runner.prime
+        monkeypatch.setattr(engine.runner, "prime", lambda ids: calls.append(ids) or original(ids))
+        ghost = engine.inline("woman portrait, ha", 18)
+        assert calls
+        assert not any(suggestion.new_text.startswith("ghly") for suggestion in ghost)
+
+
+class TestPhraseCache:
+    def test_typing_on_in_a_word_reuses_its_phrases(
+        self, scripted, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = scripted("woman portrait of a queen, highly detailed")
+        first = engine.complete("woman portra", 12)
+        decoded: list[int] = []
+        original = decoding.decode_rows
+        monkeypatch.setattr(
+            decoding,
+            "decode_rows",
+            lambda runner, vocab, first, rows, *a, **k: (
+                decoded.append(len(rows)) or original(runner, vocab, first, rows, *a, **k)
+            ),
+        )
+        second = engine.complete("woman portrai", 13)
+        assert "portrait of a queen" in texts(first)
+        assert texts(second) == texts(first)
+        assert decoded == [0]  # every phrase row came from the cache
+
+    def test_settings_changes_forget_cached_phrases(self, scripted) -> None:
+        engine = scripted("woman portrait, nude, highly detailed", safe_mode=False)
+        assert engine.inline("woman portrait, ", 16)[0].new_text == "nude"
+        engine.update_settings(EngineSettings(safe_mode=True))
+        assert "nude" not in texts(engine.inline("woman portrait, ", 16))
 
 
 class TestFilters:

@@ -9,6 +9,7 @@ steps.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -44,14 +45,29 @@ class Budget:
         return time.monotonic() < self.deadline
 
 
+_WORDS = re.compile(r"\w+(?:['-]\w+)*")  # "sci-fi" and "artist's" are one word each
+
+
+def per_word(logprob: float, text: str) -> float:
+    """Log-probability per word of ``text``: the length unit a user sees.
+
+    Tokens are no fair unit: a word spelled by three unlikely tokens ("b" "lu" "a") would
+    beat the same word spelled by one likely token ("blue"). Characters are no fair unit
+    either: a long unlikely word would beat a short likely one. Alternatives for the word
+    being typed are all one word long, so they are ranked by their plain probability.
+    """
+    return logprob / max(1, len(_WORDS.findall(text)))
+
+
 @dataclass
 class Word:
     """A completion of the typed word: its bytes from the tail's start and its tokens."""
 
     data: bytes
     tokens: list[int]
-    logprob: float
-    score: float  # (log P(tokens) + log P(the word ends here)) / (tokens + 1)
+    logprob: float  # log P(tokens)
+    total: float  # log P(tokens) + log P(a new word or the end follows)
+    score: float  # ``total`` per word (the word may be "sci-fi")
     next_logprobs: Tensor  # the distribution after the word, to branch phrases from
 
 
@@ -117,11 +133,11 @@ def word_search(
                 word = beam.data[word_offset:]
                 if _valid_word(word):
                     total = beam.logprob + endings[position]
-                    score = total / (len(beam.tokens) + 1)
+                    score = per_word(total, word.decode("utf-8"))
                     totals.append(total)
                     if word not in finished or finished[word].score < score:
                         finished[word] = Word(
-                            beam.data, beam.tokens, beam.logprob, score, logprobs[index]
+                            beam.data, beam.tokens, beam.logprob, total, score, logprobs[index]
                         )
                 if beam.extra < extra_steps:
                     candidates.extend(
@@ -176,6 +192,8 @@ class Row:
     """One decoding row: the tokens it must start with, then what the policy chose."""
 
     forced: deque[int]
+    next_allowed: Tensor | None = None  # what the first chosen (not forced) token may be
+    group: int = 0  # rows from the same finished word share a group (its rank)
     tokens: list[int] = field(default_factory=list)
     new_tokens: int = 0  # tokens the policy chose (not forced)
     data: bytes = b""
@@ -183,10 +201,6 @@ class Row:
     done: bool = False
     ended: bool = False  # stopped by its end rule (or EOS), not by a limit
     end: int | None = None  # where the result ends in the generated text, when ``ended``
-
-    @property
-    def score(self) -> float:
-        return self.logprob / max(1, len(self.tokens))
 
 
 Policy = Callable[[Tensor, list[Row], list[Tensor | None]], list[int]]
@@ -215,12 +229,16 @@ def sampling_policy(
     top_k: int,
     repetition_penalty: float,
     generator: torch.Generator,
+    min_new_tokens: int = 0,
+    early_end_penalty: float = 4.0,
 ) -> Policy:
     """Top-k sampling with temperature and a repetition penalty on words already used.
 
     The penalty scales the log-probability of content tokens seen in the context or the row
-    (CTRL-style); separators are exempt, or prompts would lose their commas. All rows are
-    sampled in one call, so the result depends only on the seed, not on timing.
+    (CTRL-style); separators are exempt, or prompts would lose their commas. Before
+    ``min_new_tokens`` ending the prompt costs ``early_end_penalty`` nats: a model that only
+    half wants to stop goes on, one that is sure it is done is not forced to ramble. All
+    rows are sampled in one call, so the result depends only on the seed, not on timing.
     """
     bias = torch.zeros(vocab.size).masked_fill_(banned, NEG_INF)
     penalised = vocab.content_mask
@@ -231,7 +249,10 @@ def sampling_policy(
     def choose(logprobs: Tensor, rows: list[Row], allowed: list[Tensor | None]) -> list[int]:
         masks = [seen.setdefault(id(row), seen_in_context.clone()) for row in rows]
         repeat = torch.stack(masks) & penalised
-        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs) / temperature + bias
+        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs)
+        young = torch.tensor([row.new_tokens < min_new_tokens for row in rows])
+        scores[young, vocab.eos_id] -= early_end_penalty
+        scores = scores / temperature + bias
         for index, ids in enumerate(allowed):
             if ids is not None:
                 restricted = torch.full_like(scores[index], NEG_INF)
@@ -279,10 +300,13 @@ def decode_rows(
         allowed: list[Tensor | None] = []
         for row in active:
             remaining = tail[len(row.data) :]
-            if row.forced or not remaining:
+            if row.forced:
                 allowed.append(None)
-                continue
-            allowed.append(vocab.allowed(vocab.consistent(remaining), remaining, banned))
+            elif remaining:
+                allowed.append(vocab.allowed(vocab.consistent(remaining), remaining, banned))
+            else:
+                allowed.append(row.next_allowed)
+                row.next_allowed = None
         chosen = policy(logprobs, active, allowed)
         for index, row in enumerate(active):
             ids = allowed[index]

@@ -12,15 +12,16 @@ A request is answered in four steps:
    rows branched on their first free token continue to the end of the phrase, and seeded
    top-k sampling writes expansions.
 4. Filters (``filters.py``) drop empty, looping, repeated, duplicate, blocked and unsafe
-   candidates; survivors are ranked by length-normalised log-probability.
+   candidates; survivors are ranked by log-probability per word (``decoding.per_word``; a
+   word completion is one word, so its plain log-probability including its ending). The
+   menu lists words first, then phrases.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,8 @@ from server.engine.filters import (
     clean_expansion,
     dedupe_key,
     has_content,
-    has_loop,
     known_phrases,
+    loop_start,
     repeats_known,
 )
 from server.engine.runner import Runner, make_runner
@@ -44,20 +45,25 @@ from server.engine.types import EngineSettings, Suggestion, SuggestionKind
 from server.engine.vocab import Vocabulary
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
-MENU_WORD_WIDTH = 8  # beams when finishing a word for the menu
+MENU_WORD_WIDTH = 6  # beams when finishing a word for the menu
 INLINE_WORD_WIDTH = 4
 WORD_EXTRA_TOKENS = 3  # tokens a word may grow beyond what was typed
 WORD_BRANCHES = 2  # best words whose continuations are explored as phrases
-MENU_PHRASES = 4
-MENU_PHRASE_TOKENS = 6
+WORD_PLAUSIBILITY = 6.0  # words this many nats less likely than the best are not offered
+PHRASE_PLAUSIBILITY = 5.0  # the same for phrases, per word
+MENU_PHRASES = 3
+MENU_PHRASE_TOKENS = 5
 INLINE_PHRASES = 3
 EXPLICIT_PHRASES = 6
 INLINE_PHRASE_TOKENS = 12
 TOP_K = 40
+EXPANSION_MIN_TOKENS = 16  # an expansion is a detailed prompt, not one more word
 REPETITION_PENALTY = 1.2
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
 CONTEXT_CHUNK = 32  # long contexts are cut from the start in steps of this many tokens
 MAX_EXPANSIONS = 32
+DEFAULT_THREADS = 1
+PHRASE_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,17 @@ class _Ghost:
     kind: SuggestionKind
     text: str
     score: float
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A greedy phrase row as decoded, to reuse for the same starting tokens."""
+
+    tokens: tuple[int, ...]
+    data: bytes
+    logprob: float
+    ended: bool
+    eos: bool  # ended by the end-of-prompt token
 
 
 @dataclass(frozen=True)
@@ -110,11 +127,14 @@ class CompletionEngine:
     ) -> None:
         """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
 
-        ``threads`` sets torch's (process-wide) thread count; default: the CPUs available.
+        ``threads`` sets torch's (process-wide) thread count. The default is one: each step
+        of these small models is a chain of tiny matrix products that a second thread cannot
+        speed up, and when another process holds the other core (an image generator, a
+        training run) OpenMP's barriers made every request 20-30x slower in measurements.
         """
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+        torch.set_num_threads(threads or DEFAULT_THREADS)
         if isinstance(model, Runner):
             self._runner = model
         else:
@@ -125,6 +145,7 @@ class CompletionEngine:
         self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
         self._lock = threading.Lock()
         self._ghost: _Ghost | None = None
+        self._phrase_cache: OrderedDict[tuple[object, ...], _Decoded] = OrderedDict()
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -169,7 +190,8 @@ class CompletionEngine:
             self._settings = settings
             self._terms = terms
             self._banned = banned
-            self._ghost = None  # it was chosen under the old settings
+            self._ghost = None  # chosen under the old settings, as were the cached phrases
+            self._phrase_cache.clear()
 
     # Public requests -----------------------------------------------------------------------
 
@@ -238,7 +260,8 @@ class CompletionEngine:
             count = EXPLICIT_PHRASES if explicit else INLINE_PHRASES
             rows = self._phrase_rows(request, words, count)
             rows = self._decode_phrases(request, rows, INLINE_PHRASE_TOKENS, budget)
-            phrases = _rank(self._phrase_suggestions(request, rows, menu=False))
+            # Ghost text finishes the likeliest word; its best continuation comes first.
+            phrases = _rank(self._phrase_suggestions(request, rows, menu=False), keep_order=True)
             if not phrases and words:
                 phrases = _rank(self._word_suggestions(request, words, at_cursor=True))
             if not explicit:
@@ -249,7 +272,7 @@ class CompletionEngine:
                         text[:cursor], text[cursor:], best.kind, best.new_text, best.score
                     )
                 return phrases[:1]
-            expansions = self._expansions(request, 1, budget) if budget.left() else []
+            expansions = self._expansions(request, words, 1, budget) if budget.left() else []
             extra = [
                 Suggestion("expansion", cursor, cursor, continuation, score)
                 for continuation, score in expansions
@@ -276,7 +299,9 @@ class CompletionEngine:
             request = self._prepare(text, where)
             if request is None:
                 return []
-            return [text + continuation for continuation, _ in self._expansions(request, n, budget)]
+            words = self._words(request, INLINE_WORD_WIDTH, budget) if where.in_word else []
+            expansions = self._expansions(request, words, n, budget)
+            return [text + continuation for continuation, _ in expansions]
 
     def _typed_through(self, text: str, cursor: int) -> Suggestion | None:
         """The rest of the last ghost text when the user has typed its beginning (no decoding).
@@ -356,7 +381,12 @@ class CompletionEngine:
     # Words ---------------------------------------------------------------------------------
 
     def _words(self, request: _Request, width: int, budget: Budget) -> list[Word]:
-        return decoding.word_search(
+        """Finished words, best first, without those far less likely than the likeliest.
+
+        Beam search also finds odd spellings ("portraitd", " portrait" + "d"): each is a
+        word to the search, but hundreds of times less likely than the real one.
+        """
+        words = decoding.word_search(
             self._runner,
             self._vocab,
             request.first,
@@ -367,6 +397,10 @@ class CompletionEngine:
             banned=self._banned,
             budget=budget,
         )
+        if not words:
+            return []
+        best = max(word.total for word in words)
+        return [word for word in words if word.total >= best - WORD_PLAUSIBILITY]
 
     def _word_suggestions(
         self, request: _Request, words: list[Word], at_cursor: bool = False
@@ -418,48 +452,84 @@ class CompletionEngine:
                 never = torch.ones_like(never)
                 never[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
             starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
-        branches: list[tuple[float, list[int]]] = []
-        for scores, prior, forced in starts:
+        branches: list[tuple[float, int, list[int]]] = []
+        for group, (scores, prior, forced) in enumerate(starts):
             top = torch.topk(scores, count)
             for value, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 if value > decoding.NEG_INF:
-                    branches.append(((prior + value) / (len(forced) + 1), [*forced, token]))
+                    branches.append((prior + value, group, [*forced, token]))
         branches.sort(key=lambda branch: branch[0], reverse=True)
-        return [Row(forced=deque(tokens)) for _, tokens in branches[:count]]
+        return [Row(forced=deque(tokens), group=group) for _, group, tokens in branches[:count]]
 
     def _decode_phrases(
         self, request: _Request, rows: list[Row], max_tokens: int, budget: Budget
     ) -> list[Row]:
+        """Greedy continuations of the rows, remembered by the tokens they start from.
+
+        Greedy decoding from the same tokens always gives the same phrase, and while the user
+        types a word its likeliest completion, hence the rows, rarely change ("portra",
+        "portrai" -> " portrait" ","), so each keystroke in a word only pays for the word.
+        """
         brackets, in_word = request.where.brackets, request.where.in_word
-        return decoding.decode_rows(
+
+        def end_rule(generated: str) -> int | None:
+            return phrase_end(generated, brackets, in_word)
+
+        # In a word the rows' forced tokens cover the typed tail; otherwise it constrains them.
+        common = (tuple(request.context_ids), max_tokens, brackets, in_word)
+        common += (b"" if in_word else request.tail_bytes,)
+        tail_chars = len(request.tail)
+        todo: list[tuple[tuple[object, ...], Row]] = []
+        for row in rows:
+            key = (*common, tuple(row.forced))
+            known = self._phrase_cache.get(key)
+            if known is None:
+                todo.append((key, row))
+                continue
+            self._phrase_cache.move_to_end(key)
+            row.forced.clear()
+            row.tokens, row.data, row.logprob = list(known.tokens), known.data, known.logprob
+            row.done = True
+            generated = row.data.decode("utf-8", errors="ignore")[tail_chars:]
+            row.end = len(generated) if known.eos else end_rule(generated)
+            row.ended = known.ended and row.end is not None
+        decoding.decode_rows(
             self._runner,
             self._vocab,
             request.first,
-            rows,
+            [row for _, row in todo],
             request.tail_bytes,
             policy=decoding.greedy_policy(self._banned),
-            end_rule=lambda generated: phrase_end(generated, brackets, in_word),
+            end_rule=end_rule,
             max_new_tokens=max_tokens,
             banned=self._banned,
             budget=budget,
         )
+        for key, row in todo:
+            if row.ended or row.new_tokens >= max_tokens:  # not cut short by the time budget
+                eos = bool(row.tokens) and row.tokens[-1] == self._vocab.eos_id
+                self._phrase_cache[key] = _Decoded(
+                    tuple(row.tokens), row.data, row.logprob, row.ended, eos
+                )
+        while len(self._phrase_cache) > PHRASE_CACHE_SIZE:
+            self._phrase_cache.popitem(last=False)
+        return rows
 
     def _phrase_suggestions(
         self, request: _Request, rows: list[Row], menu: bool
     ) -> list[Suggestion]:
         """Turn decoded rows into suggestions, dropping any that fail a quality filter.
 
-        Menu items replace the typed part of the word (so a client's filtering on it works);
-        ghost text inserts at the cursor.
+        Menu items replace the typed part of the word (so a client's filtering on it works)
+        and come best first; ghost text inserts at the cursor and comes in the order of the
+        word it finishes, then best first.
         """
         where = request.where
-        cursor_in_segment = where.cursor - where.segment_start
-        known = known_phrases(request.segment, cursor_in_segment)
-        phrase_start = max(
-            (request.before.rfind(separator) + 1 for separator in ",;|\n"), default=0
-        )
+        known = known_phrases(request.segment, where.cursor - where.segment_start)
+        phrase_start = max(request.before.rfind(separator) + 1 for separator in ",;|\n")
         current_phrase = request.before[phrase_start:]
-        result = []
+        partial = request.partial
+        found: list[tuple[int, Suggestion]] = []
         for row in rows:
             if len(row.data) < len(request.tail_bytes):
                 continue
@@ -467,41 +537,62 @@ class CompletionEngine:
             if row.ended and row.end is not None:
                 generated = generated[: row.end]
             else:
-                generated = _complete_words_only(generated, request.partial)
+                generated = _drop_unfinished_word(generated, partial)
+            loop = loop_start(partial + generated)
+            if loop is not None:
+                generated = generated[: max(0, loop - len(partial))]
             generated = cut_unbalanced(generated, where.brackets).rstrip(" \t,;|")
+            generated = _drop_trailing_function_words(generated, partial)
             if _starts_fresh(request.before):
                 generated = generated.lstrip()
             if menu and where.in_word and _only_word(generated):
                 continue  # it just finishes the word: the word item says the same
-            new_text = request.partial + generated
+            new_text = partial + generated
             if (
                 not generated
                 or not has_content(new_text)
-                or has_loop(new_text)
-                or self._terms.search(new_text, after=len(request.partial)) is not None
+                or self._terms.search(new_text, after=len(partial)) is not None
                 or repeats_known(current_phrase + generated, known)
             ):
                 continue
+            score = decoding.per_word(row.logprob, request.partial + generated)
             if menu and where.in_word:
-                result.append(
-                    Suggestion("phrase", where.word_start, where.cursor, new_text, row.score)
-                )
+                suggestion = Suggestion("phrase", where.word_start, where.cursor, new_text, score)
             else:
-                result.append(
-                    Suggestion("phrase", where.cursor, where.cursor, generated, row.score)
-                )
-        return result
+                suggestion = Suggestion("phrase", where.cursor, where.cursor, generated, score)
+            found.append((row.group if not menu else 0, suggestion))
+        if found:
+            best = max(suggestion.score for _, suggestion in found)
+            found = [item for item in found if item[1].score >= best - PHRASE_PLAUSIBILITY]
+        found.sort(key=lambda item: (item[0], -item[1].score))
+        return [suggestion for _, suggestion in found]
 
     # Expansions ----------------------------------------------------------------------------
 
-    def _expansions(self, request: _Request, n: int, budget: Budget) -> list[tuple[str, float]]:
-        """Up to n cleaned continuations with scores, best first; resampled when filters bite."""
+    def _expansions(
+        self, request: _Request, words: list[Word], n: int, budget: Budget
+    ) -> list[tuple[str, float]]:
+        """Up to n cleaned continuations with scores, best first; resampled when filters bite.
+
+        In a word, every expansion starts by finishing it as the likeliest word does, then
+        a new word: sampling the rest of a typed word yields misspellings ("hilling").
+        """
         settings = self._settings
         generator = torch.Generator().manual_seed(settings.seed)
+        forced: list[int] = []
+        after_word: torch.Tensor | None = None
+        if request.where.in_word and words:
+            forced = words[0].tokens
+            starts_word = self._vocab.boundary_mask & ~self._banned
+            starts_word[self._vocab.eos_id] = False
+            after_word = starts_word.nonzero().flatten()
         found: dict[str, tuple[str, float]] = {}
         for _ in range(3):
             want = n - len(found)
-            rows = [Row(forced=deque()) for _ in range(want + max(1, want // 2))]
+            rows = [
+                Row(forced=deque(forced), next_allowed=after_word)
+                for _ in range(want + max(1, want // 2))
+            ]
             policy = decoding.sampling_policy(
                 self._vocab,
                 self._banned,
@@ -510,6 +601,7 @@ class CompletionEngine:
                 top_k=TOP_K,
                 repetition_penalty=REPETITION_PENALTY,
                 generator=generator,
+                min_new_tokens=min(EXPANSION_MIN_TOKENS, settings.max_expansion_tokens // 2),
             )
             decoding.decode_rows(
                 self._runner,
@@ -538,9 +630,10 @@ class CompletionEngine:
                 )
                 if continuation is None:
                     continue
+                score = decoding.per_word(row.logprob, request.partial + generated)
                 key = dedupe_key(continuation)
-                if key not in found or found[key][1] < row.score:
-                    found[key] = (continuation, row.score)
+                if key not in found or found[key][1] < score:
+                    found[key] = (continuation, score)
             if len(found) >= n or not budget.left():
                 break
         ranked = sorted(found.values(), key=lambda item: item[1], reverse=True)
@@ -584,30 +677,66 @@ def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Sugge
 
 
 def _merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> list[Suggestion]:
-    """Both kinds in one ranked menu, keeping a quarter of it for phrases when there are any."""
+    """The menu: ranked words first (what is being typed), then ranked phrases.
+
+    A quarter of the menu is kept for phrases when there are any.
+    """
     reserved = min(len(phrases), max(1, limit // 4))
     chosen = words[: limit - reserved]
     chosen += phrases[: limit - len(chosen)]
-    return _rank(chosen)
+    return _rank(chosen, keep_order=True)
 
 
-def _complete_words_only(generated: str, partial: str) -> str:
-    """Drop a trailing word that may be unfinished (decoding stopped on a limit)."""
-    trimmed = generated.rstrip()
-    if trimmed != generated:
-        return trimmed
-    start = len(trimmed)
-    while start > 0 and (trimmed[start - 1].isalnum() or trimmed[start - 1] in "-'_"):
-        start -= 1
-    if start == 0 and partial:
-        return trimmed  # the row only finished the current word: that word is complete
-    return trimmed[:start].rstrip()
+# fmt: off
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "of", "with", "and", "in", "on", "at", "by", "for", "to", "from", "as",
+    "or", "into", "its", "his", "her", "their", "is", "are",
+})
+# fmt: on
+
+
+def _first_word_end(text: str, start: int) -> int:
+    """Where the word that ``text[start:]`` begins (or continues) ends."""
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "-'_"):
+        end += 1
+    return end
+
+
+def _drop_unfinished_word(generated: str, partial: str) -> str:
+    """A phrase cut by a limit: drop its last word, which may be cut in half.
+
+    The word the user is typing is kept: the row finished it before going on.
+    """
+    if generated != generated.rstrip():
+        return generated.rstrip()
+    text = partial + generated
+    keep = _first_word_end(text, len(partial)) if partial else 0
+    cut = len(text)
+    while cut > keep and (text[cut - 1].isalnum() or text[cut - 1] in "-'_"):
+        cut -= 1
+    return text[len(partial) : max(cut, len(partial))].rstrip()
+
+
+def _drop_trailing_function_words(generated: str, partial: str) -> str:
+    """ "portrait of a" -> "portrait": a phrase should not end on "of", "a", "with"..."""
+    text = partial + generated
+    keep = _first_word_end(text, len(partial)) if partial else 0
+    while True:
+        stripped = text.rstrip(" \t,;")
+        start = len(stripped)
+        while start > 0 and stripped[start - 1].isalnum():
+            start -= 1
+        if start < keep or start == len(stripped) or stripped[start:].lower() not in FUNCTION_WORDS:
+            break
+        text = stripped[:start]
+    return text[len(partial) :].rstrip() if len(text) >= len(partial) else ""
 
 
 def _whole_phrases(generated: str) -> str:
     """An expansion cut by its token limit, up to its last complete phrase."""
     cut = max(generated.rfind(separator) for separator in ",;|")
-    return generated[:cut] if cut > 0 else _complete_words_only(generated, "")
+    return generated[:cut] if cut > 0 else _drop_unfinished_word(generated, "")
 
 
 def _starts_fresh(before: str) -> bool:

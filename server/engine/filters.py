@@ -21,6 +21,8 @@ from server.engine.vocab import Vocabulary
 _WORD = re.compile(r"\w+")
 _CHARACTER_LOOP = re.compile(r"(.{1,4}?)\1{5,}", re.DOTALL)
 _NON_WORD = re.compile(r"[\W_]+")
+# Words people do double on purpose ("very very detailed").
+INTENSIFIERS = frozenset({"very", "super", "ultra", "hyper", "extremely", "really", "so", "much"})
 
 
 def has_content(text: str) -> bool:
@@ -33,14 +35,19 @@ def has_content(text: str) -> bool:
 def loop_start(text: str) -> int | None:
     """Where ``text`` starts repeating itself, or None.
 
-    A loop is a word three times in a row, a word trigram seen before, or a unit of up to
-    four characters repeated six times ("!!!!!!", "((((((").
+    A loop is a word twice in a row (intensifiers three times), a word trigram seen before,
+    or a unit of up to four characters repeated six times ("!!!!!!", "((((((").
     """
     starts: list[int] = []
     character_loop = _CHARACTER_LOOP.search(text)
     if character_loop is not None:
         starts.append(character_loop.start() + len(character_loop.group(1)))
     words = [(match.group().casefold(), match.start()) for match in _WORD.finditer(text)]
+    for index in range(1, len(words)):
+        word = words[index][0]
+        if word == words[index - 1][0] and word not in INTENSIFIERS and not word.isdigit():
+            starts.append(words[index][1])
+            break
     seen: set[tuple[str, str, str]] = set()
     for index in range(2, len(words)):
         first, second, third = words[index - 2][0], words[index - 1][0], words[index][0]

@@ -230,9 +230,11 @@ class GPT2Runner(Runner):
             keys.append(k)
             values.append(v)
             count, total = q.shape[2], k.shape[2]
-            causal = torch.ones(count, total, dtype=torch.bool).tril(total - count)
+            causal = None
+            if count > 1:  # new tokens see the cached ones and those before them
+                causal = torch.ones(count, total, dtype=torch.bool).tril(total - count)
             return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=causal if count > 1 else None, scale=self.blocks[index].scale
+                q, k, v, attn_mask=causal, scale=self.blocks[index].scale
             )
 
         hidden = self._forward(torch.tensor([ids[keep:]]), keep, attend)[0, -1]
@@ -258,7 +260,7 @@ class GPT2Runner(Runner):
         assert isinstance(rows, _BufferRows)
         position = rows.length
         if position >= rows.keys[0].shape[2]:
-            raise ValueError("decoding ran past the room reserved for it")
+            raise RuntimeError("decoding ran past the room reserved for it in fork()")
 
         def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             rows.keys[index][:, :, position : position + 1] = k

@@ -220,8 +220,9 @@ def phrase_end(generated: str, brackets: str, finishing_word: bool) -> int | Non
     A phrase ends before a separator once it has content, before a closer of a bracket the
     user opened, before ``:`` of a weight or ``|`` of an alternation the cursor is in, before
     ``<``, ``BREAK``, `` --`` and a line break. When ``finishing_word``, the rest of the
-    current word comes first and a separator right after it is allowed ("portrait" ->
-    ", highly detailed"), so the phrase is the next one rather than an empty one.
+    current word comes first. Outside brackets a separator before any content is allowed
+    ("portrait" -> ", highly detailed"), so the phrase is the next one rather than an
+    empty one; inside brackets the user is writing one weighted item, so it ends there.
     """
     local: list[str] = []
     content = False
@@ -245,7 +246,7 @@ def phrase_end(generated: str, brackets: str, finishing_word: bool) -> int | Non
                     return index
                 local.pop()
         else:
-            if char in PHRASE_SEPARATORS and content:
+            if char in PHRASE_SEPARATORS and (content or brackets):
                 return index
             if char == "<" or char in CLOSERS:
                 return index
