@@ -435,10 +435,14 @@ class PromptServerClient:
             return
         connected = self.state is ServerState.RUNNING
         if process is not None and process.returncode is None:
-            # The stream broke while the process lives on: it is of no use any more.
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            # A dying server closes its stdout just before it exits: give it a moment, so its
+            # own exit code is reported; one that lives on after that is of no use any more.
+            try:
+                await asyncio.wait_for(process.wait(), 1.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
         with contextlib.suppress(asyncio.TimeoutError):
             # Let the stderr reader collect the last words before reporting them.
             await asyncio.wait_for(self._stderr_done(), 0.5)
