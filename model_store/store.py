@@ -189,7 +189,10 @@ class ModelStore:
                     "prompts": len(corpus.prompts),
                 },
                 "training": {"command": command, "tokens_seen": trained.tokens_seen},
-                "metrics": trained.metrics,
+                "metrics": {
+                    "data": f"held-out prompt families of {corpus.name}",
+                    **trained.metrics,
+                },
             }
             return self._publish(trained.path, name, fields, progress)
 

@@ -220,6 +220,19 @@ def test_published_model_is_listed_and_removable(checkpoint_copy: Path, store_ho
     assert "mine" not in {row["name"] for row in store.list()}
 
 
+def test_listing_shows_the_default_models_perplexity(store_home: Path) -> None:
+    default = next(row for row in ModelStore().list() if row["name"] == "default")
+    assert isinstance(default["token_perplexity"], float) and default["token_perplexity"] > 1
+
+
+def test_manifest_metrics_must_be_flat(checkpoint_copy: Path) -> None:
+    nested = {"dev": {"data": "dev.txt", "token_perplexity": 58.9}}
+    with pytest.raises(ValueError, match="flat mapping"):
+        write_manifest(checkpoint_copy, "copy", metrics=nested)
+    flat = write_manifest(checkpoint_copy, "copy", metrics=nested["dev"])
+    assert flat["metrics"]["token_perplexity"] == 58.9
+
+
 def test_manifest_records_every_file_digest(checkpoint_copy: Path) -> None:
     manifest = write_manifest(checkpoint_copy, "copy", corpus={"name": "c", "sha256": "0" * 64})
     on_disk = json.loads((checkpoint_copy / "manifest.json").read_text())
@@ -299,6 +312,7 @@ def test_tiny_training_resumes_after_sigkill(dev_corpus: Path, tmp_path: Path) -
     assert manifest["corpus"]["name"] == "dev.txt"
     assert manifest["preset"]["name"] == "tiny"
     assert manifest["metrics"]["token_perplexity"] > 1
+    assert manifest["metrics"]["data"] == "held-out prompt families of dev.txt"
     assert (run_dir / "export" / "loss.png").is_file()
 
 
