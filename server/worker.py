@@ -38,7 +38,8 @@ class Loader(Protocol):
 
 
 def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> CompletionEngine:
-    """Resolve ``ref`` through the model store (may download or train), then load it.
+    """Resolve ``ref`` through the model store (may download or train), then load it, with the
+    word statistics of its training corpus when they were built (``prompt-models stats``).
 
     The engine starts with default settings: the user's are applied afterwards, so settings
     this model cannot take (too long an expansion for its context, say) are reported and
@@ -48,9 +49,11 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Co
     # and the server should answer `initialize` without waiting for them.
     from server.engine import CompletionEngine
 
-    checkpoint = ModelStore().resolve(ref, progress=progress)
+    store = ModelStore()
+    checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
-    return CompletionEngine.from_checkpoint(checkpoint.path, threads=threads)
+    word_stats = store.word_stats(checkpoint)
+    return CompletionEngine.from_checkpoint(checkpoint.path, threads=threads, word_stats=word_stats)
 
 
 class EngineState(enum.Enum):
