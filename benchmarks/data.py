@@ -41,6 +41,13 @@ def ksr_sample(lines: list[str], size: int = KSR_SAMPLE_SIZE) -> list[str]:
     return random.Random(SEED).sample(lines, KSR_SAMPLE_SIZE)[:size]
 
 
+def tuning_sample(lines: list[str], size: int) -> list[str]:
+    """Dev prompts outside the KSR sample: parameters chosen on them are not fitted to it."""
+    held_out = set(ksr_sample(lines))
+    rest = [line for line in lines if line not in held_out]
+    return random.Random(SEED + 1).sample(rest, min(size, len(rest)))
+
+
 def training_corpus(directory: Path) -> Corpus:
     """The cleaned, de-duplicated training prompts (cleaning is cached by model_store)."""
     path = directory / "train.txt.gz"

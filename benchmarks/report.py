@@ -135,9 +135,11 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "row can be compared on the common prefix. Model-backed rows use fewer prompts to fit "
         "the time budget. Perplexity uses dev prompts cleaned by `model_store.corpus` (all of "
         "them, or a seeded sample when `perplexity_prompts` > 0). Expansion ideas are the "
-        "first 2-4 words (seeded) of dev prompts of at least 5 words. The n-gram and the "
-        "training phrase set are built once from train.txt.gz and cached under the user "
-        "cache directory (`$PROMPT_AUTOCOMPLETE_CACHE`/benchmarks).",
+        "first 2-4 words (seeded) of dev prompts of at least 5 words. The n-gram's statistics "
+        "are built once from train.txt.gz into the model store (`model_store.wordstats`, "
+        "the same files `prompt-models stats` writes and `prompt-ls` blends in); the "
+        "training phrase set is cached under the user cache directory "
+        "(`$PROMPT_AUTOCOMPLETE_CACHE`/benchmarks).",
         "",
     ]
     models = sorted(
@@ -151,6 +153,7 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
     if models:
         parts += ["Models measured: " + "; ".join(f"{n} = {m}" for n, m in models) + ".", ""]
     parts += _ksr_section(results.get("ksr", {}), assets, rel)
+    parts += _blend_section(results.get("blend"))
     parts += _perplexity_section(results.get("perplexity", {}), assets, rel)
     parts += _expansion_section(results.get("expansion", {}), assets, rel)
     parts += _server_section(results, assets, rel)
@@ -308,6 +311,42 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
         parts += [f"![KSR per system]({rel}/ksr.png)", ""]
     parts += ["Produced by:", "", _commands(rows.values()), ""]
     return parts
+
+
+def _blend_section(found: dict[str, Any] | None) -> list[str]:
+    if not found or not found.get("rows"):
+        return []
+    measured = [r for r in found["rows"] if "ksr" in r]
+    table = [
+        [
+            r["weight"] if r["weight"] != found["product_weight"] else f"**{r['weight']}**",
+            r["ksr"],
+            r["ksr_ghost_only"],
+            *_latency(r.get("latency_ms")),
+        ]
+        for r in measured
+    ]
+    return [
+        "### Ablation: corpus statistics and the LM",
+        "",
+        "The engine ranks words and ghost text by (1 - w) P_trigram + w P_LM over the "
+        "training corpus's likeliest words (`server/engine/blend.py`); menu phrases and "
+        "expansions stay the LM's. w = 0 is the corpus statistics alone inside the engine, "
+        "w = 1 the LM alone choosing among the corpus's candidate words; the `LM engine` row "
+        "above is the LM with no statistics at all. Measured on "
+        f"{found['prompts']} dev prompts outside the KSR sample (seeded), where the "
+        f"product's weight (bold, {found['product_weight']}) was chosen; model "
+        f"{found.get('model', '?')}.",
+        "",
+        _table(
+            ["LM weight w", "KSR ghost+menu", "KSR ghost only", "p50 ms", "p95 ms", "p99 ms"], table
+        ),
+        "",
+        "Produced by:",
+        "",
+        _commands(measured),
+        "",
+    ]
 
 
 def _perplexity_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:

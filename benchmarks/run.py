@@ -46,11 +46,12 @@ from benchmarks.systems import (
 )
 from model_store.store import ModelStore
 
-SECTIONS = ("ksr", "perplexity", "expansion", "server")
+SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
 DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp"
 COLD_START_TEXT = "a portrait of a wo"
 EXPANSIONS_PER_IDEA = 4
 EXAMPLES = 10
+BLEND_WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0)  # the LM's share; 0 = corpus statistics alone
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Sizes:
     ideas: int = 200
     latency_prompts: int = 20
     pipeline_calls: int = 200
+    tune_prompts: int = 40  # dev prompts outside the KSR sample, per blend weight
 
 
 QUICK = Sizes(
@@ -74,6 +76,7 @@ QUICK = Sizes(
     ideas=10,
     latency_prompts=2,
     pipeline_calls=20,
+    tune_prompts=2,
 )
 
 
@@ -277,6 +280,38 @@ def _guarded(what: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]
         return {"unavailable": f"failed: {exc!r}"}
 
 
+def run_blend(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, Any]:
+    """The blend's ablation: KSR of the default model's engine at each weight of the LM.
+
+    Measured on dev prompts outside the KSR sample, where the product's weight was chosen.
+    """
+    from benchmarks.engine_system import EngineSystem
+    from server.engine import CompletionEngine
+    from server.engine.types import EngineSettings
+
+    targets = data.tuning_sample(data.dev_lines(context.data_dir), sizes.tune_prompts)
+    model_dir = resolve_model("default")
+    engine = CompletionEngine.from_checkpoint(
+        model_dir, threads=context.threads, word_stats=context.ngram
+    )
+    rows = []
+    for weight in BLEND_WEIGHTS:
+        began = _clock()
+        engine.update_settings(EngineSettings(blend_weight=weight))
+        name = f"blend weight {weight}"
+        system = Benchmarked(name=name, system=EngineSystem(engine, name), model_backed=True)
+        _log(f"KSR {name} on {len(targets)} tuning prompts")
+        row = _guarded(name, lambda s=system: ksr_rows(s, targets))
+        row.pop("per_prompt", None)
+        rows.append(_stamp({"weight": weight, **row}, meta, began, system))
+    return {
+        "prompts": len(targets),
+        "product_weight": EngineSettings().blend_weight,
+        "model": model_identity(model_dir),
+        "rows": rows,
+    }
+
+
 def run_perplexity(
     systems: list[Benchmarked], sizes: Sizes, directory: Path, meta: dict[str, Any]
 ) -> dict[str, Any]:
@@ -473,6 +508,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ideas", type=int, help="expansion ideas (200)")
     parser.add_argument("--latency-prompts", type=int, help="prompts typed for latency (20)")
     parser.add_argument("--pipeline-calls", type=int, help="naive pipeline calls (200)")
+    parser.add_argument(
+        "--tune-prompts", type=int, help="dev prompts outside the KSR sample per blend weight (40)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
         "--server-command", default=shlex.join(SERVER_COMMAND), help="how to start prompt-ls"
@@ -493,6 +531,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             ("ideas", args.ideas),
             ("latency_prompts", args.latency_prompts),
             ("pipeline_calls", args.pipeline_calls),
+            ("tune_prompts", args.tune_prompts),
         )
         if value is not None
     }
@@ -539,6 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             systems.append(_build(context, spec, runner, server_command))
         if "ksr" in sections:
             results.setdefault("ksr", {}).update(run_ksr(systems, sizes, directory, meta))
+        if "blend" in sections:
+            results["blend"] = run_blend(context, sizes, meta)
         for system in [s for s in systems if isinstance(s.system, LspSystem)]:
             system.close()  # only KSR uses it: free the server before timing anything else
             systems.remove(system)

@@ -43,14 +43,14 @@ def budget() -> Budget:
     return Budget(60_000, None)
 
 
-def blender(engine: CompletionEngine, weight: float) -> WordBlender:
+def blender(engine: CompletionEngine) -> WordBlender:
     found = engine._blender
     assert found is not None
-    return WordBlender(found._stats, engine.runner, found._vocab, found._encode, weight)
+    return WordBlender(found._stats, engine.runner, found._vocab, found._encode)
 
 
 def test_the_corpus_ranks_words_that_finish_the_typed_part(engine: CompletionEngine) -> None:
-    ranked = blender(engine, 0.3).rank("a ca", budget())
+    ranked = blender(engine).rank("a ca", budget(), weight=0.3)
     assert ranked[0].text == "cat"
     assert {word.text for word in ranked} == {"cat", "cat,", "cathedral"}  # "cat," is a word
     probabilities = [word.probability for word in ranked]
@@ -62,7 +62,7 @@ def test_the_lm_part_is_the_probability_of_the_word_then_a_word_end(
     engine: CompletionEngine, default_model_dir: Path
 ) -> None:
     """With weight 1 the ranking is the LM's: check one word against a plain forward pass."""
-    ranked = {w.text: w.probability for w in blender(engine, 1.0).rank("a ca", budget())}
+    ranked = {w.text: w.probability for w in blender(engine).rank("a ca", budget(), weight=1.0)}
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
     model = AutoModelForCausalLM.from_pretrained(default_model_dir, dtype=torch.float32)
     context = [tokenizer.eos_token_id, *tokenizer.encode("a")]
@@ -80,14 +80,17 @@ def test_the_lm_part_is_the_probability_of_the_word_then_a_word_end(
 
 def test_weight_outside_zero_to_one_is_refused(engine: CompletionEngine) -> None:
     with pytest.raises(ValueError, match="blend weight"):
-        blender(engine, 1.5)
+        blender(engine).rank("a ca", budget(), weight=1.5)
+    with pytest.raises(ValueError, match="blend_weight"):
+        engine.update_settings(EngineSettings(blend_weight=-0.1))
+    assert engine.complete("a ca", 4)[0].new_text == "cat "  # the old settings stay
 
 
 def test_a_stop_flag_cancels_the_ranking(engine: CompletionEngine) -> None:
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        blender(engine, 0.3).rank("a ca", Budget(60_000, stop))
+        blender(engine).rank("a ca", Budget(60_000, stop))
 
 
 def test_menu_words_replace_the_typed_part_and_add_a_space(engine: CompletionEngine) -> None:

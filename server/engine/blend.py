@@ -56,15 +56,11 @@ class WordBlender:
         runner: Runner,
         vocab: Vocabulary,
         encode: Callable[[str], list[int]],
-        weight: float = BLEND_WEIGHT,
     ) -> None:
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
         self._stats = stats
         self._runner = runner
         self._vocab = vocab
         self._encode = encode
-        self.weight = weight
         # A whitespace word ends where a token starting with whitespace (or the prompt) ends.
         self._word_end = torch.tensor(
             [bool(data) and data[:1].isspace() for data in vocab.token_bytes]
@@ -78,6 +74,7 @@ class WordBlender:
         budget: Budget,
         allowed: Callable[[str], bool] = lambda _: True,
         use_lm: bool = True,
+        weight: float = BLEND_WEIGHT,
     ) -> list[RankedWord]:
         """Words that finish the word being typed at the end of ``before``, best first.
 
@@ -87,11 +84,13 @@ class WordBlender:
         time budget is spent. The last few rankings are remembered: an editor asks for the
         menu and the ghost text at the same place.
         """
-        key = (before, use_lm, self.weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
+        key = (before, use_lm, weight)
         known = self._recent.get(key)
         if known is not None:
             return known
-        ranked = self._rank(before, budget, allowed, use_lm)
+        ranked = self._rank(before, budget, allowed, use_lm and weight > 0, weight)
         self._recent[key] = ranked
         while len(self._recent) > RECENT_RANKINGS:
             self._recent.popitem(last=False)
@@ -102,7 +101,12 @@ class WordBlender:
         self._recent.clear()
 
     def _rank(
-        self, before: str, budget: Budget, allowed: Callable[[str], bool], use_lm: bool
+        self,
+        before: str,
+        budget: Budget,
+        allowed: Callable[[str], bool],
+        use_lm: bool,
+        weight: float,
     ) -> list[RankedWord]:
         stats = self._stats
         words, partial, start = split_typed(before)
@@ -117,10 +121,10 @@ class WordBlender:
         texts = ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates]
         corpus = np.array([p for _, p in candidates])
         blended = corpus
-        if use_lm and self.weight > 0 and budget.left():
+        if use_lm and budget.left():
             separator = " " if before[:start].strip() else ""
             lm = self._lm_probabilities(before[:start].rstrip(), separator, texts, budget)
-            blended = (1 - self.weight) * corpus + self.weight * lm
+            blended = (1 - weight) * corpus + weight * lm
         ids = np.array([token for token, _ in candidates], dtype=np.int64)
         ends = stats.probability(
             np.full(len(ids), b, dtype=np.int64), ids, np.full(len(ids), stats.eos, np.int64)
@@ -129,7 +133,11 @@ class WordBlender:
         return [RankedWord(texts[i], float(blended[i]), float(ends[i])) for i in order]
 
     def ghost(
-        self, before: str, budget: Budget, allowed: Callable[[str], bool]
+        self,
+        before: str,
+        budget: Budget,
+        allowed: Callable[[str], bool],
+        weight: float = BLEND_WEIGHT,
     ) -> tuple[str, float]:
         """Up to ``GHOST_WORDS`` best words chained greedily: text to insert at the cursor, and
         the sum of the words' log-probabilities.
@@ -142,7 +150,7 @@ class WordBlender:
         _, partial, _ = split_typed(before)
         context = before
         for step in range(GHOST_WORDS):
-            ranked = self.rank(context, budget, allowed, use_lm=step == 0)
+            ranked = self.rank(context, budget, allowed, use_lm=step == 0, weight=weight)
             if not ranked or not ranked[0].text:
                 break
             word = ranked[0].text

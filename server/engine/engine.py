@@ -198,6 +198,8 @@ class CompletionEngine:
                 f"max_expansion_tokens must be at most {self._runner.max_positions // 2} "
                 f"for this model, got {settings.max_expansion_tokens}"
             )
+        if not 0.0 <= settings.blend_weight <= 1.0:
+            raise ValueError(f"blend_weight must be within [0, 1], got {settings.blend_weight}")
         if settings.time_budget_ms <= 0:
             raise ValueError(f"time_budget_ms must be positive, got {settings.time_budget_ms}")
         terms = TermFilter(settings.blocklist, settings.safe_mode)
@@ -371,7 +373,8 @@ class CompletionEngine:
         _, partial, start = split_typed(before)
         spaced = not text[where.cursor : where.cursor + 1].isspace()
         items = []
-        for word in self._blender.rank(before, budget, self._allowed):
+        weight = self._settings.blend_weight
+        for word in self._blender.rank(before, budget, self._allowed, weight=weight):
             if not word.text or word.text == partial:
                 continue
             if cut_unbalanced(word.text, where.brackets) != word.text:
@@ -388,7 +391,9 @@ class CompletionEngine:
         if self._blender is None or not self._settings.corpus_statistics:
             return None
         before = text[where.segment_start : where.cursor]
-        ghost, logprob = self._blender.ghost(before, budget, self._allowed)
+        ghost, logprob = self._blender.ghost(
+            before, budget, self._allowed, self._settings.blend_weight
+        )
         ghost = cut_unbalanced(ghost, where.brackets)
         _, partial, _ = split_typed(before)
         if not has_content(partial + ghost):

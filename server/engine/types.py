@@ -34,5 +34,6 @@ class EngineSettings:
     safe_mode: bool = True
     time_budget_ms: int = 400
     corpus_statistics: bool = True  # blend word statistics in, when the engine has them
+    blend_weight: float = 0.3  # the LM's share in the blend (blend.py); 0: the corpus alone
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict)
