@@ -28,7 +28,7 @@ from server.settings import SECTION, ServerSettings, Validated, build_settings, 
 from server.worker import EngineState, InFlight, ModelWorker
 
 if TYPE_CHECKING:
-    from server.engine import CompletionEngine
+    from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class PromptLanguageServer(LanguageServer):
     async def run_model(
         self,
         uri: str | None,
-        job: Callable[[CompletionEngine, threading.Event], T],
+        job: Callable[[Engine, threading.Event], T],
         request: PreparedRequest | None = None,
     ) -> T | None:
         """``job`` on the model thread; None if not ready, stopped, stale or failed.
