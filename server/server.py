@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STATUS_METHOD = "promptAutocomplete/status"
-TRIGGER_CHARACTERS = [" ", ",", "("]
+TRIGGER_CHARACTERS = [" ", ",", "(", ">"]  # ">": a <mask> was just typed
 CONFIGURATION_TIMEOUT_S = 10.0
 EMPTY_COMPLETIONS = types.CompletionList(is_incomplete=True, items=[])
 
