@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +32,22 @@ _NO_SPACE_AFTER = frozenset("([{")
 def _check(stop: threading.Event | None) -> None:
     if stop is not None and stop.is_set():
         raise Cancelled
+
+
+_PIECES: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _pieces(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Every token id's text, decoded once per tokenizer.
+
+    Decoding candidates one id at a time took most of a fill-mask's time (8k ids scanned when
+    a typed prefix is rare).
+    """
+    pieces = _PIECES.get(tokenizer)
+    if pieces is None:
+        pieces = tokenizer.batch_decode([[index] for index in range(len(tokenizer))])
+        _PIECES[tokenizer] = pieces
+    return pieces
 
 
 def _mask_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -80,10 +97,11 @@ def fill_mask(
     typed = prefix.casefold()
     scanned = logprobs.numel() if typed else 50 * candidates
     first: list[tuple[list[int], float]] = []
+    pieces = _pieces(tokenizer)
     for token in torch.argsort(logprobs, descending=True)[:scanned].tolist():
-        if token in special:
+        if token in special or token >= len(pieces):
             continue
-        piece = tokenizer.decode([token])
+        piece = pieces[token]
         if piece.startswith(" ") != new_word or not piece.strip():
             continue
         if words_only and not _WORDLIKE.search(piece):
@@ -117,6 +135,8 @@ def _extend_pieces(
 ) -> list[tuple[list[int], float]]:
     """Grow each word while the model's best next token continues it (no leading space)."""
     mask_id = _mask_id(tokenizer)
+    pieces = _pieces(tokenizer)
+    special = set(tokenizer.all_special_ids)
     growing = list(range(len(words)))
     for _ in range(max_pieces - 1):
         if not growing:
@@ -131,8 +151,8 @@ def _extend_pieces(
         still = []
         for row, index in enumerate(growing):
             token = int(logprobs[row].argmax())
-            piece = tokenizer.decode([token])
-            if token in tokenizer.all_special_ids or piece[:1].isspace() or not piece.isalnum():
+            piece = pieces[token] if token < len(pieces) else ""
+            if token in special or piece[:1].isspace() or not piece.isalnum():
                 continue
             pieces, score = words[index]
             words[index] = ([*pieces, token], score + float(logprobs[row, token]))

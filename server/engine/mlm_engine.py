@@ -21,6 +21,7 @@ from server.engine.types import EngineSettings
 from server.engine.word_engine import WordEngine, check_stop
 
 MAX_FILLERS = 30  # fill_mask's first-piece candidates: more cannot be ranked
+MIN_CANDIDATES = 8
 
 
 class MaskedLMEngine(WordEngine):
@@ -102,7 +103,8 @@ class MaskedLMEngine(WordEngine):
             self.tokenizer,
             text,
             count,
-            candidates=MAX_FILLERS,
+            # each candidate costs a row in every extension step: ghost text needs few
+            candidates=min(MAX_FILLERS, max(3 * count, MIN_CANDIDATES)),
             prefix=prefix,
             nth=nth,
             stop=stop,
