@@ -133,6 +133,7 @@ def test_lstm_next_words_insert_at_the_cursor_after_a_space(lstm: WordLSTMEngine
         assert item.new_text.startswith(" ") and not item.new_text.startswith("  ")
     spaced = lstm.complete(text + " ", len(text) + 1, limit=6)
     assert [item.new_text for item in spaced] == [item.new_text[1:] for item in items]
+    assert lstm.complete(text + " 8k", len(text) + 1) == []  # right before a word
 
 
 class ScriptedPredictor:

@@ -16,7 +16,7 @@ from server.engine.masks import MaskSpan, joined
 from server.engine.types import EngineSettings
 from server.engine.word_engine import WordEngine, check_stop
 
-PHRASE_WORDS = 4  # greedy words after the first; a phrase ends at a comma before that
+PHRASE_WORDS = 6  # greedy words after the first, enough for "in the style of greg rutkowski"
 MAX_EXPANSION_WORDS = 200
 
 

@@ -115,8 +115,8 @@ class WordEngine(ABC):
             if span is not None:
                 return self._fill_items(span, limit, stop)
             where = analyse(text, cursor)
-            if where.mode == "none":
-                return []
+            if where.mode == "none" or (where.inside_word and not where.in_word):
+                return []  # right before a word: nothing to complete, no room for a phrase
             if where.mode == "options":
                 return [
                     Suggestion("word", where.option_start, cursor, option, -0.01 * rank)
