@@ -44,9 +44,10 @@ from benchmarks.systems import (
     parse_spec,
     resolve_model,
 )
+from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "perplexity", "expansion", "server")
-DEFAULT_SYSTEMS = "none,prefix,ngram,engine,lsp"
+DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp"
 COLD_START_TEXT = "a portrait of a wo"
 EXPANSIONS_PER_IDEA = 4
 EXAMPLES = 10
@@ -167,7 +168,9 @@ def _build(
 
 
 def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
-    name = "prompt-ls: default (LSP)"
+    store = ModelStore()
+    blended = store.word_stats(store.resolve("default")) is not None  # the server will use them
+    name = f"prompt-ls: default{' + corpus statistics' if blended else ''} (LSP)"
     reason = server_available()
     if reason or runner is None:
         return Benchmarked(name=name, model_backed=True, unavailable=reason or "no event loop")
@@ -452,8 +455,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=DEFAULT_SYSTEMS,
-        help="comma-separated: none, prefix, ngram, engine[:MODEL], study-lstm[:MODEL], "
-        "study-mlm[:MODEL], lsp",
+        help="comma-separated: none, prefix, ngram, engine[:MODEL], blend[:MODEL], "
+        "study-lstm[:MODEL], study-mlm[:MODEL], lsp",
     )
     parser.add_argument(
         "--models",

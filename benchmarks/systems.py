@@ -15,13 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from benchmarks import data
 from benchmarks.baselines import NoSystem, PrefixHistory
 from benchmarks.ksr import System
-from benchmarks.ngram import KneserNeyTrigram, NgramSystem, cached_model
-from model_store import paths
+from benchmarks.ngram import NgramSystem
+from model_store import paths, wordstats
 from model_store.corpus import Corpus
 
 DEFAULT_MODEL_DIR = data.REPO_ROOT / "model_store" / "default_model"
@@ -57,8 +56,8 @@ class Context:
         return data.training_corpus(self.data_dir)
 
     @cached_property
-    def ngram(self) -> KneserNeyTrigram:
-        return cached_model(self.train.prompts, self.train.sha256, self.cache_root)
+    def ngram(self) -> wordstats.KneserNeyTrigram:
+        return wordstats.build_cached(self.train)
 
 
 def resolve_model(reference: str) -> Path:
@@ -133,35 +132,39 @@ def causal_lm_perplexity(
     return measure
 
 
-def _engine(context: Context, argument: str | None) -> Benchmarked:
-    """The product's engine in-process; perplexity comes from its model directly."""
+def _engine_row(context: Context, argument: str | None, blend: bool) -> Benchmarked:
+    """The product's engine in-process; perplexity comes from its model directly.
+
+    ``blend``: with the training corpus's word statistics (the n-gram above), as ``prompt-ls``
+    serves once ``prompt-models stats`` has built them; without, the LM alone (the ablation).
+    """
     from benchmarks.engine_system import EngineSystem
     from server.engine import CompletionEngine
 
     reference = argument or "default"
     model_dir = resolve_model(reference)
-    name = f"LM engine: {model_label(reference)}"
-    ppl = causal_lm_perplexity(model_dir, context.threads)
-    try:
-        engine: Any = CompletionEngine.from_checkpoint(model_dir, threads=context.threads)
-    except NotImplementedError:
-        return Benchmarked(
-            name=name,
-            perplexity=ppl,
-            model_backed=True,
-            expands=True,
-            model=model_identity(model_dir),
-            unavailable="CompletionEngine is not implemented on this branch yet",
-        )
+    label = model_label(reference)
+    name = f"LM engine + corpus statistics: {label}" if blend else f"LM engine: {label}"
+    engine = CompletionEngine.from_checkpoint(
+        model_dir, threads=context.threads, word_stats=context.ngram if blend else None
+    )
     return Benchmarked(
         name=name,
         system=EngineSystem(engine, name),
-        perplexity=ppl,
+        perplexity=causal_lm_perplexity(model_dir, context.threads),
         expand=lambda idea, n: engine.expand(idea, n),
         model_backed=True,
         expands=True,
         model=model_identity(model_dir),
     )
+
+
+def _engine(context: Context, argument: str | None) -> Benchmarked:
+    return _engine_row(context, argument, blend=False)
+
+
+def _blend(context: Context, argument: str | None) -> Benchmarked:
+    return _engine_row(context, argument, blend=True)
 
 
 def _study_lstm(context: Context, argument: str | None) -> Benchmarked:
@@ -181,6 +184,7 @@ REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
     "prefix": _prefix,
     "ngram": _ngram,
     "engine": _engine,
+    "blend": _blend,
     "study-lstm": _study_lstm,
     "study-mlm": _study_mlm,
 }

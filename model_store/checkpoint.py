@@ -3,6 +3,14 @@
 The manifest records the sha256 of every file, so a flipped byte or a truncated download is
 caught before the model is loaded. Hashing a 10 MB file costs ~20 ms, so verified digests are
 cached by (path, size, mtime) and only changed files are hashed again.
+
+Manifest fields: ``format``, ``name``, ``version``, ``created`` and ``files`` (path -> sha256
+and size) always; then what the writer knows: ``kind``, ``preset``, ``corpus``, ``training``,
+``source``, ``embedded_from``, ``dtype`` and ``metrics``. ``metrics`` is one flat mapping
+measured on one evaluation set: ``data`` (and ``data_sha256`` when it is a file) names that set,
+every other entry is a number, e.g. ``{"data": "dev.txt", "token_perplexity": 58.9,
+"word_perplexity": 601.2, "prompts": 18967.0}``; `prompt-models list` reads
+``metrics.token_perplexity``.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ def sha256_file(path: Path) -> str:
 
 def write_manifest(directory: Path, name: str, **fields: Any) -> dict[str, Any]:
     """Hash every file under ``directory`` and write the manifest atomically."""
+    _check_metrics(fields.get("metrics"))
     files = {}
     for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = file.relative_to(directory).as_posix()
@@ -62,6 +71,21 @@ def write_manifest(directory: Path, name: str, **fields: Any) -> dict[str, Any]:
     }
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+def _check_metrics(metrics: Any) -> None:
+    """Refuse metrics in another shape than the module docstring's: readers would miss them."""
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        raise ValueError(f"manifest metrics must be a mapping, not {type(metrics).__name__}")
+    for key, value in metrics.items():
+        text_field = key in {"data", "data_sha256"} and isinstance(value, str)
+        if not text_field and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(
+                f"manifest metric {key!r} is {value!r}: metrics are one flat mapping of numbers "
+                "plus 'data' naming the evaluation set"
+            )
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

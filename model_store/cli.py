@@ -70,6 +70,23 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store import wordstats
+    from model_store.corpus import load_corpus
+
+    corpus = load_corpus(args.data)
+    print(
+        f"counting the words of {len(corpus.prompts):,} prompts of {corpus.name}", file=sys.stderr
+    )
+    stats = wordstats.build_cached(corpus, store.root / "wordstats")
+    print(
+        f"{corpus.name}: {len(stats.vocab):,} words, {len(stats.bi_keys):,} bigrams, "
+        f"{len(stats.tri_keys):,} trigrams"
+    )
+    print(wordstats.stats_dir(corpus.sha256, store.root / "wordstats"))
+    return 0
+
+
 def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
     from model_store.corpus import load_corpus
     from model_store.evaluation import perplexity
@@ -217,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--threads", type=int, help="CPU threads (1 trains faster on a busy machine)"
     )
+    stats = commands.add_parser(
+        "stats", help="count a corpus's words for the engine to blend with its model"
+    )
+    stats.add_argument("--data", help=DATA_HELP)
     evaluate = commands.add_parser("eval", help="token and word perplexity on a corpus")
     evaluate.add_argument("name")
     evaluate.add_argument("--data", help=DATA_HELP)
@@ -251,6 +272,7 @@ HANDLERS = {
     "info": cmd_info,
     "pull": cmd_pull,
     "train": cmd_train,
+    "stats": cmd_stats,
     "eval": cmd_eval,
     "verify": cmd_verify,
     "rm": cmd_rm,

@@ -24,30 +24,32 @@ import json
 import math
 import re
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model_store.corpus import Corpus, split_prompts
+from model_store.corpus import Corpus
 from model_store.presets import WordLSTMPreset
-
-if TYPE_CHECKING:  # the trainer's module imports transformers: slow, and prediction needs none
-    from model_store.training import TrainedModel
+from model_store.runs import (
+    ProgressCallback,
+    RunLog,
+    TrainedModel,
+    deadline_after,
+    held_out_split,
+    open_run,
+)
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 FORMAT = "word-lstm-1"
-ProgressCallback = Callable[[str, float | None], None]
 
 _TOKEN = re.compile(r"\w+(?:[-'\u2019.]\w+)*|[^\w\s]")
 _PARTIAL_WORD = re.compile(r"\w[\w'\u2019.-]*$")
@@ -249,21 +251,11 @@ def train_word_lstm(
     which the study never did), then the training side is capped at ``max_train_prompts``.
     State is saved at every evaluation and when ``max_minutes`` runs out; a rerun resumes.
     """
-
-    def log(message: str, fraction: float | None = None) -> None:
-        print(message, file=sys.stderr)
-        if progress is not None:
-            progress(message, fraction)
-
-    from model_store.training import TrainedModel, _check_same_run
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_run(run_dir, preset, corpus)  # type: ignore[arg-type]
-    train_prompts, valid_prompts = split_prompts(corpus.prompts)
-    train_prompts = train_prompts[: preset.max_train_prompts or None]
-    valid_prompts = valid_prompts[: preset.valid_prompts]
-    if not train_prompts or not valid_prompts:
-        raise ValueError(f"corpus {corpus.name!r} is too small to split ({len(corpus.prompts)})")
+    log = RunLog(progress)
+    open_run(run_dir, preset, corpus)
+    train_prompts, valid_prompts = held_out_split(
+        corpus, preset.max_train_prompts, preset.valid_prompts
+    )
 
     vocab_file = run_dir / "vocab.json"
     if vocab_file.is_file():
@@ -295,7 +287,7 @@ def train_word_lstm(
     state = _TrainingState.load(run_dir, model, optimizer)
     if state.step:
         log(f"resuming from step {state.step}")
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    deadline = deadline_after(max_minutes)
     order = np.empty(0, dtype=np.int64)
     order_epoch = -1
     running_loss, running_count = 0.0, 0

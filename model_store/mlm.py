@@ -11,12 +11,9 @@ Runs resume from their last complete checkpoint exactly as the causal trainer's 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,23 +30,15 @@ from transformers import (
     PreTrainedTokenizerFast,
     RobertaConfig,
     RobertaForMaskedLM,
-    Trainer,
-    TrainingArguments,
 )
 from transformers.utils import logging as transformers_logging
 
 from model_store.checkpoint import Checkpoint
-from model_store.corpus import Corpus, split_prompts
+from model_store.corpus import Corpus
 from model_store.presets import MaskedLMPreset
-from model_store.training import (
-    TrainedModel,
-    _check_same_run,
-    _plot_loss,
-    _ThroughputAndDeadline,
-    last_complete_checkpoint,
-)
+from model_store.runs import ProgressCallback, RunLog, TrainedModel, held_out_split, open_run
+from model_store.training import resumable_arguments, save_export, train_resuming
 
-ProgressCallback = Callable[[str, float | None], None]
 Resolver = Callable[..., Checkpoint]
 EVAL_SEED = 0
 EVAL_PROMPTS = 2_000
@@ -240,19 +229,9 @@ def train_masked_lm(
     and a RoBERTa are trained from scratch. The corpus is split by prompt family first, then
     the training side is capped, so even a 1k-prompt run is scored on ``EVAL_PROMPTS``.
     """
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr)
-        if progress is not None:
-            progress(message, None)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_run(run_dir, preset, corpus)  # type: ignore[arg-type]
-    train_prompts, valid_prompts = split_prompts(corpus.prompts)
-    train_prompts = train_prompts[: preset.max_train_prompts or None]
-    valid_prompts = valid_prompts[:EVAL_PROMPTS]
-    if not train_prompts or not valid_prompts:
-        raise ValueError(f"corpus {corpus.name!r} is too small to split ({len(corpus.prompts)})")
+    log = RunLog(progress)
+    open_run(run_dir, preset, corpus)
+    train_prompts, valid_prompts = held_out_split(corpus, preset.max_train_prompts, EVAL_PROMPTS)
 
     if preset.base_model:
         base = resolve(preset.base_model, progress=progress)
@@ -286,43 +265,21 @@ def train_masked_lm(
         f"steps of {preset.batch_size} prompts "
         f"({preset.max_steps * preset.batch_size / len(dataset):.2f} epochs)"
     )
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    args = TrainingArguments(
-        output_dir=str(run_dir),
-        max_steps=preset.max_steps,
-        per_device_train_batch_size=preset.batch_size,
-        learning_rate=preset.learning_rate,
-        warmup_steps=preset.warmup_steps,
+    args = resumable_arguments(
+        run_dir,
+        preset,
+        preset.max_steps,
+        seed,
         lr_scheduler_type="linear",
         weight_decay=0.01,
-        logging_steps=max(1, min(50, preset.save_every_steps // 2)),
-        save_strategy="steps",
-        save_steps=preset.save_every_steps,
-        save_total_limit=2,
-        seed=seed,
-        data_seed=seed,
-        bf16=use_bf16,
-        dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
-        report_to=[],
-        disable_tqdm=False,
     )
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=DataCollatorForLanguageModeling(
-            tokenizer, mlm_probability=preset.mlm_probability, seed=seed
-        ),
-        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
+    collator = DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=preset.mlm_probability, seed=seed
     )
-    resume = last_complete_checkpoint(run_dir)
-    if resume is not None:
-        log(f"resuming from {resume.name}")
-    # The Trainer prints its logs on stdout, which belongs to the caller (LSP, CLI output).
-    with contextlib.redirect_stdout(sys.stderr):
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer = train_resuming(
+        model, args, dataset, tokens_per_step, max_minutes, progress, data_collator=collator
+    )
 
     tokens_seen = trainer.state.global_step * tokens_per_step
     if trainer.state.global_step < preset.max_steps:
@@ -337,15 +294,7 @@ def train_masked_lm(
         f"(the study reported {STUDY_PERPLEXITY}; not the same measurement: evaluation.json)"
     )
     metrics["study_reported"] = STUDY_PERPLEXITY
-    out = run_dir / "export"
-    shutil.rmtree(out, ignore_errors=True)
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    out = save_export(model, tokenizer, trainer.state.log_history, run_dir, tokens_per_step)
     report = {"metrics": metrics, "note": PERPLEXITY_NOTE}
     (out / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    _plot_loss(trainer.state.log_history, out / "loss.png", tokens_per_step)
     return TrainedModel(path=out, metrics=metrics, tokens_seen=tokens_seen, finished=True)
-
-
-def _silent(message: str, fraction: float | None) -> None:
-    del message, fraction

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
@@ -37,6 +37,9 @@ from model_store.checkpoint import (
     write_manifest,
 )
 from model_store.presets import PRESETS
+
+if TYPE_CHECKING:  # numpy is imported only when statistics are looked for
+    from model_store.wordstats import KneserNeyTrigram
 
 ProgressCallback = Callable[[str, float | None], None]
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
@@ -132,6 +135,16 @@ class ModelStore:
                 rows.append({"name": name, "status": "trainable", "path": "", "kind": "recipe"})
         return rows
 
+    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyTrigram | None:
+        """Word statistics of the corpus ``checkpoint`` was trained on, if built (memory-mapped)."""
+        corpus = checkpoint.manifest.get("corpus")
+        digest = corpus.get("sha256") if isinstance(corpus, dict) else None
+        if not isinstance(digest, str):
+            return None
+        from model_store import wordstats
+
+        return wordstats.find(digest, self.root / "wordstats")
+
     def path_of(self, name: str) -> Path:
         if name == "default":
             return DEFAULT_MODEL_DIR
@@ -189,7 +202,10 @@ class ModelStore:
                     "prompts": len(corpus.prompts),
                 },
                 "training": {"command": command, "tokens_seen": trained.tokens_seen},
-                "metrics": trained.metrics,
+                "metrics": {
+                    "data": f"held-out prompt families of {corpus.name}",
+                    **trained.metrics,
+                },
             }
             return self._publish(trained.path, name, fields, progress)
 

@@ -3,28 +3,30 @@
 A run lives in ``<store>/runs/<name>/``: the tokenizer, the token arrays and the Trainer's
 numbered checkpoints. Rerunning the same command continues from the newest complete
 checkpoint, so Ctrl-C, kill -9 or the end of a session costs at most one save interval.
-The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``.
+The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``. The masked-LM
+trainer (model_store.mlm) runs the Trainer through the same helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import (
+    DataCollator,
     GenerationConfig,
     GPT2Config,
     GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     Trainer,
     TrainerCallback,
@@ -32,25 +34,21 @@ from transformers import (
 )
 
 from model_store.corpus import Corpus, split_prompts
-from model_store.presets import Preset
+from model_store.presets import MaskedLMPreset, Preset
+from model_store.runs import (
+    ProgressCallback,
+    RunLog,
+    TrainedModel,
+    deadline_after,
+    open_run,
+)
 from model_store.tokenizer import load_tokenizer, train_tokenizer
 
 TRAINER_STATE = "trainer_state.json"
-ProgressCallback = Callable[[str, float | None], None]
 
 
 def _silent(message: str, fraction: float | None) -> None:
     del message, fraction
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """An exported model directory (not yet published to the store) and its metrics."""
-
-    path: Path
-    metrics: dict[str, float]
-    tokens_seen: int
-    finished: bool  # False when a time budget stopped it early: rerun to resume
 
 
 class TokenBlocks(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -148,14 +146,8 @@ def train_causal_lm(
     progress: ProgressCallback | None = None,
 ) -> TrainedModel:
     """Train (or resume) the preset on the corpus in ``run_dir``; export the final model."""
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr)
-        if progress is not None:
-            progress(message, None)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_run(run_dir, preset, corpus)
+    log = RunLog(progress)
+    open_run(run_dir, preset, corpus)
     prompts = corpus.prompts[: preset.max_train_prompts or None]
     train_prompts, valid_prompts = split_prompts(prompts)
     if not train_prompts or not valid_prompts:
@@ -181,41 +173,17 @@ def train_causal_lm(
         f"({steps * tokens_per_step / len(tokens):.2f} epochs)"
     )
     model = build_model(preset, len(tokenizer), tokenizer.eos_token_id)
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    args = TrainingArguments(
-        output_dir=str(run_dir),
-        max_steps=steps,
-        per_device_train_batch_size=preset.batch_size,
-        learning_rate=preset.learning_rate,
-        warmup_steps=preset.warmup_steps,
+    args = resumable_arguments(
+        run_dir,
+        preset,
+        steps,
+        seed,
         lr_scheduler_type="cosine",
         weight_decay=0.1,
         adam_beta2=0.99,
         max_grad_norm=1.0,
-        logging_steps=max(1, min(50, preset.save_every_steps // 2)),
-        save_strategy="steps",
-        save_steps=preset.save_every_steps,
-        save_total_limit=2,
-        seed=seed,
-        data_seed=seed,
-        bf16=use_bf16,
-        dataloader_num_workers=0,
-        report_to=[],
-        disable_tqdm=False,
     )
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
-    )
-    resume = last_complete_checkpoint(run_dir)
-    if resume is not None:
-        log(f"resuming from {resume.name}")
-    # The Trainer prints its logs on stdout, which belongs to the caller (LSP, CLI output).
-    with contextlib.redirect_stdout(sys.stderr):
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer = train_resuming(model, args, dataset, tokens_per_step, max_minutes, progress)
     export_dir, metrics = _export(trainer, tokenizer, valid_prompts, run_dir, tokens_per_step, log)
     return TrainedModel(
         path=export_dir,
@@ -225,19 +193,74 @@ def train_causal_lm(
     )
 
 
-def _check_same_run(run_dir: Path, preset: Preset, corpus: Corpus) -> None:
-    """Refuse to resume a run with another preset or corpus: its checkpoints would not fit."""
-    identity = {"preset": preset.describe(), "corpus_sha256": corpus.sha256}
-    marker = run_dir / "run.json"
-    if marker.is_file():
-        previous = json.loads(marker.read_text(encoding="utf-8"))
-        if previous != identity:
-            raise ValueError(
-                f"{run_dir} holds a run with another preset or corpus; "
-                "remove it or choose another --name"
-            )
-    else:
-        marker.write_text(json.dumps(identity, indent=2), encoding="utf-8")
+def resumable_arguments(
+    run_dir: Path, preset: Preset | MaskedLMPreset, steps: int, seed: int, **recipe: Any
+) -> TrainingArguments:
+    """Trainer arguments for a run that saves every ``save_every_steps`` into ``run_dir`` (the
+    last two checkpoints kept) and logs twice per save; ``recipe`` adds the optimiser's."""
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        max_steps=steps,
+        per_device_train_batch_size=preset.batch_size,
+        learning_rate=preset.learning_rate,
+        warmup_steps=preset.warmup_steps,
+        logging_steps=max(1, min(50, preset.save_every_steps // 2)),
+        save_strategy="steps",
+        save_steps=preset.save_every_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        report_to=[],
+        disable_tqdm=False,
+        **recipe,
+    )
+
+
+def train_resuming(
+    model: PreTrainedModel,
+    args: TrainingArguments,
+    dataset: torch.utils.data.Dataset[Any],
+    tokens_per_step: int,
+    max_minutes: float | None,
+    progress: ProgressCallback | None,
+    data_collator: DataCollator | None = None,
+) -> Trainer:
+    """Train from the newest complete checkpoint in ``args.output_dir`` (if any) until the last
+    step or the time budget, which saves and stops; the Trainer holds the result."""
+    deadline = deadline_after(max_minutes)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=data_collator,
+        callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
+    )
+    resume = last_complete_checkpoint(Path(args.output_dir))
+    if resume is not None:
+        RunLog(progress)(f"resuming from {resume.name}")
+    # The Trainer prints its logs on stdout, which belongs to the caller (LSP, CLI output).
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer
+
+
+def save_export(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    history: list[dict[str, Any]],
+    run_dir: Path,
+    tokens_per_step: int,
+) -> Path:
+    """``run_dir/export``: the model, its tokenizer and the training-loss curve, replacing any
+    earlier export."""
+    out = run_dir / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    _plot_loss(history, out / "loss.png", tokens_per_step)
+    return out
 
 
 def _cached_tokens(
@@ -273,8 +296,6 @@ def _export(
         f"held-out perplexity: {metrics['token_perplexity']:.2f} per token, "
         f"{metrics['word_perplexity']:.2f} per word"
     )
-    out = run_dir / "export"
-    shutil.rmtree(out, ignore_errors=True)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -285,10 +306,7 @@ def _export(
         repetition_penalty=1.2,
         max_new_tokens=60,
     )
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    history = trainer.state.log_history
-    _plot_loss(history, out / "loss.png", tokens_per_step)
+    out = save_export(model, tokenizer, trainer.state.log_history, run_dir, tokens_per_step)
     return out, metrics
 
 

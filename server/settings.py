@@ -133,6 +133,7 @@ _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "blocklist": ("blocklist", _blocklist),
     "safeMode": ("safe_mode", _bool),
     "timeBudgetMs": ("time_budget_ms", _int_in(10, MAX_TIME_BUDGET_MS)),
+    "corpusStatistics": ("corpus_statistics", _bool),
 }
 
 

@@ -37,17 +37,21 @@ class Loader(Protocol):
 
 
 def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Engine:
-    """Resolve ``ref`` through the model store (may download or train), then load it.
+    """Resolve ``ref`` through the model store (may download or train), then load the engine
+    for its kind, with the word statistics of its training corpus when they were built
+    (``prompt-models stats``).
 
     The engine starts with default settings: the user's are applied afterwards, so settings
     this model cannot take (too long an expansion for its context, say) are reported and
     dropped instead of failing the load.
     """
-    checkpoint = ModelStore().resolve(ref, progress=progress)
+    store = ModelStore()
+    checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
+    word_stats = store.word_stats(checkpoint)
     # The engine's module is imported on the model thread: torch and transformers take
     # seconds to import, and the server should answer `initialize` without waiting for them.
-    return engine_for(checkpoint.kind, checkpoint.path, threads)
+    return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
 
 
 class EngineState(enum.Enum):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
@@ -67,6 +69,27 @@ async def start_session(
 async def end_session(session: Session) -> None:
     await session.client.shutdown_session()
     await session.client.stop()
+
+
+def shared_session(**start_options: Any) -> Any:
+    """A module's ``session`` fixture: one ready server per client kind, shared by the module's
+    tests (starting one costs seconds); ``start_options`` are start_session's keywords.
+
+    Assign it in the test module: ``session = shared_session(initialization_options=...)``.
+    """
+
+    @pytest_asyncio.fixture(scope="module", params=CLIENTS, name="session")
+    async def session(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> AsyncIterator[Session]:
+        started = await start_session(
+            request.param, tmp_path_factory.mktemp("home"), **start_options
+        )
+        await wait_until_ready(started.client)
+        yield started
+        await end_session(started)
+
+    return session
 
 
 async def status(client: LanguageClient) -> dict[str, Any]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from benchmarks import ngram
 from benchmarks.baselines import NoSystem, PrefixHistory
 from benchmarks.ksr import evaluate
+from model_store import wordstats
 
+# Shared with tests/test_wordstats.py, which checks the statistics themselves.
 CORPUS = [
     "a cat sitting on a chair, highly detailed",
     "a cat on a mat",
@@ -54,51 +52,11 @@ def test_prefix_history_ksr_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def model() -> ngram.KneserNeyTrigram:
-    return ngram.build(CORPUS)
+def model() -> wordstats.KneserNeyTrigram:
+    return wordstats.build(CORPUS)
 
 
-def _distribution_sum(model: ngram.KneserNeyTrigram, a: int, b: int) -> float:
-    targets = np.array([*range(len(model.vocab)), model.eos, ngram.UNKNOWN], dtype=np.int64)
-    size = len(targets)
-    return float(model.probability(np.full(size, a), np.full(size, b), targets).sum())
-
-
-def test_kneser_ney_is_a_distribution_in_every_context(model: ngram.KneserNeyTrigram) -> None:
-    cat, on, a = model.id_of("cat"), model.id_of("on"), model.id_of("a")
-    for context in [
-        (a, cat),
-        (on, a),
-        (model.bos, model.bos),
-        (model.bos, a),
-        (ngram.UNKNOWN, a),
-        (ngram.UNKNOWN, ngram.UNKNOWN),
-        (cat, a),
-    ]:
-        assert _distribution_sum(model, *context) == pytest.approx(1.0)
-
-
-def test_perplexity_prefers_corpus_text_and_counts_unknown_words(
-    model: ngram.KneserNeyTrigram,
-) -> None:
-    seen = model.perplexity(["a cat on a mat"])
-    scrambled = model.perplexity(["mat a on cat a"])
-    unknown = model.perplexity(["a zebra on a mat"])
-    assert 1 < seen["word_perplexity"] < scrambled["word_perplexity"]
-    assert seen["oov_rate"] == 0
-    assert unknown["oov_rate"] == pytest.approx(1 / 6)  # 5 words + end of prompt
-    assert math.isfinite(unknown["word_perplexity"])
-    assert seen["tokens"] == 6 and seen["words"] == 5
-
-
-def test_tokens_keep_punctuation_and_the_partial_word_is_split_off() -> None:
-    assert ngram.tokenize("a cat, highly detailed") == ["a", "cat,", "highly", "detailed"]
-    assert ngram.split_typed("a ca") == (["a"], "ca", 2)
-    assert ngram.split_typed("a cat ") == (["a", "cat"], "", 6)
-    assert ngram.split_typed("") == ([], "", 0)
-
-
-def test_suggestions_complete_the_partial_word(model: ngram.KneserNeyTrigram) -> None:
+def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyTrigram) -> None:
     system = ngram.NgramSystem(model)
     ghost, menu = system.suggest("a ca")
     assert ghost.startswith("t")  # "cat" is the likeliest word after "a" starting with "ca"
@@ -112,7 +70,7 @@ def test_suggestions_complete_the_partial_word(model: ngram.KneserNeyTrigram) ->
     assert (2, "cathedral ") in menu
 
 
-def test_ngram_saves_keystrokes_on_its_own_corpus(model: ngram.KneserNeyTrigram) -> None:
+def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyTrigram) -> None:
     system = ngram.NgramSystem(model)
     with_menu = evaluate(system, CORPUS[:3])
     ghost_only = evaluate(system, CORPUS[:3], use_menu=False)
@@ -120,16 +78,8 @@ def test_ngram_saves_keystrokes_on_its_own_corpus(model: ngram.KneserNeyTrigram)
     assert ghost_only.ksr > 0.3
 
 
-def test_expansions_continue_the_idea(model: ngram.KneserNeyTrigram) -> None:
+def test_expansions_continue_the_idea(model: wordstats.KneserNeyTrigram) -> None:
     candidates = ngram.NgramSystem(model).expand("portrait of", 4)
     assert len(candidates) == 4
     assert all(c.startswith("portrait of ") for c in candidates)
     assert candidates[0] == ngram.NgramSystem(model).expand("portrait of", 1)[0]  # greedy
-
-
-def test_cache_round_trip(model: ngram.KneserNeyTrigram, tmp_path: Path) -> None:
-    first = ngram.cached_model(CORPUS, "f" * 64, tmp_path)
-    again = ngram.cached_model(["unrelated"], "f" * 64, tmp_path)  # loaded, not rebuilt
-    assert again.vocab == first.vocab == model.vocab
-    prompts = ["a cat on a mat", "portrait of a zebra"]
-    assert again.perplexity(prompts) == first.perplexity(prompts)

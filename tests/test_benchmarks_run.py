@@ -169,7 +169,7 @@ def test_engine_rows_run_through_the_engine_interface(
     monkeypatch.setattr(
         CompletionEngine,
         "from_checkpoint",
-        classmethod(lambda cls, path, settings=None, threads=None: _EchoEngine()),
+        classmethod(lambda cls, path, settings=None, threads=None, word_stats=None: _EchoEngine()),
     )
     output = tmp_path / "BENCHMARKS.md"
     run.main(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from model_store.corpus import (
     load_corpus,
     split_prompts,
 )
+from model_store.evaluation import perplexity
+from model_store.loading import load_causal_lm
 from model_store.store import ModelStore, StoreError, validate_name
 from tests.conftest import subprocess_env
 
@@ -220,6 +223,19 @@ def test_published_model_is_listed_and_removable(checkpoint_copy: Path, store_ho
     assert "mine" not in {row["name"] for row in store.list()}
 
 
+def test_listing_shows_the_default_models_perplexity(store_home: Path) -> None:
+    default = next(row for row in ModelStore().list() if row["name"] == "default")
+    assert isinstance(default["token_perplexity"], float) and default["token_perplexity"] > 1
+
+
+def test_manifest_metrics_must_be_flat(checkpoint_copy: Path) -> None:
+    nested = {"dev": {"data": "dev.txt", "token_perplexity": 58.9}}
+    with pytest.raises(ValueError, match="flat mapping"):
+        write_manifest(checkpoint_copy, "copy", metrics=nested)
+    flat = write_manifest(checkpoint_copy, "copy", metrics=nested["dev"])
+    assert flat["metrics"]["token_perplexity"] == 58.9
+
+
 def test_manifest_records_every_file_digest(checkpoint_copy: Path) -> None:
     manifest = write_manifest(checkpoint_copy, "copy", corpus={"name": "c", "sha256": "0" * 64})
     on_disk = json.loads((checkpoint_copy / "manifest.json").read_text())
@@ -267,6 +283,34 @@ def test_explore_writes_report_with_plots(tmp_path: Path, store_home: Path) -> N
         assert (tmp_path / "report" / plot).stat().st_size > 1000
 
 
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def test_perplexity_of_a_cut_prompt_counts_only_the_words_it_scored(
+    default_model_dir: Path,
+) -> None:
+    model, tokenizer = load_causal_lm(default_model_dir)
+    long_prompt = ", ".join(["portrait of a woman in a red dress"] * 6)
+    ids = tokenizer(long_prompt, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 40
+    cut = perplexity(model, tokenizer, [long_prompt], max_tokens=20)
+    assert cut["tokens"] == 19  # EOS then 19 tokens; no final EOS, the prompt goes on
+    assert cut["words"] == len(tokenizer.decode(ids[:19]).split()) < len(long_prompt.split())
+    # both perplexities divide the same total NLL
+    assert math.isclose(
+        cut["tokens"] * math.log(cut["token_perplexity"]),
+        cut["words"] * math.log(cut["word_perplexity"]),
+    )
+
+
+def test_perplexity_of_a_whole_prompt_predicts_its_end(default_model_dir: Path) -> None:
+    model, tokenizer = load_causal_lm(default_model_dir)
+    prompt = "portrait of a woman, highly detailed"
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    whole = perplexity(model, tokenizer, [prompt], max_tokens=len(ids) + 2)
+    assert whole["tokens"] == len(ids) + 1 and whole["words"] == len(prompt.split())
+
+
 # -- training end to end: resume after SIGKILL, and two processes at once ---------------------
 
 
@@ -299,6 +343,7 @@ def test_tiny_training_resumes_after_sigkill(dev_corpus: Path, tmp_path: Path) -
     assert manifest["corpus"]["name"] == "dev.txt"
     assert manifest["preset"]["name"] == "tiny"
     assert manifest["metrics"]["token_perplexity"] > 1
+    assert manifest["metrics"]["data"] == "held-out prompt families of dev.txt"
     assert (run_dir / "export" / "loss.png").is_file()
 
 

@@ -8,44 +8,28 @@ thread did. Waits are bounded polls, never timing assertions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
 from tests.server_support import (
-    CLIENTS,
     EXPAND,
     NO_TIME_LIMIT,
     Session,
     complete,
-    end_session,
     eventually,
     expand,
-    start_session,
+    shared_session,
     status,
-    wait_until_ready,
 )
 
 LONG_EXPANSION = ["a castle on a hill", 16]
 
 
-@pytest_asyncio.fixture(scope="module", params=CLIENTS)
-async def session(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Session]:
-    started = await start_session(
-        request.param,
-        tmp_path_factory.mktemp("home"),
-        # Long expansions with no time limit: seconds of work for the model thread.
-        initialization_options={"maxExpansionTokens": 128, **NO_TIME_LIMIT},
-    )
-    await wait_until_ready(started.client)
-    yield started
-    await end_session(started)
+# Long expansions with no time limit: seconds of work for the model thread.
+session = shared_session(initialization_options={"maxExpansionTokens": 128, **NO_TIME_LIMIT})
 
 
 def send_expand(session: Session, request_id: str, arguments: list[Any]) -> asyncio.Future[Any]:

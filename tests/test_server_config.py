@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-import pytest_asyncio
 from lsprotocol import types
 
 from tests.server_support import (
-    CLIENTS,
     NO_TIME_LIMIT,
     Session,
     complete,
-    end_session,
     eventually,
     message_containing,
-    start_session,
-    wait_until_ready,
+    shared_session,
 )
 
 PROMPT = "a portrait of a woman, "  # a reasonable model has several next phrases here
 
 
-@pytest_asyncio.fixture(scope="module", params=CLIENTS)
-async def session(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Session]:
-    started = await start_session(
-        request.param,
-        tmp_path_factory.mktemp("home"),
-        initialization_options={"maxItems": 1, "safeMode": "sometimes", **NO_TIME_LIMIT},
-        configuration={"promptAutocomplete": {"maxItems": 3}},
-    )
-    await wait_until_ready(started.client)
-    yield started
-    await end_session(started)
+session = shared_session(
+    initialization_options={"maxItems": 1, "safeMode": "sometimes", **NO_TIME_LIMIT},
+    configuration={"promptAutocomplete": {"maxItems": 3}},
+)
 
 
 async def item_count(session: Session) -> int:

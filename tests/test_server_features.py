@@ -11,45 +11,28 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcMethodNotFound
 from pytest_lsp import LanguageClient
 
 from tests.server_support import (
-    CLIENTS,
     EXPAND,
     NO_TIME_LIMIT,
     READY_WAIT_S,
     Documents,
     Session,
     complete,
-    end_session,
     expand,
     inline,
+    shared_session,
     split_line,
-    start_session,
     status,
-    wait_until_ready,
 )
 
-
-@pytest_asyncio.fixture(scope="module", params=CLIENTS)
-async def session(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Session]:
-    started = await start_session(
-        request.param,
-        tmp_path_factory.mktemp("home"),
-        # Short expansions keep the expand tests cheap; their length is not under test.
-        initialization_options={"maxExpansionTokens": 16, **NO_TIME_LIMIT},
-    )
-    await wait_until_ready(started.client)
-    yield started
-    await end_session(started)
+# Short expansions keep the expand tests cheap; their length is not under test.
+session = shared_session(initialization_options={"maxExpansionTokens": 16, **NO_TIME_LIMIT})
 
 
 async def test_capabilities_are_advertised(session: Session) -> None:

@@ -28,6 +28,7 @@ def test_every_key_is_read() -> None:
         "filePatterns": ["*.txt"],
         "threads": 2,
         "timeBudgetMs": 1500,
+        "corpusStatistics": False,
     }
     validated = build_settings(raw, None)
     assert validated.problems == ()
@@ -42,6 +43,7 @@ def test_every_key_is_read() -> None:
     assert settings.engine.blocklist == ("nsfw", "/bad\\w+/")
     assert settings.engine.safe_mode is False
     assert settings.engine.time_budget_ms == 1500
+    assert settings.engine.corpus_statistics is False
 
 
 def test_configuration_beats_initialization_options_beats_defaults() -> None:
@@ -74,6 +76,7 @@ def test_section_wrapper_is_accepted() -> None:
         ("blocklist", ["/unclosed(/"]),
         ("blocklist", [""]),
         ("safeMode", "yes"),
+        ("corpusStatistics", 1),
         ("model", ""),
         ("model", 7),
         ("languageIds", "plaintext"),

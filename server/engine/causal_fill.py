@@ -11,6 +11,7 @@ import threading
 
 from transformers import PreTrainedModel
 
+from model_store.wordstats import KneserNeyTrigram
 from server.engine.engine import CompletionEngine
 from server.engine.filters import TermFilter
 from server.engine.infill import infill_with_causal_lm
@@ -28,10 +29,13 @@ class InfillingEngine(CompletionEngine):
         tokenizer: object,
         settings: EngineSettings | None = None,
         threads: int | None = None,
+        word_stats: KneserNeyTrigram | None = None,
     ) -> None:
         """With a bare ``Runner`` (no transformers model to sample from) masks get nothing."""
         self._infill_lock = threading.Lock()
-        super().__init__(model, tokenizer, settings=settings, threads=threads)
+        super().__init__(
+            model, tokenizer, settings=settings, threads=threads, word_stats=word_stats
+        )
         self._infill_model = None if isinstance(model, Runner) else model
         self._infill_tokenizer = tokenizer
 

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from model_store.wordstats import KneserNeyTrigram, split_typed
 from server.engine import decoding
+from server.engine.blend import WordBlender
 from server.engine.decoding import Budget, Row, Word
 from server.engine.filters import (
     TermFilter,
@@ -124,8 +126,13 @@ class CompletionEngine:
         tokenizer: object,
         settings: EngineSettings | None = None,
         threads: int | None = None,
+        word_stats: KneserNeyTrigram | None = None,
     ) -> None:
         """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
+
+        ``word_stats``: the training corpus's word statistics; with them, words and ghost text
+        are ranked by the blend of ``blend.py``, which saves many more keystrokes than the LM
+        alone (docs/BENCHMARKS.md). Phrases in the menu and expansions stay the LM's.
 
         ``threads`` sets torch's (process-wide) thread count. The default is one: each step
         of these small models is a chain of tiny matrix products that a second thread cannot
@@ -143,6 +150,11 @@ class CompletionEngine:
         self._tokenizer = tokenizer
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
+        self._blender = (
+            WordBlender(word_stats, self._runner, self._vocab, self._encode)
+            if word_stats is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._ghost: _Ghost | None = None
         self._phrase_cache: OrderedDict[tuple[object, ...], _Decoded] = OrderedDict()
@@ -150,7 +162,11 @@ class CompletionEngine:
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path, settings: EngineSettings | None = None, threads: int | None = None
+        cls,
+        path: Path,
+        settings: EngineSettings | None = None,
+        threads: int | None = None,
+        word_stats: KneserNeyTrigram | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -160,7 +176,7 @@ class CompletionEngine:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=torch.float32
         )
-        return cls(model, tokenizer, settings=settings, threads=threads)
+        return cls(model, tokenizer, settings=settings, threads=threads, word_stats=word_stats)
 
     @property
     def runner(self) -> Runner:
@@ -192,6 +208,8 @@ class CompletionEngine:
             self._banned = banned
             self._ghost = None  # chosen under the old settings, as were the cached phrases
             self._phrase_cache.clear()
+            if self._blender is not None:
+                self._blender.forget()
 
     # Public requests -----------------------------------------------------------------------
 
@@ -220,11 +238,16 @@ class CompletionEngine:
                 return []
             if where.mode == "options":
                 return _options(where)[:limit]
+            blended = self._blended_words(text, where, budget)  # before _prepare: both prime
             request = self._prepare(text, where)
             if request is None:
                 return []
-            words = self._words(request, MENU_WORD_WIDTH, budget) if where.in_word else []
-            word_items = _rank(self._word_suggestions(request, words))
+            words: list[Word] = []
+            if blended is not None:
+                word_items = blended  # distinct words: "white" and "white," both count
+            else:
+                words = self._words(request, MENU_WORD_WIDTH, budget) if where.in_word else []
+                word_items = _rank(self._word_suggestions(request, words))
             phrase_items: list[Suggestion] = []
             if not where.inside_word:
                 rows = self._phrase_rows(request, words, MENU_PHRASES)
@@ -248,7 +271,12 @@ class CompletionEngine:
             where = analyse(text, cursor)
             if where.mode != "text" or where.inside_word:
                 return []
+            # A blended ghost is chained afresh at every keystroke, not followed as typed: it
+            # then reaches a word further, and the rankings along the chain are cached.
+            blended = self._blended_ghost(text, where, budget)
             if not explicit:
+                if blended is not None:
+                    return [blended]
                 remembered = self._typed_through(text, cursor)
                 if remembered is not None:
                     return [remembered]
@@ -264,13 +292,10 @@ class CompletionEngine:
             phrases = _rank(self._phrase_suggestions(request, rows, menu=False), keep_order=True)
             if not phrases and words:
                 phrases = _rank(self._word_suggestions(request, words, at_cursor=True))
+            if blended is not None:
+                phrases = _rank([blended, *phrases], keep_order=True)
             if not explicit:
-                self._ghost = None
-                if phrases:
-                    best = phrases[0]
-                    self._ghost = _Ghost(
-                        text[:cursor], text[cursor:], best.kind, best.new_text, best.score
-                    )
+                self._remember_ghost(text, cursor, phrases[0] if phrases else None)
                 return phrases[:1]
             expansions = self._expansions(request, words, 1, budget) if budget.left() else []
             extra = [
@@ -303,6 +328,13 @@ class CompletionEngine:
             expansions = self._expansions(request, words, n, budget)
             return [text + continuation for continuation, _ in expansions]
 
+    def _remember_ghost(self, text: str, cursor: int, ghost: Suggestion | None) -> None:
+        self._ghost = None
+        if ghost is not None:
+            self._ghost = _Ghost(
+                text[:cursor], text[cursor:], ghost.kind, ghost.new_text, ghost.score
+            )
+
     def _typed_through(self, text: str, cursor: int) -> Suggestion | None:
         """The rest of the last ghost text when the user has typed its beginning (no decoding).
 
@@ -319,6 +351,50 @@ class CompletionEngine:
         if not has_content(rest):
             return None
         return Suggestion(ghost.kind, cursor, cursor, rest, ghost.score)
+
+    # Blended words (corpus statistics with the LM) ------------------------------------------
+
+    def _allowed(self, word: str) -> bool:
+        return self._terms.search(word) is None
+
+    def _blended_words(
+        self, text: str, where: CursorContext, budget: Budget
+    ) -> list[Suggestion] | None:
+        """Menu words from the blend, or None without statistics or inside a word.
+
+        A word item replaces the typed part of the word and, like a tag completer, adds the
+        space that follows it unless the prompt likely ends there or a space follows already.
+        """
+        if self._blender is None or not self._settings.corpus_statistics or where.inside_word:
+            return None
+        before = text[where.segment_start : where.cursor]
+        _, partial, start = split_typed(before)
+        spaced = not text[where.cursor : where.cursor + 1].isspace()
+        items = []
+        for word in self._blender.rank(before, budget, self._allowed):
+            if not word.text or word.text == partial:
+                continue
+            if cut_unbalanced(word.text, where.brackets) != word.text:
+                continue
+            new_text = word.text + " " if spaced and word.ends_prompt < 0.5 else word.text
+            start_at = where.segment_start + start
+            items.append(
+                Suggestion("word", start_at, where.cursor, new_text, math.log(word.probability))
+            )
+        return items
+
+    def _blended_ghost(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
+        """Ghost text from the blend: a few likeliest words, as the trigram would chain them."""
+        if self._blender is None or not self._settings.corpus_statistics:
+            return None
+        before = text[where.segment_start : where.cursor]
+        ghost, logprob = self._blender.ghost(before, budget, self._allowed)
+        ghost = cut_unbalanced(ghost, where.brackets)
+        _, partial, _ = split_typed(before)
+        if not has_content(partial + ghost):
+            return None
+        score = decoding.per_word(logprob, partial + ghost)
+        return Suggestion("phrase", where.cursor, where.cursor, ghost, score)
 
     # Preparation ---------------------------------------------------------------------------
 
@@ -634,10 +710,19 @@ class CompletionEngine:
                 key = dedupe_key(continuation)
                 if key not in found or found[key][1] < score:
                     found[key] = (continuation, score)
-            if len(found) >= n or not budget.left():
+            if sum(_detailed(text) for text, _ in found.values()) >= n or not budget.left():
                 break
-        ranked = sorted(found.values(), key=lambda item: item[1], reverse=True)
+        # A model sure it is done after one phrase ("a castle on a hill, by craig mullins")
+        # has written a continuation, not a detailed prompt: such come last, resampled first.
+        ranked = sorted(
+            found.values(), key=lambda item: (_detailed(item[0]), item[1]), reverse=True
+        )
         return ranked[:n]
+
+
+def _detailed(continuation: str) -> bool:
+    """Whether an expansion adds at least two phrases (or a dozen words without commas)."""
+    return continuation.count(",") >= 2 or len(continuation.split()) >= 12
 
 
 def _check_cursor(text: str, cursor: int) -> int:
@@ -662,14 +747,18 @@ def _options(where: CursorContext) -> list[Suggestion]:
 
 
 def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Suggestion]:
-    """Best first, without two suggestions that would produce the same text."""
+    """Best first, without two suggestions that would produce the same text.
+
+    Words are compared exactly: "fire" and "fire," are different words to type.
+    """
     ordered = (
         suggestions if keep_order else sorted(suggestions, key=lambda s: s.score, reverse=True)
     )
     seen: set[tuple[int, str]] = set()
     result = []
     for suggestion in ordered:
-        key = (suggestion.start, dedupe_key(suggestion.new_text))
+        text = suggestion.new_text
+        key = (suggestion.start, text if suggestion.kind == "word" else dedupe_key(text))
         if key not in seen:
             seen.add(key)
             result.append(suggestion)

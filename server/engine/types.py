@@ -33,5 +33,6 @@ class EngineSettings:
     blocklist: tuple[str, ...] = ()  # words, or regexes written as /.../
     safe_mode: bool = True
     time_budget_ms: int = 400
+    corpus_statistics: bool = True  # blend word statistics in, when the engine has them
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,133 @@
+"""Blending corpus word statistics with the causal LM (server/engine/blend.py) in the engine."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from model_store import wordstats
+from server.engine import Cancelled, CompletionEngine
+from server.engine.blend import WordBlender
+from server.engine.decoding import Budget
+from server.engine.types import EngineSettings
+
+# Hand-written prompts: "cat" and "on a mat" are what this corpus says comes next.
+CORPUS = [
+    "a cat on a mat, oil painting",
+    "a cat on a mat, highly detailed",
+    "a cat on a mat",
+    "a cathedral at night, highly detailed",
+    "portrait of a cat, oil painting",
+]
+SETTINGS = EngineSettings(time_budget_ms=60_000, safe_mode=False)
+
+
+@pytest.fixture(scope="module")
+def stats() -> wordstats.KneserNeyTrigram:
+    return wordstats.build(CORPUS)
+
+
+@pytest.fixture(scope="module")
+def engine(default_model_dir: Path, stats: wordstats.KneserNeyTrigram) -> CompletionEngine:
+    return CompletionEngine.from_checkpoint(
+        default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
+    )
+
+
+def budget() -> Budget:
+    return Budget(60_000, None)
+
+
+def blender(engine: CompletionEngine, weight: float) -> WordBlender:
+    found = engine._blender
+    assert found is not None
+    return WordBlender(found._stats, engine.runner, found._vocab, found._encode, weight)
+
+
+def test_the_corpus_ranks_words_that_finish_the_typed_part(engine: CompletionEngine) -> None:
+    ranked = blender(engine, 0.3).rank("a ca", budget())
+    assert ranked[0].text == "cat"
+    assert {word.text for word in ranked} == {"cat", "cat,", "cathedral"}  # "cat," is a word
+    probabilities = [word.probability for word in ranked]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0 < p <= 1 for p in probabilities)
+
+
+def test_the_lm_part_is_the_probability_of_the_word_then_a_word_end(
+    engine: CompletionEngine, default_model_dir: Path
+) -> None:
+    """With weight 1 the ranking is the LM's: check one word against a plain forward pass."""
+    ranked = {w.text: w.probability for w in blender(engine, 1.0).rank("a ca", budget())}
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(default_model_dir, dtype=torch.float32)
+    context = [tokenizer.eos_token_id, *tokenizer.encode("a")]
+    word = tokenizer.encode(" cat")
+    with torch.no_grad():
+        logits = model(torch.tensor([context + word])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    expected = sum(float(logprobs[len(context) - 1 + i, t]) for i, t in enumerate(word))
+    vocab = tokenizer.convert_ids_to_tokens(list(range(logprobs.shape[1])))
+    ends = [i for i, piece in enumerate(vocab) if piece.startswith("Ġ")]
+    ends.append(tokenizer.eos_token_id)
+    expected += float(torch.logsumexp(logprobs[-1, ends], dim=0))
+    assert math.log(ranked["cat"]) == pytest.approx(expected, abs=0.05)  # fp16 weights
+
+
+def test_weight_outside_zero_to_one_is_refused(engine: CompletionEngine) -> None:
+    with pytest.raises(ValueError, match="blend weight"):
+        blender(engine, 1.5)
+
+
+def test_a_stop_flag_cancels_the_ranking(engine: CompletionEngine) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        blender(engine, 0.3).rank("a ca", Budget(60_000, stop))
+
+
+def test_menu_words_replace_the_typed_part_and_add_a_space(engine: CompletionEngine) -> None:
+    items = engine.complete("a ca", 4)
+    words = [item for item in items if item.kind == "word"]
+    assert words[0].new_text == "cat "
+    assert all((item.start, item.end) == (2, 4) for item in words)
+    assert "cathedral " in [item.new_text for item in words]
+
+
+def test_ghost_text_chains_the_corpus_words(engine: CompletionEngine) -> None:
+    ghost = engine.inline("a ca", 4)
+    assert ghost and ghost[0].new_text.startswith("t on a mat")
+    assert (ghost[0].start, ghost[0].end) == (4, 4)
+    after_space = engine.inline("a cat ", 6)
+    assert after_space[0].new_text.startswith("on a mat")
+
+
+def test_blocked_words_are_neither_offered_nor_chained(
+    default_model_dir: Path, stats: wordstats.KneserNeyTrigram
+) -> None:
+    blocked = CompletionEngine.from_checkpoint(
+        default_model_dir,
+        settings=EngineSettings(time_budget_ms=60_000, safe_mode=False, blocklist=("cat",)),
+        threads=1,
+        word_stats=stats,
+    )
+    menu = [item.new_text for item in blocked.complete("a ca", 4)]
+    assert "cat " not in menu and "cathedral " in menu
+    ghost = blocked.inline("portrait of a ", 14)
+    assert not ghost or "cat" not in ghost[0].new_text.split(",")[0].split()
+
+
+def test_the_corpus_statistics_setting_switches_the_blend_off(
+    default_model_dir: Path, stats: wordstats.KneserNeyTrigram
+) -> None:
+    engine = CompletionEngine.from_checkpoint(
+        default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
+    )
+    assert engine.complete("a ca", 4)[0].new_text == "cat "
+    engine.update_settings(EngineSettings(time_budget_ms=60_000, corpus_statistics=False))
+    lm_only = engine.complete("a ca", 4)
+    assert all(not item.new_text.endswith(" ") for item in lm_only if item.kind == "word")
