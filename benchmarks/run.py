@@ -490,7 +490,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=DEFAULT_SYSTEMS,
-        help="comma-separated: none, prefix, ngram, engine[:MODEL], blend[:MODEL], lsp",
+        help="comma-separated: none, prefix, ngram, engine[:MODEL], blend[:MODEL], "
+        "study-lstm[:MODEL], study-mlm[:MODEL], lsp",
     )
     parser.add_argument(
         "--models",

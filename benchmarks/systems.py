@@ -1,10 +1,11 @@
 """The registry of benchmarked systems: what each can do (KSR, perplexity, expansion).
 
-To add a system (for instance the original study's word-level LSTM or masked LM once their
-weights exist), write a factory ``(context, argument) -> Benchmarked`` and add it to
+To add a system, write a factory ``(context, argument) -> Benchmarked`` and add it to
 ``REGISTRY``; ``--systems name`` or ``--systems name:argument`` then runs it in every
-section it supports, and it gets its own rows in docs/BENCHMARKS.md. Until then such
-systems are listed in ``PENDING`` and the report says they were not measured.
+section it supports, and it gets its own rows in docs/BENCHMARKS.md. Systems that cannot be
+built yet are listed in ``PENDING`` and the report says they were not measured. The original
+study's word LSTM and masked LM are ``study-lstm[:MODEL]`` and ``study-mlm[:MODEL]``
+(``benchmarks/study_systems.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,7 @@ from model_store.corpus import Corpus
 
 DEFAULT_MODEL_DIR = data.REPO_ROOT / "model_store" / "default_model"
 
-PENDING = {
-    "study-lstm": "the original study's word-level LSTM: no weights available yet",
-    "study-mlm": "the original study's masked language model: no weights available yet",
-}
+PENDING: dict[str, str] = {}
 
 
 @dataclass
@@ -169,12 +167,26 @@ def _blend(context: Context, argument: str | None) -> Benchmarked:
     return _engine_row(context, argument, blend=True)
 
 
+def _study_lstm(context: Context, argument: str | None) -> Benchmarked:
+    from benchmarks.study_systems import study_lstm  # it imports this module
+
+    return study_lstm(context, argument)
+
+
+def _study_mlm(context: Context, argument: str | None) -> Benchmarked:
+    from benchmarks.study_systems import study_mlm
+
+    return study_mlm(context, argument)
+
+
 REGISTRY: dict[str, Callable[[Context, str | None], Benchmarked]] = {
     "none": _none,
     "prefix": _prefix,
     "ngram": _ngram,
     "engine": _engine,
     "blend": _blend,
+    "study-lstm": _study_lstm,
+    "study-mlm": _study_mlm,
 }
 
 

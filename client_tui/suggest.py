@@ -65,16 +65,27 @@ def unique_ghosts(text: str, cursor: int, edits: Iterable[Edit]) -> list[str]:
 
 
 def completion_from_edit(document: Document, edit: Edit) -> Completion | None:
-    """A menu entry for ``edit``, or None when it cannot apply at the cursor."""
+    """A menu entry for ``edit``, or None when it cannot apply at the cursor.
+
+    A menu entry can only replace text before the cursor. An edit that reaches past it (a
+    word or a ``<mask>`` with the cursor inside) applies only when its new text already ends
+    with what follows the cursor; anything else would leave that text behind, doubled.
+    """
     cursor = document.cursor_position
     if edit.start > cursor:
         return None
+    new_text = edit.new_text
+    following = document.text[cursor : edit.end]
+    if following:
+        if not new_text.endswith(following):
+            return None
+        new_text = new_text[: len(new_text) - len(following)]
     typed = document.text[edit.start : cursor]
     key = edit.filter_text or edit.new_text
-    if not key.casefold().startswith(typed.casefold()) or edit.new_text == typed:
+    if not key.casefold().startswith(typed.casefold()) or new_text == typed:
         return None
     return Completion(
-        edit.new_text,
+        new_text,
         start_position=edit.start - cursor,
         display=edit.label or edit.new_text,
         display_meta=edit.detail or None,

@@ -523,14 +523,24 @@ class WordLSTMPredictor:
         match = _PARTIAL_WORD.search(text_before_cursor)
         partial = match.group(0) if match else ""
         context = text_before_cursor[: len(text_before_cursor) - len(partial)]
-        logprobs = self.next_token_logprobs(context)
+        return [
+            (partial + word[len(partial) :], score)
+            for word, score in self.rank_words(context, partial, k)
+        ]
+
+    def rank_words(self, context: str, partial: str, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` vocabulary words after ``context`` that start with ``partial``, with log P.
+
+        Words come as the vocabulary has them (lower-cased); punctuation is never offered.
+        """
         candidates = self.vocab.with_prefix(partial.lower()) if partial else self.vocab.word_entries
         if not candidates or k < 1:
             return []
+        logprobs = self.next_token_logprobs(context)
         ids = torch.tensor([index for _, index in candidates])
         top = torch.topk(logprobs[ids], min(k, len(ids)))
         return [
-            (partial + self.vocab.words[int(ids[i])][len(partial) :], float(score))
+            (self.vocab.words[int(ids[i])], float(score))
             for score, i in zip(top.values, top.indices, strict=True)
         ]
 

@@ -28,13 +28,13 @@ from server.settings import SECTION, ServerSettings, Validated, build_settings, 
 from server.worker import EngineState, InFlight, ModelWorker
 
 if TYPE_CHECKING:
-    from server.engine import CompletionEngine
+    from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STATUS_METHOD = "promptAutocomplete/status"
-TRIGGER_CHARACTERS = [" ", ",", "("]
+TRIGGER_CHARACTERS = [" ", ",", "(", ">"]  # ">": a <mask> was just typed
 CONFIGURATION_TIMEOUT_S = 10.0
 EMPTY_COMPLETIONS = types.CompletionList(is_incomplete=True, items=[])
 
@@ -196,7 +196,7 @@ class PromptLanguageServer(LanguageServer):
     async def run_model(
         self,
         uri: str | None,
-        job: Callable[[CompletionEngine, threading.Event], T],
+        job: Callable[[Engine, threading.Event], T],
         request: PreparedRequest | None = None,
     ) -> T | None:
         """``job`` on the model thread; None if not ready, stopped, stale or failed.

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from model_store.store import ModelStore
+from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
 if TYPE_CHECKING:
-    from server.engine import CompletionEngine
+    from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +33,25 @@ ProgressCallback = Callable[[str, "float | None"], None]
 
 
 class Loader(Protocol):
-    def __call__(
-        self, ref: str, threads: int | None, progress: ProgressCallback
-    ) -> CompletionEngine: ...
+    def __call__(self, ref: str, threads: int | None, progress: ProgressCallback) -> Engine: ...
 
 
-def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> CompletionEngine:
-    """Resolve ``ref`` through the model store (may download or train), then load it, with the
-    word statistics of its training corpus when they were built (``prompt-models stats``).
+def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Engine:
+    """Resolve ``ref`` through the model store (may download or train), then load the engine
+    for its kind, with the word statistics of its training corpus when they were built
+    (``prompt-models stats``).
 
     The engine starts with default settings: the user's are applied afterwards, so settings
     this model cannot take (too long an expansion for its context, say) are reported and
     dropped instead of failing the load.
     """
-    # Imported here, on the model thread: torch and transformers take seconds to import,
-    # and the server should answer `initialize` without waiting for them.
-    from server.engine import CompletionEngine
-
     store = ModelStore()
     checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
     word_stats = store.word_stats(checkpoint)
-    return CompletionEngine.from_checkpoint(checkpoint.path, threads=threads, word_stats=word_stats)
+    # The engine's module is imported on the model thread: torch and transformers take
+    # seconds to import, and the server should answer `initialize` without waiting for them.
+    return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
 
 
 class EngineState(enum.Enum):
@@ -131,7 +129,7 @@ class ModelWorker:
     def __init__(self, loader: Loader = load_engine) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-model")
         self._loader = loader
-        self._engine: CompletionEngine | None = None
+        self._engine: Engine | None = None
         self._settings = EngineSettings()  # what the user asked for, for every engine
         self._generation = 0
         self.state = EngineState.IDLE
@@ -214,7 +212,7 @@ class ModelWorker:
 
     def _load_job(
         self, generation: int, ref: str, threads: int | None, progress: ProgressCallback
-    ) -> tuple[CompletionEngine, EngineSettings, str | None] | None:
+    ) -> tuple[Engine, EngineSettings, str | None] | None:
         if generation != self._generation:
             return None  # queued behind a load that a newer one already replaced
         engine = self._loader(ref, threads, progress)
@@ -227,7 +225,7 @@ class ModelWorker:
         return engine, settings, None
 
     async def run(
-        self, job: Callable[[CompletionEngine, threading.Event], T], stop: threading.Event
+        self, job: Callable[[Engine, threading.Event], T], stop: threading.Event
     ) -> T | None:
         """``job(engine, stop)`` on the model thread; None while no engine is ready.
 
@@ -247,7 +245,7 @@ class ModelWorker:
             self.stats.pending -= 1
 
     def _run_job(
-        self, job: Callable[[CompletionEngine, threading.Event], T], stop: threading.Event
+        self, job: Callable[[Engine, threading.Event], T], stop: threading.Event
     ) -> T | None:
         if stop.is_set():
             self.stats.cancelled += 1

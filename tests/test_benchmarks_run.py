@@ -68,8 +68,8 @@ def test_run_writes_report_and_merges_later_runs(data_dir: Path, tmp_path: Path)
 
 
 def test_bad_arguments_are_clear_errors(data_dir: Path) -> None:
-    with pytest.raises(SystemExit, match=r"unknown system 'study-lstm'.*no weights"):
-        run.main(["--data", str(data_dir), "--systems", "study-lstm"])
+    with pytest.raises(SystemExit, match=r"unknown system 'study-gru'.*study-lstm"):
+        run.main(["--data", str(data_dir), "--systems", "study-gru"])
     with pytest.raises(SystemExit, match="unknown sections"):
         run.main(["--data", str(data_dir), "--sections", "speed"])
     with pytest.raises(SystemExit, match=r"no dev\.txt"):

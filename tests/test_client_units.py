@@ -115,6 +115,23 @@ def test_menu_items_that_do_not_match_the_typed_text_are_dropped() -> None:
     assert completion_from_edit(document, Edit(6, 12, "portra", filter_text="portra")) is None
 
 
+def test_menu_items_that_reach_past_the_cursor_keep_what_follows_it_once() -> None:
+    inside_word = Document("woman portra, 8k", 9)  # "woman por|tra"
+    assert completion_from_edit(inside_word, Edit(6, 12, "portrait", filter_text="x")) is None
+    assert completion_from_edit(inside_word, Edit(6, 12, "portra", filter_text="portra")) is None
+    boat = completion_from_edit(Document("a bat", 3), Edit(2, 5, "boat", filter_text="boat"))
+    assert boat is not None and (boat.text, boat.start_position) == ("bo", -1)  # "a boat"
+    on_mask = Document("a <mask> cat", 5)  # "a <ma|sk> cat": "sk>" would stay behind
+    assert completion_from_edit(on_mask, Edit(2, 8, "red", filter_text="<mask>red")) is None
+    after_mask = Document("a <mask> cat", 8)
+    fill = completion_from_edit(
+        after_mask, Edit(2, 8, "red", detail="fill · score -1.00", filter_text="<mask>red")
+    )
+    assert fill is not None
+    assert (fill.text, fill.start_position) == ("red", -6)
+    assert fill.display_meta_text == "fill · score -1.00"
+
+
 def test_expansions_replace_everything_before_the_cursor() -> None:
     document = Document("woman portrait", 14)
     completions = expansion_completions(document, ["woman portrait, a", "woman portrait, b"])

@@ -220,3 +220,18 @@ async def test_killed_server_is_restarted_and_the_typed_text_kept(tmp_path: Path
         await wait_for(lambda: driver.printed() == [edited + ghost], "the prompt on stdout")
         await driver.quit()
     assert client.state is ServerState.STOPPED
+
+
+async def test_typing_a_mask_opens_a_menu_of_fillers_for_it(repl: ReplDriver) -> None:
+    before = "a portrait of "
+    await repl.type(before + "<mask>")  # "<mask>" is a word: the menu opens by itself
+    state = await _wait_for_menu(repl)
+    assert all(c.start_position == -len("<mask>") for c in state.completions)
+    assert all(c.display_meta_text.startswith("fill") for c in state.completions)
+    first = state.completions[0]
+    await repl.press(DOWN)
+    await wait_for(lambda: menu_index(repl) == 0, "the first filler")
+    await repl.press(ENTER)
+    await wait_for(lambda: repl.buffer.complete_state is None, "the menu to close")
+    assert repl.buffer.text == before + first.text
+    assert "<mask>" not in repl.buffer.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,22 @@ def _check(stop: threading.Event | None) -> None:
         raise Cancelled
 
 
+_PIECES: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _pieces(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Every token id's text, decoded once per tokenizer.
+
+    Decoding candidates one id at a time took most of a fill-mask's time (8k ids scanned when
+    a typed prefix is rare).
+    """
+    pieces = _PIECES.get(tokenizer)
+    if pieces is None:
+        pieces = tokenizer.batch_decode([[index] for index in range(len(tokenizer))])
+        _PIECES[tokenizer] = pieces
+    return pieces
+
+
 def _mask_id(tokenizer: PreTrainedTokenizerBase) -> int:
     if tokenizer.mask_token is None or tokenizer.mask_token_id is None:
         raise ValueError("this tokenizer has no mask token: fill-mask needs a masked LM")
@@ -49,36 +66,48 @@ def fill_mask(
     words_only: bool = True,
     candidates: int = 30,
     max_pieces: int = 3,
+    prefix: str = "",
+    nth: int = 0,
     stop: threading.Event | None = None,
 ) -> list[tuple[str, float]]:
-    """Up to ``k`` fillers for the first ``<mask>`` in ``text``, best first, with log P.
+    """Up to ``k`` fillers for the ``nth`` ``<mask>`` of ``text`` (from 0), best first, with log P.
 
     Text without ``<mask>`` has nothing to fill: the answer is empty. Other masks in the text
     stay masks (unknown words) for the model. With ``words_only``, fillers are words (they
     contain a letter or digit), never punctuation or special tokens. After a space the filler
     is a new word; right after other characters ("port<mask>") it continues what is there.
-    A multi-piece word scores the sum of its pieces' log-probabilities.
+    A multi-piece word scores the sum of its pieces' log-probabilities. With ``prefix`` (the
+    part of a word already typed, matched case-insensitively) only words that start with it
+    are offered, and the whole vocabulary is searched for first pieces that agree with it.
     """
     mask_id = _mask_id(tokenizer)
-    if MASK not in text or k < 1:
+    starts = [index for index in range(len(text)) if text.startswith(MASK, index)]
+    if not 0 <= nth < len(starts) or k < 1:
         return []
-    before = text[: text.index(MASK)]
+    before = text[: starts[nth]]
     encoded = tokenizer(text.replace(MASK, tokenizer.mask_token), truncation=True)
     ids = list(encoded["input_ids"])
-    if mask_id not in ids:
+    positions = [index for index, token in enumerate(ids) if token == mask_id]
+    if nth >= len(positions):
         return []  # truncated away
-    position = ids.index(mask_id)
+    position = positions[nth]
     logprobs = _logprobs_at(model, [ids], [position])[0]
     new_word = bool(before) and before[-1].isspace()
     special = set(tokenizer.all_special_ids)
+    typed = prefix.casefold()
+    scanned = logprobs.numel() if typed else 50 * candidates
     first: list[tuple[list[int], float]] = []
-    for token in torch.argsort(logprobs, descending=True)[: 50 * candidates].tolist():
-        if token in special:
+    pieces = _pieces(tokenizer)
+    for token in torch.argsort(logprobs, descending=True)[:scanned].tolist():
+        if token in special or token >= len(pieces):
             continue
-        piece = tokenizer.decode([token])
+        piece = pieces[token]
         if piece.startswith(" ") != new_word or not piece.strip():
             continue
         if words_only and not _WORDLIKE.search(piece):
+            continue
+        stem = piece.strip().casefold()
+        if typed and not (stem.startswith(typed) or typed.startswith(stem)):
             continue
         first.append(([token], float(logprobs[token])))
         if len(first) == candidates:
@@ -88,7 +117,9 @@ def fill_mask(
     best: dict[str, float] = {}
     for pieces, score in words:
         word = tokenizer.decode(pieces).strip()
-        if word and score > best.get(word, -float("inf")):
+        if not word or not word.casefold().startswith(typed):
+            continue
+        if score > best.get(word, -float("inf")):
             best[word] = score
     return sorted(best.items(), key=lambda item: -item[1])[:k]
 
@@ -104,6 +135,8 @@ def _extend_pieces(
 ) -> list[tuple[list[int], float]]:
     """Grow each word while the model's best next token continues it (no leading space)."""
     mask_id = _mask_id(tokenizer)
+    pieces = _pieces(tokenizer)
+    special = set(tokenizer.all_special_ids)
     growing = list(range(len(words)))
     for _ in range(max_pieces - 1):
         if not growing:
@@ -118,8 +151,8 @@ def _extend_pieces(
         still = []
         for row, index in enumerate(growing):
             token = int(logprobs[row].argmax())
-            piece = tokenizer.decode([token])
-            if token in tokenizer.all_special_ids or piece[:1].isspace() or not piece.isalnum():
+            piece = pieces[token] if token < len(pieces) else ""
+            if token in special or piece[:1].isspace() or not piece.isalnum():
                 continue
             pieces, score = words[index]
             words[index] = ([*pieces, token], score + float(logprobs[row, token]))
