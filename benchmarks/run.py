@@ -47,7 +47,7 @@ from benchmarks.systems import (
 from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
-DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp"
+DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp,study-lstm,study-mlm"
 COLD_START_TEXT = "a portrait of a wo"
 EXPANSIONS_PER_IDEA = 4
 EXAMPLES = 10

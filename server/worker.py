@@ -48,7 +48,7 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> En
     store = ModelStore()
     checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
-    word_stats = store.word_stats(checkpoint)
+    word_stats = store.word_stats(checkpoint) if checkpoint.kind == "causal-lm" else None
     # The engine's module is imported on the model thread: torch and transformers take
     # seconds to import, and the server should answer `initialize` without waiting for them.
     return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
