@@ -21,7 +21,13 @@ TARGETS: list[tuple[str, str, str, float]] = [
     ("spawn -> first non-empty completion (s)", "first_completion_s", "<=", 4),
     ("peak RSS of the server (MB)", "peak_rss_mb", "<=", 500),
     ("pipeline p50 / server inline p50 (x faster)", "speedup", ">=", 3),
+    ("KSR gain over the word trigram, ghost+menu", "ksr.gain", ">", 0),
+    ("KSR gain over the word trigram, ghost only", "ksr.gain_ghost", ">", 0),
+    ("KSR ghost+menu", "ksr.full", ">=", 0.70),
+    ("KSR ghost only", "ksr.ghost", ">=", 0.70),
 ]
+PRODUCT_KSR_ROW = "LM engine + corpus statistics: default"  # what prompt-ls serves with stats
+TRIGRAM_ROW = "word trigram (KN)"
 
 
 def write(results: dict[str, Any], output: Path) -> None:
@@ -285,6 +291,16 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
             "In-process engine latency by call (ms):",
             "",
             _table(["system", "inline p50", "p95", "p99", "complete p50", "p95", "p99"], by_kind),
+            "",
+        ]
+    if PRODUCT_KSR_ROW in measured:
+        parts += [
+            "What helped: training the small LM longer on these CPUs closes the gap to the "
+            "trigram only slowly (the LM alone is the `LM engine: default` row). Blending the "
+            "training corpus's word statistics with the LM for words and ghost text "
+            "(`server/engine/blend.py`) is what the `LM engine + corpus statistics: default` "
+            "row measures: that is what `prompt-ls` serves once `prompt-models stats` has "
+            "built the statistics. The ablation below varies the LM's share.",
             "",
         ]
     unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
@@ -594,12 +610,21 @@ def _target_rows(results: dict[str, Any]) -> list[list[Any]]:
     for name, row in results.get("expansion", {}).get("rows", {}).items():
         if name == "LM engine: default" and row.get("latency_ms"):
             values["expand.p50"] = row["latency_ms"]["p50"]
+    ksr = results.get("ksr", {})
+    product, trigram = ksr.get(PRODUCT_KSR_ROW, {}), ksr.get(TRIGRAM_ROW, {})
+    if "ksr" in product:
+        values["ksr.full"], values["ksr.ghost"] = product["ksr"], product["ksr_ghost_only"]
+        if "ksr" in trigram and trigram["prompts"] == product["prompts"]:
+            values["ksr.gain"] = round(product["ksr"] - trigram["ksr"], 4)
+            values["ksr.gain_ghost"] = round(
+                product["ksr_ghost_only"] - trigram["ksr_ghost_only"], 4
+            )
     rows = []
     for label, key, comparison, goal in TARGETS:
         value = values.get(key)
         if value is None:
             rows.append([label, f"{comparison} {goal}", None, "not measured"])
             continue
-        met = value <= goal if comparison == "<=" else value >= goal
+        met = {"<=": value <= goal, ">=": value >= goal, ">": value > goal}[comparison]
         rows.append([label, f"{comparison} {goal}", value, "yes" if met else "**no**"])
     return rows
