@@ -196,3 +196,14 @@ def test_hub_downloads_record_their_kind(
 ) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"architectures": architectures}))
     assert _hub_kind(tmp_path) == kind
+
+
+def test_prompts_longer_than_the_model_are_cut_around_the_mask(masked_lm: tuple) -> None:
+    """A long prompt once overflowed the position embeddings (an IndexError in the model)."""
+    model, tokenizer = masked_lm
+    long_text = ", ".join(["a castle on a hill"] * 60)  # far beyond max_position_embeddings
+    assert len(tokenizer(long_text)["input_ids"]) > model.config.max_position_embeddings
+    for text in (long_text + ", <mask>", "<mask> " + long_text, long_text + " <mask> " + long_text):
+        assert fill_mask(model, tokenizer, text, k=3), text
+    expansion = expand_with_masked_lm(model, tokenizer, long_text, max_tokens=2, seed=1)
+    assert expansion.startswith(long_text)

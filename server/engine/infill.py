@@ -50,6 +50,24 @@ def _pieces(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     return pieces
 
 
+def _window(
+    model: PreTrainedModel, ids: list[int], position: int, room: int = 0
+) -> tuple[list[int], int]:
+    """``ids`` cut around ``position`` to fit the model's positions, ``room`` tokens spare.
+
+    The first and last ids (the tokenizer's <s> and </s>) are kept; the cut keeps the text
+    nearest the mask, the left side first. A long prompt otherwise overflows the position
+    embeddings (an index error deep inside the model).
+    """
+    # RoBERTa numbers positions from padding_idx + 1: two of them are never usable.
+    size = model.config.max_position_embeddings - 2 - room
+    if len(ids) <= size:
+        return ids, position
+    inner = size - 2
+    start = min(max(1, position - inner * 3 // 4), len(ids) - 1 - inner)
+    return [ids[0], *ids[start : start + inner], ids[-1]], position - start + 1
+
+
 def _mask_id(tokenizer: PreTrainedTokenizerBase) -> int:
     if tokenizer.mask_token is None or tokenizer.mask_token_id is None:
         raise ValueError("this tokenizer has no mask token: fill-mask needs a masked LM")
@@ -85,12 +103,11 @@ def fill_mask(
     if not 0 <= nth < len(starts) or k < 1:
         return []
     before = text[: starts[nth]]
-    encoded = tokenizer(text.replace(MASK, tokenizer.mask_token), truncation=True)
-    ids = list(encoded["input_ids"])
+    ids = list(tokenizer(text.replace(MASK, tokenizer.mask_token))["input_ids"])
     positions = [index for index, token in enumerate(ids) if token == mask_id]
     if nth >= len(positions):
-        return []  # truncated away
-    position = positions[nth]
+        return []
+    ids, position = _window(model, ids, positions[nth], room=max_pieces)
     logprobs = _logprobs_at(model, [ids], [position])[0]
     new_word = bool(before) and before[-1].isspace()
     special = set(tokenizer.all_special_ids)
@@ -201,10 +218,11 @@ def expand_with_masked_lm(
     current = text.rstrip()
     for _ in range(max_tokens):
         _check(stop)
-        ids = tokenizer(current + tokenizer.mask_token * 3, truncation=True)["input_ids"]
+        ids = list(tokenizer(current + tokenizer.mask_token * 3)["input_ids"])
         if mask_id not in ids:
             break
-        logits = _logprobs_at(model, [ids], [ids.index(mask_id)])[0]
+        ids, position = _window(model, ids, ids.index(mask_id))
+        logits = _logprobs_at(model, [ids], [position])[0]
         logits[special] = -float("inf")
         top = torch.topk(logits / temperature, min(top_k, logits.numel()))
         token = int(top.indices[torch.multinomial(top.values.softmax(-1), 1, generator=generator)])
