@@ -82,11 +82,12 @@ def model_identity(model_dir: Path) -> str:
         manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return str(model_dir)
-    digest = manifest.get("files", {}).get("model.safetensors", {}).get("sha256", "")
-    return (
-        f"{manifest.get('name', model_dir.name)} ({manifest.get('preset', '?')}, "
-        f"weights {digest[:10] or '?'})"
-    )
+    weights = manifest.get("files", {}).get("model.safetensors", {})
+    preset = manifest.get("preset", "?")
+    if isinstance(preset, dict):  # a preset's full description: its name says enough here
+        preset = preset.get("name", "?")
+    digest = weights.get("sha256", "")
+    return f"{manifest.get('name', model_dir.name)} ({preset}, weights {digest[:10] or '?'})"
 
 
 def model_label(reference: str) -> str:
