@@ -413,7 +413,9 @@ def _perplexity_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[s
         ),
         "",
     ]
-    names = [n for n, r in rows.items() if "word_perplexity" in r]
+    names = [n for n, r in rows.items() if r.get("word_perplexity")]
+    if not names:  # e.g. only a masked LM measured: it has no word perplexity to chart
+        return parts
 
     def draw(axes: Any) -> None:
         _bars(

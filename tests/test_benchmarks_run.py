@@ -102,6 +102,26 @@ def test_targets_are_checked_against_measurements() -> None:
     assert rows["completion p99 (ms)"][3] == "**no**"
     assert rows["pipeline p50 / server inline p50 (x faster)"][2] == 5.0
     assert rows["peak RSS of the server (MB)"][3] == "not measured"
+    assert rows["KSR ghost+menu"][3] == "not measured"
+
+
+def test_ksr_targets_compare_the_served_row_with_the_trigram_on_the_same_prompts() -> None:
+    served = {"prompts": 300, "ksr": 0.62, "ksr_ghost_only": 0.58}
+    trigram = {"prompts": 300, "ksr": 0.61, "ksr_ghost_only": 0.59}
+    results = {"ksr": {report.PRODUCT_KSR_ROW: served, report.TRIGRAM_ROW: trigram}}
+    rows = {row[0]: row for row in report._target_rows(results)}
+    assert rows["KSR gain over the word trigram, ghost+menu"][2:] == [0.01, "yes"]
+    assert rows["KSR gain over the word trigram, ghost only"][2:] == [-0.01, "**no**"]
+    assert rows["KSR ghost+menu"][2:] == [0.62, "**no**"]  # the 0.70 goal
+    trigram["prompts"] = 100  # different prompts: no comparison
+    rows = {row[0]: row for row in report._target_rows(results)}
+    assert rows["KSR gain over the word trigram, ghost+menu"][3] == "not measured"
+
+
+def test_a_report_with_only_a_masked_lm_perplexity_renders(tmp_path: Path) -> None:
+    row = {"prompts": 10, "tokens": 100, "masked_token_perplexity": 397.0}
+    report.write({"perplexity": {"study MLM: mlm": row}}, tmp_path / "BENCHMARKS.md")
+    assert "397" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def test_nearest_rank_percentiles() -> None:

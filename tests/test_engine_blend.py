@@ -6,6 +6,7 @@ import math
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,3 +135,15 @@ def test_the_corpus_statistics_setting_switches_the_blend_off(
     engine.update_settings(EngineSettings(time_budget_ms=60_000, corpus_statistics=False))
     lm_only = engine.complete("a ca", 4)
     assert all(not item.new_text.endswith(" ") for item in lm_only if item.kind == "word")
+
+
+def test_an_lm_probability_that_underflows_to_zero_still_ranks(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At weight 1 the blend is the LM's probability alone, which can underflow to 0."""
+    found = blender(engine)
+    monkeypatch.setattr(found, "_lm_probabilities", lambda *args: np.zeros(len(args[2])))
+    ranked = found.rank("a ca", budget(), weight=1.0)
+    assert ranked and all(word.probability > 0 for word in ranked)
+    text, logprob = found.ghost("a ca", budget(), lambda _: True, weight=1.0)
+    assert text and math.isfinite(logprob)

@@ -124,7 +124,8 @@ class WordBlender:
         if use_lm and budget.left():
             separator = " " if before[:start].strip() else ""
             lm = self._lm_probabilities(before[:start].rstrip(), separator, texts, budget)
-            blended = (1 - weight) * corpus + weight * lm
+            # At weight 1 an LM probability can underflow to 0: keep every score loggable.
+            blended = np.maximum((1 - weight) * corpus + weight * lm, np.finfo(np.float64).tiny)
         ids = np.array([token for token, _ in candidates], dtype=np.int64)
         ends = stats.probability(
             np.full(len(ids), b, dtype=np.int64), ids, np.full(len(ids), stats.eos, np.int64)
@@ -189,4 +190,4 @@ class WordBlender:
                         logprob[row] += after[row, tokens[position + 1]]
                     elif position + 1 == len(tokens):
                         logprob[row] += torch.logsumexp(after[row][self._word_end], dim=0)
-        return logprob.exp().double().numpy()
+        return logprob.double().exp().numpy()
