@@ -41,6 +41,7 @@ from server.engine.filters import (
     loop_start,
     repeats_known,
 )
+from server.engine.masks import check_cursor
 from server.engine.runner import Runner, make_runner
 from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
 from server.engine.types import EngineSettings, Suggestion, SuggestionKind
@@ -228,7 +229,7 @@ class CompletionEngine:
         A cursor past the end of ``text`` is clamped to the end (as LSP does for positions
         past a line's end); a negative cursor raises ValueError.
         """
-        cursor = _check_cursor(text, cursor)
+        cursor = check_cursor(text, cursor)
         limit = self._settings.max_items if limit is None else limit
         if not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
@@ -266,7 +267,7 @@ class CompletionEngine:
         begins with the rest of the word. Nothing is offered in the middle of a word, inside
         tags or parameters. Cursor handling as in ``complete``.
         """
-        cursor = _check_cursor(text, cursor)
+        cursor = check_cursor(text, cursor)
         with self._lock, torch.inference_mode():
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
@@ -728,16 +729,6 @@ class CompletionEngine:
 def _detailed(continuation: str) -> bool:
     """Whether an expansion adds at least two phrases (or a dozen words without commas)."""
     return continuation.count(",") >= 2 or len(continuation.split()) >= 12
-
-
-def _check_cursor(text: str, cursor: int) -> int:
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if isinstance(cursor, bool) or not isinstance(cursor, int):
-        raise TypeError(f"cursor must be an int, got {type(cursor).__name__}")
-    if cursor < 0:
-        raise ValueError(f"cursor must not be negative, got {cursor}")
-    return min(cursor, len(text))
 
 
 def _options(where: CursorContext) -> list[Suggestion]:
