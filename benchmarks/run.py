@@ -47,7 +47,9 @@ from benchmarks.systems import (
 from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
-DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp,study-lstm,study-mlm"
+# The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
+# ideas on 2 cores): it runs on its own so that the default run fits an hour.
+DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp,study-lstm"
 COLD_START_TEXT = "a portrait of a wo"
 EXPANSIONS_PER_IDEA = 4
 EXAMPLES = 10
