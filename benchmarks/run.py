@@ -174,7 +174,8 @@ def _build(
 
 def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
     store = ModelStore()
-    blended = store.word_stats(store.resolve("default")) is not None  # the server will use them
+    # The server blends the statistics in when they exist; only their presence matters here.
+    blended = store.word_stats_dir(store.resolve("default")) is not None
     name = f"prompt-ls: default{' + corpus statistics' if blended else ''} (LSP)"
     reason = server_available()
     if reason or runner is None:

@@ -135,15 +135,19 @@ class ModelStore:
                 rows.append({"name": name, "status": "trainable", "path": "", "kind": "recipe"})
         return rows
 
-    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyTrigram | None:
-        """Word statistics of the corpus ``checkpoint`` was trained on, if built (memory-mapped)."""
-        corpus = checkpoint.manifest.get("corpus")
-        digest = corpus.get("sha256") if isinstance(corpus, dict) else None
-        if not isinstance(digest, str):
-            return None
+    def word_stats_dir(self, checkpoint: Checkpoint) -> Path | None:
+        """Where the statistics of ``checkpoint``'s training corpus are, if they were built."""
         from model_store import wordstats
 
-        return wordstats.find(digest, self.root / "wordstats")
+        digest = _corpus_digest(checkpoint)
+        return wordstats.built_dir(digest, self.root / "wordstats") if digest else None
+
+    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyTrigram | None:
+        """Word statistics of the corpus ``checkpoint`` was trained on, if built (memory-mapped)."""
+        from model_store import wordstats
+
+        digest = _corpus_digest(checkpoint)
+        return wordstats.find(digest, self.root / "wordstats") if digest else None
 
     def path_of(self, name: str) -> Path:
         if name == "default":
@@ -332,6 +336,12 @@ def _hub_kind(directory: Path) -> str:
         return "causal-lm"
     architectures = config.get("architectures") or []
     return "masked-lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal-lm"
+
+
+def _corpus_digest(checkpoint: Checkpoint) -> str | None:
+    corpus = checkpoint.manifest.get("corpus")
+    digest = corpus.get("sha256") if isinstance(corpus, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _looks_like_path(ref: str) -> bool:

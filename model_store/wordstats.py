@@ -359,12 +359,16 @@ def stats_dir(corpus_sha256: str, root: Path | None = None) -> Path:
     return base / f"{corpus_sha256[:16]}-v{FORMAT_VERSION}"
 
 
+def built_dir(corpus_sha256: str, root: Path | None = None) -> Path | None:
+    """The directory of that corpus's statistics, or None when they were never built."""
+    directory = stats_dir(corpus_sha256, root)
+    return directory if (directory / "meta.json").is_file() else None
+
+
 def find(corpus_sha256: str, root: Path | None = None) -> KneserNeyTrigram | None:
     """The stored statistics of that corpus, memory-mapped, or None when never built."""
-    directory = stats_dir(corpus_sha256, root)
-    if not (directory / "meta.json").is_file():
-        return None
-    return load(directory, mmap=True)
+    directory = built_dir(corpus_sha256, root)
+    return load(directory, mmap=True) if directory is not None else None
 
 
 def build_cached(corpus: Corpus, root: Path | None = None) -> KneserNeyTrigram:
