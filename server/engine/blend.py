@@ -173,21 +173,21 @@ class WordBlender:
         context = context[-(runner.max_positions - ROOM) :]
         first = runner.prime(context)
         pieces = [self._encode(separator + text)[: ROOM - 1] if text else [] for text in texts]
-        logprob = torch.zeros(len(texts))
+        lengths = torch.tensor([len(tokens) for tokens in pieces])
+        longest = int(lengths.max())
+        # Rows padded with EOS: an empty text (the prompt ends) is scored as EOS itself.
+        padded = torch.full((len(texts), longest + 1), vocab.eos_id)
         for row, tokens in enumerate(pieces):
-            logprob[row] = first[tokens[0]] if tokens else first[vocab.eos_id]
-        longest = max(len(tokens) for tokens in pieces)
+            padded[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        logprob = first[padded[:, 0]].float()
         if longest:
             rows = runner.fork(len(texts), longest)
             for position in range(longest):
                 budget.check()
-                fed = torch.tensor(
-                    [t[position] if position < len(t) else vocab.eos_id for t in pieces]
-                )
-                after = torch.log_softmax(runner.step(rows, fed).float(), dim=-1)
-                for row, tokens in enumerate(pieces):
-                    if position + 1 < len(tokens):
-                        logprob[row] += after[row, tokens[position + 1]]
-                    elif position + 1 == len(tokens):
-                        logprob[row] += torch.logsumexp(after[row][self._word_end], dim=0)
+                after = torch.log_softmax(runner.step(rows, padded[:, position]).float(), dim=-1)
+                inside = position + 1 < lengths
+                ending = position + 1 == lengths
+                next_token = after.gather(1, padded[:, position + 1 : position + 2])[:, 0]
+                word_end = torch.logsumexp(after[:, self._word_end], dim=1)
+                logprob += torch.where(inside, next_token, 0.0) + torch.where(ending, word_end, 0.0)
         return logprob.double().exp().numpy()
