@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion, decoding
-from server.engine.runner import GPT2Runner, HFRunner
+from server.engine.hf_runner import HFRunner, runner_for_model
 from server.engine.syntax import analyse
 
 # A generous budget: these tests are about behaviour, and the test machine may be busy.
@@ -236,8 +236,9 @@ def test_generic_runner_gives_the_same_suggestions(default_model_dir: Path) -> N
     """Models other than GPT-2 go through transformers' DynamicCache: same answers, slower."""
     model = AutoModelForCausalLM.from_pretrained(default_model_dir, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir, local_files_only=True)
-    exact = CompletionEngine(GPT2Runner(model.eval(), half_weights=False), tokenizer, SETTINGS)
-    generic = CompletionEngine(HFRunner(model), tokenizer, SETTINGS)
+    backend, eos = tokenizer.backend_tokenizer, tokenizer.eos_token_id
+    exact = CompletionEngine(runner_for_model(model, half_weights=False), backend, eos, SETTINGS)
+    generic = CompletionEngine(HFRunner(model), backend, eos, SETTINGS)
     for text in ["woman portra", "woman portrait, ", "(masterpi"]:
         for method in ("complete", "inline"):
             expected = getattr(exact, method)(text, len(text))

@@ -86,7 +86,13 @@ def scripted(tokenizer):
 
     def build(*scripts: str, **settings: object) -> CompletionEngine:
         runner = ScriptedRunner(tokenizer, scripts, vocab_size=len(tokenizer))
-        return CompletionEngine(runner, tokenizer, EngineSettings(**settings), threads=1)
+        return CompletionEngine(
+            runner,
+            tokenizer.backend_tokenizer,
+            tokenizer.eos_token_id,
+            EngineSettings(**settings),
+            threads=1,
+        )
 
     return build
 

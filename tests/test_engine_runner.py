@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from server.engine.runner import GPT2Runner, HFRunner, Runner, fp16_kernels_available
+from server.engine.hf_runner import HFRunner, runner_for_model
+from server.engine.runner import GPT2Runner, Runner, fp16_kernels_available, load_runner
 from server.engine.vocab import Vocabulary
 
 
@@ -36,11 +38,11 @@ def reference_logprobs(model, ids: list[int]) -> torch.Tensor:
 def runners(model) -> list[tuple[Runner, float]]:
     """Each runner with the tolerance it is held to against transformers' plain forward."""
     found: list[tuple[Runner, float]] = [
-        (GPT2Runner(model, half_weights=False), 1e-4),
+        (runner_for_model(model, half_weights=False), 1e-4),
         (HFRunner(model), 1e-4),
     ]
     if fp16_kernels_available():
-        found.append((GPT2Runner(model, half_weights=True), 2e-2))
+        found.append((runner_for_model(model, half_weights=True), 2e-2))
     return found
 
 
@@ -100,7 +102,7 @@ def test_decoding_does_not_touch_the_stored_context(model, ids: list[int]) -> No
         fresh = (
             type(runner)(model)
             if isinstance(runner, HFRunner)
-            else GPT2Runner(model, half_weights=runner.half_weights)
+            else runner_for_model(model, half_weights=runner.half_weights)
         )
         with torch.inference_mode():
             torch.testing.assert_close(extended, fresh.prime([*ids, 40]), atol=1e-5, rtol=0)
@@ -114,9 +116,41 @@ def test_context_length_is_checked(model) -> None:
             runner.prime([1] * (runner.max_positions + 1))
 
 
+def test_gpt2_checkpoints_load_without_transformers(model, ids: list[int], default_model_dir: Path):
+    """The serving path reads the safetensors itself; its answers are transformers' (fp16)."""
+    runner = load_runner(default_model_dir)
+    assert isinstance(runner, GPT2Runner)
+    with torch.inference_mode():
+        actual = runner.prime(ids)
+    torch.testing.assert_close(actual, reference_logprobs(model, ids), atol=2e-2, rtol=0)
+
+
+def test_other_checkpoints_run_through_transformers(tmp_path: Path, model) -> None:
+    """A causal LM that is not plain GPT-2 gets the generic runner."""
+    config = model.config.to_dict() | {"add_cross_attention": True}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert not GPT2Runner.supports(config)
+    with pytest.raises(ValueError, match="not a plain GPT-2"):
+        GPT2Runner.from_directory(tmp_path)
+
+
+def test_continuations_in_one_pass_equal_step_by_step(model, ids: list[int]) -> None:
+    """``logits_along`` (one forward for all rows and positions) matches the step loop."""
+    tokens = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    for runner, _ in runners(model):
+        with torch.inference_mode():
+            runner.prime(ids)
+            together = runner.logits_along(tokens)
+            rows = runner.fork(2, capacity=3)
+            stepped = torch.stack([runner.step(rows, tokens[:, i]) for i in range(3)], dim=1)
+            unchanged = runner.prime(ids)
+        torch.testing.assert_close(together, stepped, atol=1e-3, rtol=0)
+        assert runner.context_ids == ids and unchanged.shape == (runner.vocab_size,)
+
+
 @pytest.fixture(scope="module")
 def vocab(tokenizer, model) -> Vocabulary:
-    return Vocabulary(tokenizer, model.config.vocab_size)
+    return Vocabulary(tokenizer.backend_tokenizer, tokenizer.eos_token_id, model.config.vocab_size)
 
 
 class TestVocabulary:

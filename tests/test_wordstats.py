@@ -81,7 +81,7 @@ def test_statistics_are_built_once_per_corpus_and_memory_mapped(
     again = wordstats.build_cached(Corpus("other", digest, ["unrelated"]), tmp_path)  # loaded
     found = wordstats.find(digest, tmp_path)
     assert found is not None and isinstance(found.tri_keys, np.memmap)
-    assert again.vocab == first.vocab == found.vocab == model.vocab
+    assert again.vocab.lines == first.vocab.lines == found.vocab.lines == model.vocab.lines
     prompts = ["a cat on a mat", "portrait of a zebra"]
     assert again.perplexity(prompts) == first.perplexity(prompts) == model.perplexity(prompts)
     assert wordstats.find("e" * 64, tmp_path) is None
@@ -95,3 +95,21 @@ def test_the_store_finds_the_statistics_of_a_models_training_corpus(tmp_path: Pa
     wordstats.build_cached(Corpus("tiny", "d" * 64, CORPUS), tmp_path / "wordstats")
     found = store.word_stats(trained_on)
     assert found is not None and "cat" in found.vocab
+
+
+def test_sorted_words_find_words_and_prefixes_by_their_bytes() -> None:
+    words = sorted(["cat", "cat,", "cathedral", "café", "caña", "dog", "猫", "🐱"])
+    vocab = wordstats.SortedWords.from_words(words)
+    assert list(vocab) == words and len(vocab) == len(words)
+    assert [vocab.index_of(word) for word in words] == list(range(len(words)))
+    assert vocab.index_of("ca") == vocab.index_of("cats") == vocab.index_of("") == wordstats.UNKNOWN
+    low, high = vocab.prefix_range("cat")
+    assert [vocab[i] for i in range(low, high)] == ["cat", "cat,", "cathedral"]
+    low, high = vocab.prefix_range("caf")
+    assert [vocab[i] for i in range(low, high)] == ["café"]
+    assert vocab.prefix_range("zebra")[0] == vocab.prefix_range("zebra")[1]
+    assert vocab[-1] == "🐱"
+    with pytest.raises(IndexError):
+        vocab[len(words)]
+    empty = wordstats.SortedWords(b"")
+    assert len(empty) == 0 and empty.index_of("cat") == wordstats.UNKNOWN and list(empty) == []

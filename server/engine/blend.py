@@ -22,6 +22,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -111,11 +112,16 @@ class WordBlender:
         stats = self._stats
         words, partial, start = split_typed(before)
         a, b = [stats.bos, stats.bos, *(stats.id_of(word) for word in words[-2:])][-2:]
-        candidates = [
-            (token, p)
-            for token, p in stats.ranked(a, b, partial)
-            if token == stats.eos or allowed(stats.vocab[token])
-        ][:CANDIDATES]
+        candidates = list(
+            islice(
+                (
+                    (token, p)
+                    for token, p in stats.ranked(a, b, partial)
+                    if token == stats.eos or allowed(stats.vocab[token])
+                ),
+                CANDIDATES,
+            )
+        )
         if not candidates:
             return []
         texts = ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates]
@@ -181,13 +187,14 @@ class WordBlender:
             padded[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         logprob = first[padded[:, 0]].float()
         if longest:
-            rows = runner.fork(len(texts), longest)
-            for position in range(longest):
-                budget.check()
-                after = torch.log_softmax(runner.step(rows, padded[:, position]).float(), dim=-1)
-                inside = position + 1 < lengths
-                ending = position + 1 == lengths
-                next_token = after.gather(1, padded[:, position + 1 : position + 2])[:, 0]
-                word_end = torch.logsumexp(after[:, self._word_end], dim=1)
-                logprob += torch.where(inside, next_token, 0.0) + torch.where(ending, word_end, 0.0)
+            budget.check()
+            after = torch.log_softmax(runner.logits_along(padded[:, :longest]).float(), dim=-1)
+            # Position p holds the distribution after token p: the row's next token while
+            # the word goes on, a word boundary after its last token.
+            inside = torch.arange(longest).unsqueeze(0) + 1 < lengths.unsqueeze(1)
+            next_tokens = after.gather(2, padded[:, 1:].unsqueeze(2))[:, :, 0]
+            logprob += torch.where(inside, next_tokens, 0.0).sum(dim=1)
+            scored = lengths > 0
+            last = after[scored, lengths[scored] - 1]
+            logprob[scored] += torch.logsumexp(last[:, self._word_end], dim=1)
         return logprob.double().exp().numpy()

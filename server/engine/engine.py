@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from tokenizers import Tokenizer
 
 from model_store.wordstats import KneserNeyTrigram, split_typed
 from server.engine import decoding
@@ -42,10 +42,10 @@ from server.engine.filters import (
     repeats_known,
 )
 from server.engine.masks import check_cursor
-from server.engine.runner import Runner, make_runner
+from server.engine.runner import Runner, load_runner
 from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
 from server.engine.types import EngineSettings, Suggestion, SuggestionKind
-from server.engine.vocab import Vocabulary
+from server.engine.vocab import Vocabulary, load_tokenizer
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
 MENU_WORD_WIDTH = 6  # beams when finishing a word for the menu
@@ -123,13 +123,17 @@ class CompletionEngine:
 
     def __init__(
         self,
-        model: PreTrainedModel | Runner,
-        tokenizer: object,
+        runner: Runner,
+        tokenizer: Tokenizer,
+        eos_id: int,
         settings: EngineSettings | None = None,
         threads: int | None = None,
         word_stats: KneserNeyTrigram | None = None,
+        source: Path | None = None,
     ) -> None:
-        """``model``: a transformers causal LM, or a ready ``Runner`` (tests, benchmarks).
+        """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
+        and ``eos_id``: its fast tokenizer and end-of-text token (``load_tokenizer``);
+        ``source``: the checkpoint directory they came from, if any.
 
         ``word_stats``: the training corpus's word statistics; with them, words and ghost text
         are ranked by the blend of ``blend.py``, which saves many more keystrokes than the LM
@@ -143,14 +147,10 @@ class CompletionEngine:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         torch.set_num_threads(threads or DEFAULT_THREADS)
-        if isinstance(model, Runner):
-            self._runner = model
-        else:
-            model.eval()
-            self._runner = make_runner(model)
+        self._runner = runner
         self._tokenizer = tokenizer
-        self._backend = getattr(tokenizer, "backend_tokenizer", None)
-        self._vocab = Vocabulary(tokenizer, self._runner.vocab_size)
+        self.source = source
+        self._vocab = Vocabulary(tokenizer, eos_id, runner.vocab_size)
         self._blender = (
             WordBlender(word_stats, self._runner, self._vocab, self._encode)
             if word_stats is not None
@@ -173,11 +173,16 @@ class CompletionEngine:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: not a model directory (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32
+        tokenizer, eos_id = load_tokenizer(path)
+        return cls(
+            load_runner(path),
+            tokenizer,
+            eos_id,
+            settings=settings,
+            threads=threads,
+            word_stats=word_stats,
+            source=path,
         )
-        return cls(model, tokenizer, settings=settings, threads=threads, word_stats=word_stats)
 
     @property
     def runner(self) -> Runner:
@@ -432,9 +437,7 @@ class CompletionEngine:
         return _Request(where, segment, before, tail, partial, context_ids, first)
 
     def _encode(self, text: str) -> list[int]:
-        if self._backend is not None:
-            return list(self._backend.encode(text, add_special_tokens=False).ids)
-        return list(self._tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _tail_start(self, before: str, word_start: int) -> int:
         """Where the typed tail begins: the last pre-token, backed off to the word's start.
@@ -446,7 +449,7 @@ class CompletionEngine:
         stripped = len(before.rstrip())
         if stripped < len(before):
             return stripped
-        pre_tokenizer = getattr(self._backend, "pre_tokenizer", None)
+        pre_tokenizer = self._tokenizer.pre_tokenizer
         if pre_tokenizer is None:
             start = word_start if word_start < len(before) else max(0, len(before) - 1)
             while start > 0 and before[start - 1].isspace():

@@ -16,11 +16,14 @@ import re
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from server.engine.types import Cancelled
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MASK = "<mask>"
 _WORDLIKE = re.compile(r"\w")

@@ -3,8 +3,10 @@
 The hot path of every keystroke is a handful of one-token forward passes on a 5M-parameter
 model, where Python overhead, not arithmetic, dominates. ``GPT2Runner`` therefore runs GPT-2
 checkpoints with its own short forward pass (preallocated KV buffers, no masks or output
-objects for single-token steps). ``HFRunner`` runs any other causal LM through transformers
-and its ``DynamicCache``; it is also the reference the fast path is tested against.
+objects for single-token steps), read straight from the checkpoint's safetensors: the server
+never imports transformers' modelling code, which alone takes seconds to import. Any other
+causal LM runs through transformers (``hf_runner.HFRunner``), which is also the reference the
+fast path is tested against.
 
 Both keep the last context (token ids plus KV states) so the next request for the same prompt
 only feeds the tokens that changed: the user typing one more word costs one or two tokens.
@@ -14,17 +16,18 @@ by candidates.
 
 from __future__ import annotations
 
-import copy
 import functools
+import json
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, PreTrainedModel
-from transformers.activations import ACT2FN
+from safetensors.torch import load_file
 
 Tensor = torch.Tensor
 
@@ -38,7 +41,7 @@ def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
     return length
 
 
-def _check_context(ids: Sequence[int], max_positions: int) -> list[int]:
+def check_context(ids: Sequence[int], max_positions: int) -> list[int]:
     ids = [int(token) for token in ids]
     if not ids or len(ids) > max_positions:
         raise ValueError(f"a context must have 1 to {max_positions} tokens, got {len(ids)}")
@@ -77,6 +80,18 @@ class Runner(ABC):
     @abstractmethod
     def select(self, rows: Rows, indices: Tensor) -> None:
         """Keep (and reorder or repeat) the rows at ``indices``."""
+
+    def logits_along(self, tokens: Tensor) -> Tensor:
+        """Next-token logits after each token of each row, shape (rows, T, V).
+
+        Every row of ``tokens`` (rows, T) continues the current context; the stored context
+        is left as it is. Scoring several known continuations (the words a menu may offer)
+        needs all their positions at once, which a runner may compute in one pass instead
+        of ``T`` steps.
+        """
+        batch, count = tokens.shape
+        rows = self.fork(batch, count)
+        return torch.stack([self.step(rows, tokens[:, index]) for index in range(count)], dim=1)
 
 
 class _Linear:
@@ -138,56 +153,92 @@ class _BufferRows(Rows):
     length: int
 
 
+# GPT-2's activation names -> the function; other activations go through transformers.
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
 class GPT2Runner(Runner):
     """GPT-2 with a hand-written forward pass that matches transformers' to float precision."""
 
     @staticmethod
-    def supports(model: PreTrainedModel) -> bool:
-        config = model.config
+    def supports(config: Mapping[str, Any]) -> bool:
+        """True for plain GPT-2 language models (``config.json`` as a dict)."""
         return (
-            getattr(config, "model_type", None) == "gpt2"
-            and type(model).__name__ == "GPT2LMHeadModel"
-            and not getattr(config, "add_cross_attention", False)
+            config.get("model_type") == "gpt2"
+            and (config.get("architectures") or ["GPT2LMHeadModel"]) == ["GPT2LMHeadModel"]
+            and not config.get("add_cross_attention", False)
+            and config.get("activation_function", "gelu_new") in _ACTIVATIONS
         )
 
-    def __init__(self, model: PreTrainedModel, half_weights: bool | None = None) -> None:
-        """``half_weights``: fp16 weight kernels (default: when available); False is exact."""
-        config = model.config
+    @classmethod
+    def from_directory(cls, path: Path, half_weights: bool | None = None) -> GPT2Runner:
+        """Read ``config.json`` and ``model.safetensors`` of a GPT-2 checkpoint directory."""
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not cls.supports(config):
+            raise ValueError(f"{path}: not a plain GPT-2 language model")
+        weights = load_file(path / "model.safetensors")
+        return cls(config, weights, half_weights)
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        weights: Mapping[str, Tensor],
+        half_weights: bool | None = None,
+    ) -> None:
+        """``config``: GPT-2's config.json; ``weights``: GPT2LMHeadModel's state dict (the
+        output layer may be missing, as tied checkpoints store it once).
+
+        ``half_weights``: fp16 weight kernels (default: when available); False is exact.
+        """
         half = fp16_kernels_available() if half_weights is None else half_weights
         self.half_weights = half
-        self.vocab_size = int(model.lm_head.weight.shape[0])
-        self.max_positions = int(config.n_positions)
-        self.width = int(config.n_embd)
-        self.heads = int(config.n_head)
+
+        def weight(name: str) -> Tensor:
+            if name not in weights:
+                raise ValueError(f"the checkpoint has no weight {name!r}")
+            return weights[name].detach().float()
+
+        def linear(name: str) -> _Linear:
+            return _Linear(weight(f"{name}.weight"), weight(f"{name}.bias"), half)
+
+        def norm(name: str) -> tuple[Tensor, Tensor]:
+            return weight(f"{name}.weight"), weight(f"{name}.bias")
+
+        self.max_positions = int(config["n_positions"])
+        self.width = int(config["n_embd"])
+        self.heads = int(config["n_head"])
         self.head_dim = self.width // self.heads
-        self.eps = float(config.layer_norm_epsilon)
-        activation = config.activation_function
-        self.activation: Callable[[Tensor], Tensor] = (
-            (lambda x: F.gelu(x, approximate="tanh"))
-            if activation in ("gelu_new", "gelu_pytorch_tanh")
-            else ACT2FN[activation]
-        )
-        transformer = model.transformer
+        self.eps = float(config.get("layer_norm_epsilon", 1e-5))
+        self.activation = _ACTIVATIONS[config.get("activation_function", "gelu_new")]
         self.blocks = []
-        for index, block in enumerate(transformer.h):
-            scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
-            if config.scale_attn_by_inverse_layer_idx:
+        for index in range(int(config["n_layer"])):
+            scale = self.head_dim**-0.5 if config.get("scale_attn_weights", True) else 1.0
+            if config.get("scale_attn_by_inverse_layer_idx", False):
                 scale /= float(index + 1)
+            layer = f"transformer.h.{index}"
             self.blocks.append(
                 _Block(
-                    ln1=(block.ln_1.weight.detach(), block.ln_1.bias.detach()),
-                    attention=_conv1d(block.attn.c_attn, half),
-                    attention_out=_conv1d(block.attn.c_proj, half),
-                    ln2=(block.ln_2.weight.detach(), block.ln_2.bias.detach()),
-                    mlp_in=_conv1d(block.mlp.c_fc, half),
-                    mlp_out=_conv1d(block.mlp.c_proj, half),
+                    ln1=norm(f"{layer}.ln_1"),
+                    attention=linear(f"{layer}.attn.c_attn"),
+                    attention_out=linear(f"{layer}.attn.c_proj"),
+                    ln2=norm(f"{layer}.ln_2"),
+                    mlp_in=linear(f"{layer}.mlp.c_fc"),
+                    mlp_out=linear(f"{layer}.mlp.c_proj"),
                     scale=scale,
                 )
             )
-        self.token_embedding = transformer.wte.weight.detach()
-        self.position_embedding = transformer.wpe.weight.detach()
-        self.final_norm = (transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach())
-        self.output = _Linear(model.lm_head.weight.detach().t().contiguous(), None, half)
+        self.token_embedding = weight("transformer.wte.weight")
+        self.position_embedding = weight("transformer.wpe.weight")
+        self.final_norm = norm("transformer.ln_f")
+        head = "lm_head.weight" if "lm_head.weight" in weights else "transformer.wte.weight"
+        self.output = _Linear(weight(head).t().contiguous(), None, half)
+        self.vocab_size = int(self.token_embedding.shape[0])
         self._ids: list[int] = []
         self._keys: list[Tensor] = []
         self._values: list[Tensor] = []
@@ -212,7 +263,7 @@ class GPT2Runner(Runner):
         return self._layer_norm(x, self.final_norm)
 
     def prime(self, ids: Sequence[int]) -> Tensor:
-        ids = _check_context(ids, self.max_positions)
+        ids = check_context(ids, self.max_positions)
         if ids == self._ids:
             self.reused_tokens = len(ids)
             return self._logprobs
@@ -276,66 +327,35 @@ class GPT2Runner(Runner):
         rows.length += 1
         return self.output(hidden)
 
+    def logits_along(self, tokens: Tensor) -> Tensor:
+        batch, count = tokens.shape
+        length = len(self._ids)
+        if length + count > self.max_positions:
+            raise RuntimeError("the continuations run past the model's positions")
+        causal = torch.ones(count, length + count, dtype=torch.bool).tril(length)
+
+        def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            shape = (batch, -1, -1, -1)
+            k = torch.cat([self._keys[index].expand(shape), k], dim=2)
+            v = torch.cat([self._values[index].expand(shape), v], dim=2)
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=causal, scale=self.blocks[index].scale
+            )
+
+        hidden = self._forward(tokens, length, attend)
+        return self.output(hidden.view(batch * count, self.width)).view(batch, count, -1)
+
     def select(self, rows: Rows, indices: Tensor) -> None:
         assert isinstance(rows, _BufferRows)
         rows.keys = [k.index_select(0, indices) for k in rows.keys]
         rows.values = [v.index_select(0, indices) for v in rows.values]
 
 
-def _conv1d(layer: torch.nn.Module, half: bool) -> _Linear:
-    return _Linear(layer.weight.detach(), layer.bias.detach(), half)
+def load_runner(path: Path) -> Runner:
+    """The runner for a checkpoint directory: the fast path for GPT-2, transformers otherwise."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if GPT2Runner.supports(config):
+        return GPT2Runner.from_directory(path)
+    from server.engine.hf_runner import HFRunner
 
-
-@dataclass
-class _CacheRows(Rows):
-    cache: DynamicCache
-
-
-class HFRunner(Runner):
-    """Any transformers causal LM, through its own forward and a ``DynamicCache``."""
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        config = model.config
-        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
-        self.max_positions = int(
-            getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
-        )
-        self._ids: list[int] = []
-        self._cache = DynamicCache(config=config)
-        self._logprobs = torch.empty(0)
-
-    def prime(self, ids: Sequence[int]) -> Tensor:
-        ids = _check_context(ids, self.max_positions)
-        if ids == self._ids:
-            self.reused_tokens = len(ids)
-            return self._logprobs
-        keep = min(common_prefix_length(self._ids, ids), len(ids) - 1)
-        self.reused_tokens = keep
-        if keep == 0:
-            self._cache = DynamicCache(config=self.model.config)
-        elif self._cache.get_seq_length() > keep:
-            self._cache.crop(keep - self._cache.get_seq_length())  # negative: tokens to remove
-        output = self.model(input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True)
-        self._ids = ids
-        self._logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
-        return self._logprobs
-
-    def fork(self, rows: int, capacity: int) -> Rows:
-        cache = copy.deepcopy(self._cache)
-        cache.batch_repeat_interleave(rows)
-        return _CacheRows(cache)
-
-    def step(self, rows: Rows, tokens: Tensor) -> Tensor:
-        assert isinstance(rows, _CacheRows)
-        output = self.model(input_ids=tokens.view(-1, 1), cache=rows.cache, use_cache=True)
-        return output.logits[:, -1].float()
-
-    def select(self, rows: Rows, indices: Tensor) -> None:
-        assert isinstance(rows, _CacheRows)
-        rows.cache.batch_select_indices(indices)
-
-
-def make_runner(model: PreTrainedModel) -> Runner:
-    """The fast path for GPT-2 checkpoints, the generic one for anything else."""
-    return GPT2Runner(model) if GPT2Runner.supports(model) else HFRunner(model)
+    return HFRunner.from_directory(path)

@@ -8,11 +8,14 @@ with the remaining typed bytes ``R`` when it is a prefix of ``R`` or starts with
 from __future__ import annotations
 
 import bisect
+import json
 import unicodedata
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
 from server.engine.syntax import is_word_char
 
@@ -38,27 +41,45 @@ def _byte_level_decoder() -> dict[str, int]:
     return {chr(code): byte for byte, code in zip(printable, stand_ins, strict=True)}
 
 
-def _uses_byte_level(tokenizer: object) -> bool:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    decoder = getattr(backend, "decoder", None)
-    return decoder is not None and type(decoder).__name__ == "ByteLevel"
+def load_tokenizer(path: Path) -> tuple[Tokenizer, int]:
+    """A checkpoint's fast tokenizer (``tokenizer.json``) and its end-of-text id.
+
+    Read with ``tokenizers`` alone: importing transformers' tokenizer classes costs the
+    server about a second of its start.
+    """
+    file = path / "tokenizer.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no tokenizer.json (a fast tokenizer is required)")
+    tokenizer = Tokenizer.from_file(str(file))
+    eos_id: int | None = None
+    settings = path / "tokenizer_config.json"
+    if settings.is_file():
+        eos = json.loads(settings.read_text(encoding="utf-8")).get("eos_token")
+        eos = eos.get("content") if isinstance(eos, dict) else eos
+        eos_id = tokenizer.token_to_id(eos) if isinstance(eos, str) else None
+    if eos_id is None and (path / "config.json").is_file():
+        eos_id = json.loads((path / "config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    if not isinstance(eos_id, int):
+        raise ValueError(f"{path}: the tokenizer declares no end-of-text token")
+    return tokenizer, eos_id
 
 
-def token_bytes_table(tokenizer: object, vocab_size: int) -> list[bytes | None]:
+def token_bytes_table(tokenizer: Tokenizer, vocab_size: int) -> list[bytes | None]:
     """Each token id's bytes; None for special tokens and ids the tokenizer does not know."""
-    special = set(getattr(tokenizer, "all_special_ids", []))
-    id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}  # type: ignore[attr-defined]
-    byte_level = _uses_byte_level(tokenizer)
-    decoder = _byte_level_decoder()
+    special = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+    id_to_token = {index: token for token, index in tokenizer.get_vocab().items()}
+    decoder = tokenizer.decoder
+    byte_level = type(decoder).__name__ == "ByteLevel"
+    stand_ins = _byte_level_decoder()
     table: list[bytes | None] = []
     for index in range(vocab_size):
         token = id_to_token.get(index)
         if token is None or index in special:
             table.append(None)
-        elif byte_level and all(char in decoder for char in token):
-            table.append(bytes(decoder[char] for char in token))
+        elif byte_level and all(char in stand_ins for char in token):
+            table.append(bytes(stand_ins[char] for char in token))
         else:
-            text = tokenizer.convert_tokens_to_string([token])  # type: ignore[attr-defined]
+            text = decoder.decode([token]) if decoder is not None else token
             table.append(text.encode("utf-8") if text else None)
     return table
 
@@ -88,9 +109,9 @@ def _starts_new_word(data: bytes) -> bool:
 class Vocabulary:
     """Token bytes plus the lookups and masks the decoders need, computed once per model."""
 
-    def __init__(self, tokenizer: object, vocab_size: int) -> None:
+    def __init__(self, tokenizer: Tokenizer, eos_id: int, vocab_size: int) -> None:
         self.size = vocab_size
-        self.eos_id: int = int(tokenizer.eos_token_id)  # type: ignore[attr-defined]
+        self.eos_id = eos_id
         self.token_bytes = token_bytes_table(tokenizer, vocab_size)
         self.token_text: list[str | None] = []
         for data in self.token_bytes:

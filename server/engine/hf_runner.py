@@ -1,0 +1,85 @@
+"""Any transformers causal LM as a ``Runner``, through its own forward and a ``DynamicCache``.
+
+Slower than ``GPT2Runner`` and the only code on the serving path that needs transformers'
+modelling code, so it is imported only for checkpoints that are not plain GPT-2.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
+
+from server.engine.runner import GPT2Runner, Rows, Runner, check_context, common_prefix_length
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class _CacheRows(Rows):
+    cache: DynamicCache
+
+
+class HFRunner(Runner):
+    """Any transformers causal LM, through its own forward and a ``DynamicCache``."""
+
+    @classmethod
+    def from_directory(cls, path: Path) -> HFRunner:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=torch.float32
+        )
+        return cls(model.eval())
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        config = model.config
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.max_positions = int(
+            getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
+        )
+        self._ids: list[int] = []
+        self._cache = DynamicCache(config=config)
+        self._logprobs = torch.empty(0)
+
+    def prime(self, ids: Sequence[int]) -> Tensor:
+        ids = check_context(ids, self.max_positions)
+        if ids == self._ids:
+            self.reused_tokens = len(ids)
+            return self._logprobs
+        keep = min(common_prefix_length(self._ids, ids), len(ids) - 1)
+        self.reused_tokens = keep
+        if keep == 0:
+            self._cache = DynamicCache(config=self.model.config)
+        elif self._cache.get_seq_length() > keep:
+            self._cache.crop(keep - self._cache.get_seq_length())  # negative: tokens to remove
+        output = self.model(input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True)
+        self._ids = ids
+        self._logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+        return self._logprobs
+
+    def fork(self, rows: int, capacity: int) -> Rows:
+        cache = copy.deepcopy(self._cache)
+        cache.batch_repeat_interleave(rows)
+        return _CacheRows(cache)
+
+    def step(self, rows: Rows, tokens: Tensor) -> Tensor:
+        assert isinstance(rows, _CacheRows)
+        output = self.model(input_ids=tokens.view(-1, 1), cache=rows.cache, use_cache=True)
+        return output.logits[:, -1].float()
+
+    def select(self, rows: Rows, indices: Tensor) -> None:
+        assert isinstance(rows, _CacheRows)
+        rows.cache.batch_select_indices(indices)
+
+
+def runner_for_model(model: PreTrainedModel, half_weights: bool | None = None) -> Runner:
+    """A runner for a model already in memory: the fast path when it is a plain GPT-2."""
+    model.eval()
+    config = model.config.to_dict()
+    if type(model).__name__ == "GPT2LMHeadModel" and GPT2Runner.supports(config):
+        return GPT2Runner(config, model.state_dict(), half_weights)
+    return HFRunner(model)
