@@ -134,18 +134,22 @@ def test_other_checkpoints_run_through_transformers(tmp_path: Path, model) -> No
         GPT2Runner.from_directory(tmp_path)
 
 
-def test_continuations_in_one_pass_equal_step_by_step(model, ids: list[int]) -> None:
-    """``logits_along`` (one forward for all rows and positions) matches the step loop."""
-    tokens = torch.tensor([[5, 6, 7], [8, 9, 10]])
-    for runner, _ in runners(model):
+def test_a_token_tree_scores_each_node_after_its_own_path(model, ids: list[int]) -> None:
+    """``logits_tree``: node i sees the context and its ancestors only, not its siblings."""
+    tokens, parents = [5, 6, 7, 8], [-1, 0, 0, 2]
+    paths = [[5], [5, 6], [5, 7], [5, 7, 8]]
+    for runner, tolerance in runners(model):
         with torch.inference_mode():
             runner.prime(ids)
-            together = runner.logits_along(tokens)
-            rows = runner.fork(2, capacity=3)
-            stepped = torch.stack([runner.step(rows, tokens[:, i]) for i in range(3)], dim=1)
+            logits = runner.logits_tree(tokens, parents)
             unchanged = runner.prime(ids)
-        torch.testing.assert_close(together, stepped, atol=1e-3, rtol=0)
-        assert runner.context_ids == ids and unchanged.shape == (runner.vocab_size,)
+        assert runner.context_ids == ids and runner.reused_tokens == len(ids)
+        expected = reference_logprobs(model, ids)
+        torch.testing.assert_close(unchanged, expected, atol=tolerance, rtol=0)
+        for node, path in enumerate(paths):
+            expected = reference_logprobs(model, ids + path)
+            actual = torch.log_softmax(logits[node], dim=-1)
+            torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
 
 
 @pytest.fixture(scope="module")

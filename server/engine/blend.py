@@ -178,23 +178,31 @@ class WordBlender:
         context = [vocab.eos_id, *self._encode(line)]
         context = context[-(runner.max_positions - ROOM) :]
         first = runner.prime(context)
+        # Each word's tokens are a path in a tree of shared prefixes; node i is the word
+        # prefix ``prefixes[i]``. An empty text (the prompt ends) is scored as EOS itself.
         pieces = [self._encode(separator + text)[: ROOM - 1] if text else [] for text in texts]
-        lengths = torch.tensor([len(tokens) for tokens in pieces])
-        longest = int(lengths.max())
-        # Rows padded with EOS: an empty text (the prompt ends) is scored as EOS itself.
-        padded = torch.full((len(texts), longest + 1), vocab.eos_id)
-        for row, tokens in enumerate(pieces):
-            padded[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        logprob = first[padded[:, 0]].float()
-        if longest:
-            budget.check()
-            after = torch.log_softmax(runner.logits_along(padded[:, :longest]).float(), dim=-1)
-            # Position p holds the distribution after token p: the row's next token while
-            # the word goes on, a word boundary after its last token.
-            inside = torch.arange(longest).unsqueeze(0) + 1 < lengths.unsqueeze(1)
-            next_tokens = after.gather(2, padded[:, 1:].unsqueeze(2))[:, :, 0]
-            logprob += torch.where(inside, next_tokens, 0.0).sum(dim=1)
-            scored = lengths > 0
-            last = after[scored, lengths[scored] - 1]
-            logprob[scored] += torch.logsumexp(last[:, self._word_end], dim=1)
-        return logprob.double().exp().numpy()
+        nodes: dict[tuple[int, ...], int] = {}
+        for tokens in pieces:
+            for end in range(1, len(tokens) + 1):
+                nodes.setdefault(tuple(tokens[:end]), len(nodes))
+        prefixes = list(nodes)
+        budget.check()
+        after = torch.log_softmax(
+            runner.logits_tree(
+                [prefix[-1] for prefix in prefixes],
+                [nodes[prefix[:-1]] if len(prefix) > 1 else -1 for prefix in prefixes],
+            ).float(),
+            dim=-1,
+        )
+        word_end = torch.logsumexp(after[:, self._word_end], dim=1)
+        scores = []
+        for tokens in pieces:
+            if not tokens:
+                scores.append(float(first[vocab.eos_id]))
+                continue
+            path = [nodes[tuple(tokens[:end])] for end in range(1, len(tokens) + 1)]
+            score = float(first[tokens[0]]) + float(word_end[path[-1]])
+            steps = zip(path[:-1], tokens[1:], strict=True)
+            score += sum(float(after[node, token]) for node, token in steps)
+            scores.append(score)
+        return np.exp(np.array(scores, dtype=np.float64))

@@ -81,17 +81,25 @@ class Runner(ABC):
     def select(self, rows: Rows, indices: Tensor) -> None:
         """Keep (and reorder or repeat) the rows at ``indices``."""
 
-    def logits_along(self, tokens: Tensor) -> Tensor:
-        """Next-token logits after each token of each row, shape (rows, T, V).
+    def logits_tree(self, tokens: Sequence[int], parents: Sequence[int]) -> Tensor:
+        """Next-token logits after each node of a token tree that continues the context.
 
-        Every row of ``tokens`` (rows, T) continues the current context; the stored context
-        is left as it is. Scoring several known continuations (the words a menu may offer)
-        needs all their positions at once, which a runner may compute in one pass instead
-        of ``T`` steps.
+        Node ``i`` is token ``tokens[i]`` following node ``parents[i]`` (-1: the end of the
+        current context); parents come before their children. Returns shape (nodes, V); the
+        stored context is left as it is. Candidate words share their first tokens ("portrait",
+        "portrait,", "portraits"), so a tree scores them all with each prefix computed once.
         """
-        batch, count = tokens.shape
-        rows = self.fork(batch, count)
-        return torch.stack([self.step(rows, tokens[:, index]) for index in range(count)], dim=1)
+        paths: list[list[int]] = []
+        for token, parent in zip(tokens, parents, strict=True):
+            paths.append([*(paths[parent] if parent >= 0 else []), int(token)])
+        if not paths:
+            return torch.empty(0, self.vocab_size)
+        depth = max(len(path) for path in paths)
+        padded = torch.tensor([path + [path[-1]] * (depth - len(path)) for path in paths])
+        rows = self.fork(len(paths), depth)
+        logits = [self.step(rows, padded[:, index]) for index in range(depth)]
+        last = torch.tensor([len(path) - 1 for path in paths])
+        return torch.stack(logits, dim=1)[torch.arange(len(paths)), last]
 
 
 class _Linear:
@@ -248,11 +256,14 @@ class GPT2Runner(Runner):
         return F.layer_norm(x, (self.width,), weight_bias[0], weight_bias[1], self.eps)
 
     def _forward(
-        self, tokens: Tensor, start: int, attend: Callable[[int, Tensor, Tensor, Tensor], Tensor]
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        attend: Callable[[int, Tensor, Tensor, Tensor], Tensor],
     ) -> Tensor:
-        """Hidden states after the final norm for ``tokens`` (B, T) at positions ``start``..."""
+        """Hidden states after the final norm for ``tokens`` (B, T) at ``positions`` (T,)."""
         batch, count = tokens.shape
-        x = self.token_embedding[tokens] + self.position_embedding[start : start + count]
+        x = self.token_embedding[tokens] + self.position_embedding[positions]
         for index, block in enumerate(self.blocks):
             qkv = block.attention(self._layer_norm(x, block.ln1).view(-1, self.width))
             q, k, v = qkv.view(batch, count, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -288,7 +299,8 @@ class GPT2Runner(Runner):
                 q, k, v, attn_mask=causal, scale=self.blocks[index].scale
             )
 
-        hidden = self._forward(torch.tensor([ids[keep:]]), keep, attend)[0, -1]
+        positions = torch.arange(keep, len(ids))
+        hidden = self._forward(torch.tensor([ids[keep:]]), positions, attend)[0, -1]
         self._ids, self._keys, self._values = ids, keys, values
         self._logprobs = torch.log_softmax(self.output(hidden.unsqueeze(0))[0], dim=-1)
         return self._logprobs
@@ -323,27 +335,36 @@ class GPT2Runner(Runner):
                 scale=self.blocks[index].scale,
             )
 
-        hidden = self._forward(tokens.view(-1, 1), position, attend)[:, -1]
+        hidden = self._forward(tokens.view(-1, 1), torch.tensor([position]), attend)[:, -1]
         rows.length += 1
         return self.output(hidden)
 
-    def logits_along(self, tokens: Tensor) -> Tensor:
-        batch, count = tokens.shape
-        length = len(self._ids)
-        if length + count > self.max_positions:
-            raise RuntimeError("the continuations run past the model's positions")
-        causal = torch.ones(count, length + count, dtype=torch.bool).tril(length)
+    def logits_tree(self, tokens: Sequence[int], parents: Sequence[int]) -> Tensor:
+        """One forward pass over all nodes, each attending to the context and its ancestors."""
+        count, length = len(tokens), len(self._ids)
+        if count == 0:
+            return torch.empty(0, self.vocab_size)
+        depths: list[int] = []
+        visible = torch.zeros(count, length + count, dtype=torch.bool)
+        visible[:, :length] = True
+        for node, parent in enumerate(parents):
+            if parent >= 0:
+                visible[node] = visible[parent]
+            visible[node, length + node] = True
+            depths.append(depths[parent] + 1 if parent >= 0 else 0)
+        positions = torch.tensor(depths) + length
+        if int(positions.max()) >= self.max_positions:
+            raise RuntimeError("the token tree runs past the model's positions")
 
         def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            shape = (batch, -1, -1, -1)
-            k = torch.cat([self._keys[index].expand(shape), k], dim=2)
-            v = torch.cat([self._values[index].expand(shape), v], dim=2)
+            k = torch.cat([self._keys[index], k], dim=2)
+            v = torch.cat([self._values[index], v], dim=2)
             return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=causal, scale=self.blocks[index].scale
+                q, k, v, attn_mask=visible, scale=self.blocks[index].scale
             )
 
-        hidden = self._forward(tokens, length, attend)
-        return self.output(hidden.view(batch * count, self.width)).view(batch, count, -1)
+        hidden = self._forward(torch.tensor([list(tokens)]), positions, attend)
+        return self.output(hidden.view(count, self.width))
 
     def select(self, rows: Rows, indices: Tensor) -> None:
         assert isinstance(rows, _BufferRows)
