@@ -231,6 +231,22 @@ class LspDriver:
                     return int(line.split()[1]) * 1024
         return self._rss_peak
 
+    def resident_mb(self) -> dict[str, float]:
+        """The server's resident memory now, split as the kernel counts it (Linux only).
+
+        ``file`` is mostly the memory-mapped word statistics: clean page-cache pages shared
+        with every process that maps them, which the kernel may drop and read back at will;
+        ``anonymous`` is memory the server alone holds.
+        """
+        found: dict[str, float] = {}
+        names = {"RssAnon:": "anonymous", "RssFile:": "file", "RssShmem:": "shared"}
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                field = line.split()
+                if field and field[0] in names:
+                    found[names[field[0]]] = round(int(field[1]) / 1024, 1)
+        return found
+
     def open(self, text: str) -> None:
         self._version = 1
         self.client.text_document_did_open(

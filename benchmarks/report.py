@@ -571,6 +571,16 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
             ),
             "",
         ]
+    resident = server.get("resident_at_end_mb")
+    if resident:
+        parts += [
+            "Resident memory at the end of the run (MB): "
+            + ", ".join(f"{kind} {value}" for kind, value in resident.items())
+            + ". The file-backed part is mostly the memory-mapped word statistics: clean "
+            "page-cache pages the kernel can drop and read back at will; the anonymous part "
+            "is what the server alone holds (torch's runtime is about 140 MB of it).",
+            "",
+        ]
     parts += [
         "Targets:",
         "",

@@ -411,6 +411,7 @@ async def measure_server(
             "latency_ms": {kind: _ms(v) for kind, v in driver.latencies.items()},
             "requests": {kind: len(v) for kind, v in driver.latencies.items()},
             "peak_rss_mb": round(driver.peak_rss_bytes() / 2**20, 1),
+            "resident_at_end_mb": driver.resident_mb(),
             "prompts": len(prompts),
             "typed": typed,
         }

@@ -20,6 +20,15 @@ CONTEXT_AFTER = 500  # and after it
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def client_units(codec: PositionCodec, text: str) -> int:
+    """Length of ``text`` in the client's code units.
+
+    ASCII is one unit per character in every LSP encoding; pygls's per-character count cost
+    1.6 ms of every completion request (eight items, two ends each) on typical prompts.
+    """
+    return len(text) if text.isascii() else codec.client_num_units(text)
+
+
 @dataclass(frozen=True)
 class PromptContext:
     """A window of one line around the cursor; ``text[cursor]`` is right after the cursor."""
@@ -42,7 +51,7 @@ class PromptContext:
 
     def position(self, index: int) -> types.Position:
         """The client position of ``text[index]``, in the negotiated code units."""
-        character = self.start_units + self.codec.client_num_units(self.text[:index])
+        character = self.start_units + client_units(self.codec, self.text[:index])
         return types.Position(line=self.line, character=character)
 
     def range(self, start: int, end: int) -> types.Range:
@@ -79,14 +88,17 @@ def context_at(
     line = min(position.line, len(lines) - 1)  # lsprotocol already refused negative values
     line_text = lines[line]
     if position.line > line:  # past the last line: its end
-        character = codec.client_num_units(line_text)
+        character = client_units(codec, line_text)
     elif position.character <= len(line_text):  # no encoding uses less than a unit per char
         character = position.character
     else:
-        character = min(position.character, codec.client_num_units(line_text))
-    column = codec.position_from_client_units(
-        [line_text], types.Position(line=0, character=character)
-    ).character
+        character = min(position.character, client_units(codec, line_text))
+    if line_text.isascii():
+        column = character
+    else:
+        column = codec.position_from_client_units(
+            [line_text], types.Position(line=0, character=character)
+        ).character
     start = max(0, column - before)
     end = min(len(line_text), column + after)
     # A lone surrogate (invalid UTF-16 sent by a client) cannot reach a tokenizer; the
@@ -97,7 +109,7 @@ def context_at(
         cursor=column - start,
         line=line,
         start_column=start,
-        start_units=codec.client_num_units(line_text[:start]),
+        start_units=client_units(codec, line_text[:start]),
         line_text=line_text,
         codec=codec,
     )
