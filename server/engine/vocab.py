@@ -127,10 +127,11 @@ class Vocabulary:
         self._sorted_bytes = [data for data, _ in ordered]
         self._sorted_ids = [index for _, index in ordered]
 
-        word_piece = torch.zeros(vocab_size, dtype=torch.bool)
-        content = torch.zeros(vocab_size, dtype=torch.bool)
-        boundary = torch.zeros(vocab_size, dtype=torch.bool)
-        unusable = torch.zeros(vocab_size, dtype=torch.bool)
+        # Filled as lists and converted once: element-wise tensor writes cost 0.15 s here.
+        word_piece = [False] * vocab_size
+        content = [False] * vocab_size
+        boundary = [False] * vocab_size
+        unusable = [False] * vocab_size
         for index, data in enumerate(self.token_bytes):
             if not data:
                 unusable[index] = index != self.eos_id
@@ -139,10 +140,10 @@ class Vocabulary:
             word_piece[index] = _is_word_piece(data)
             boundary[index] = _starts_new_word(data)
             content[index] = any(char.isalnum() for char in self.token_text[index] or "")
-        self.word_piece_mask = word_piece
-        self.boundary_mask = boundary
-        self.unusable_mask = unusable  # specials other than EOS: never generated
-        self.content_mask = content  # has a letter or digit (separators are not "content")
+        self.word_piece_mask = torch.tensor(word_piece)
+        self.boundary_mask = torch.tensor(boundary)
+        self.unusable_mask = torch.tensor(unusable)  # specials other than EOS: never generated
+        self.content_mask = torch.tensor(content)  # has a letter or digit (separators are not)
         self.byte_lengths = torch.tensor([len(data or b"") for data in self.token_bytes])
         self._consistent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self._word_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
