@@ -571,6 +571,16 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
             ),
             "",
         ]
+    floors = server.get("import_floors_s")
+    if floors:
+        parts += [
+            "Import floors (s), each the fastest of 3 spawns of the interpreter doing nothing "
+            "else: "
+            + ", ".join(f"{name} {value}" for name, value in floors.items())
+            + ". The server answers `initialize` after the first two and completes only after "
+            "torch too, so these bound the cold-start rows from below on this machine.",
+            "",
+        ]
     resident = server.get("resident_at_end_mb")
     if resident:
         parts += [

@@ -446,6 +446,28 @@ def pipeline_latencies(
     return latencies
 
 
+# What a server process must import before it can answer, timed alone: the floors under the
+# cold-start targets that no change inside prompt-ls can go below.
+IMPORT_FLOORS = {
+    "python itself": "pass",
+    "pygls + lsprotocol (initialize)": "import pygls.lsp.server, lsprotocol.types",
+    "torch (model)": "import torch",
+}
+
+
+def import_floors(repeats: int = 3) -> dict[str, float]:
+    """The fastest of ``repeats`` spawns of the interpreter doing only each import, in s."""
+    floors: dict[str, float] = {}
+    for name, code in IMPORT_FLOORS.items():
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - began)
+        floors[name] = round(min(times), 3)
+    return floors
+
+
 def run_server(
     sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None, meta: dict[str, Any]
 ) -> dict[str, Any]:
@@ -469,6 +491,7 @@ def run_server(
     result["pipeline_ms"] = _ms(pipeline_latencies(default_model, chosen, threads))
     result["pipeline_calls"] = len(chosen)
     result["model"] = model_identity(default_model)  # what the server loads by default
+    result["import_floors_s"] = import_floors()
     return _stamp(result, meta, began)
 
 

@@ -215,3 +215,17 @@ def test_engine_rows_run_through_the_engine_interface(
     assert set(row["latency_by_kind_ms"]) == {"inline", "completion"}
     assert results["expansion"]["rows"]["LM engine: default"]["idea_kept"] == 1.0
     assert "In-process engine latency" in output.read_text()
+
+
+def test_the_server_section_explains_memory_and_import_floors(tmp_path: Path) -> None:
+    results = {
+        "server": {
+            "import_floors_s": {"python itself": 0.05, "torch (model)": 2.8},
+            "resident_at_end_mb": {"anonymous": 238.4, "file": 302.6},
+            "peak_rss_mb": 541.0,
+        }
+    }
+    text = "\n".join(report._server_section(results, tmp_path, Path("benchmarks")))
+    assert "python itself 0.05, torch (model) 2.8" in text
+    assert "anonymous 238.4, file 302.6" in text
+    assert "| peak RSS of the server (MB) | <= 500 | 541.0 | **no** |" in text
