@@ -130,7 +130,7 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "From the repository root, with the shared corpus at `../shared/data/prompts` (or "
         "`--data DIR` / `$PROMPT_AUTOCOMPLETE_DATA`):",
         "",
-        "    PYTHONPATH=. python -m benchmarks.run    # all but the MLM: ~50 min by its parts",
+        "    PYTHONPATH=. python -m benchmarks.run    # all but the MLM (wall time: see above)",
         "    PYTHONPATH=. python -m benchmarks.run --systems study-mlm --model-sample 30",
         "    PYTHONPATH=. python -m benchmarks.run --quick    # smoke run into build/",
         "    PYTHONPATH=. python -m benchmarks.run --sections ksr --systems ngram,prefix",
