@@ -134,6 +134,13 @@ def test_other_checkpoints_run_through_transformers(tmp_path: Path, model) -> No
         GPT2Runner.from_directory(tmp_path)
 
 
+def test_an_untied_checkpoint_without_its_output_layer_is_refused(model) -> None:
+    weights = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    config = model.config.to_dict() | {"tie_word_embeddings": False}
+    with pytest.raises(ValueError, match=r"lm_head\.weight"):
+        GPT2Runner(config, weights)
+
+
 def test_a_token_tree_scores_each_node_after_its_own_path(model, ids: list[int]) -> None:
     """``logits_tree``: node i sees the context and its ancestors only, not its siblings."""
     tokens, parents = [5, 6, 7, 8], [-1, 0, 0, 2]

@@ -244,7 +244,12 @@ class GPT2Runner(Runner):
         self.token_embedding = weight("transformer.wte.weight")
         self.position_embedding = weight("transformer.wpe.weight")
         self.final_norm = norm("transformer.ln_f")
-        head = "lm_head.weight" if "lm_head.weight" in weights else "transformer.wte.weight"
+        tied = config.get("tie_word_embeddings", True)
+        head = (
+            "transformer.wte.weight"
+            if tied and "lm_head.weight" not in weights
+            else "lm_head.weight"
+        )
         self.output = _Linear(weight(head).t().contiguous(), None, half)
         self.vocab_size = int(self.token_embedding.shape[0])
         self._ids: list[int] = []
