@@ -114,13 +114,15 @@ class _Linear:
     def __init__(self, weight: Tensor, bias: Tensor | None, half: bool) -> None:
         if half and not fp16_kernels_available():
             raise RuntimeError("this torch build has no fbgemm fp16 kernels; use half=False")
-        self.weight = weight  # (in, out), the layout of GPT-2's Conv1D
         self.bias = bias if bias is not None else torch.zeros(weight.shape[1])
+        # Only one copy is kept: the fp32 weights of the packed layers were 21 MB of RSS.
         self.packed = torch.fbgemm_pack_gemm_matrix_fp16(weight.t().contiguous()) if half else None
+        self.weight = None if half else weight  # (in, out), the layout of GPT-2's Conv1D
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.packed is not None:
             return torch.fbgemm_linear_fp16_weight_fp32_activation(x, self.packed, self.bias)
+        assert self.weight is not None
         return torch.addmm(self.bias, x, self.weight)
 
 
