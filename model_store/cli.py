@@ -80,8 +80,8 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     )
     stats = wordstats.build_cached(corpus, store.root / "wordstats")
     print(
-        f"{corpus.name}: {len(stats.vocab):,} words, {len(stats.bi_keys):,} bigrams, "
-        f"{len(stats.tri_keys):,} trigrams"
+        f"{corpus.name}: {len(stats.vocab):,} words, {len(stats.bi_words):,} bigrams, "
+        f"{len(stats.tri_words):,} trigrams"
     )
     print(wordstats.stats_dir(corpus.sha256, store.root / "wordstats"))
     return 0

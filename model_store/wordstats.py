@@ -12,7 +12,10 @@ trigram context is not spent on commas.
 
 Counts are built with numpy over integer-coded trigrams (word ids are assigned in sorted
 string order, so "words starting with p" is a contiguous id range and completions of a
-partial word are a contiguous slice of any sorted count table).
+partial word are a contiguous slice of any context's successors). The tables are compact
+because the server memory-maps them and every page it reads stays resident: each context's
+successors are one segment of an int32 word array (bigram contexts indexed by word id,
+trigram contexts found by binary search), not int64 keys per n-gram.
 
 Smoothing (Chen & Goodman's interpolated KN, one discount per order, D = n1 / (n1 + 2 n2)):
   P3(c|a,b) = max(c(abc) - D3, 0) / c(ab.) + D3 N1+(ab.) / c(ab.) * P2(c|b)
@@ -45,7 +48,7 @@ from model_store import paths
 from model_store.corpus import Corpus
 
 UNKNOWN = -1
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CANDIDATES_PER_ORDER = 24
 
 
@@ -77,6 +80,35 @@ def _lookup(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray
         return np.zeros(query.shape, dtype=bool), np.zeros(query.shape, dtype=np.int64)
     index = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return (keys[index] == query) & (query >= 0), index
+
+
+def _find_in_segments(
+    words: np.ndarray, start: np.ndarray, end: np.ndarray, query: np.ndarray, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(found mask, index) of each active query within its sorted segment ``words[start:end]``.
+
+    Ranking asks about many words after one context (one segment: a single searchsorted);
+    perplexity asks about a different context per word (one binary search run on all).
+    """
+    if len(words) == 0 or not active.any():
+        return np.zeros(query.shape, dtype=bool), np.zeros(query.shape, dtype=np.int64)
+    first, last = int(start[active][0]), int(end[active][0])
+    if (start[active] == first).all() and (end[active] == last).all():
+        index = first + np.searchsorted(words[first:last], query)
+    else:
+        index, high = start.copy(), end.copy()
+        while True:
+            searching = active & (index < high)
+            if not searching.any():
+                break
+            middle = (index + high) // 2
+            below = np.zeros(query.shape, dtype=bool)
+            below[searching] = words[middle[searching]] < query[searching]
+            index = np.where(searching & below, middle + 1, index)
+            high = np.where(searching & ~below, middle, high)
+    inside = active & (index < end)
+    index = np.where(inside, index, 0)
+    return inside & (words[index] == query), index
 
 
 class SortedWords(Sequence[str]):
@@ -137,35 +169,38 @@ class SortedWords(Sequence[str]):
 
 
 _ARRAYS = (
-    "tri_keys",
+    "tri_words",
     "tri_counts",
     "ctx3_keys",
     "ctx3_total",
-    "ctx3_types",
-    "bi_keys",
+    "ctx3_start",
+    "bi_words",
     "bi_counts",
-    "ctx2_keys",
     "ctx2_total",
-    "ctx2_types",
+    "ctx2_start",
     "unigram",
 )
 
 
 @dataclass
 class KneserNeyTrigram:
-    """Count tables (sorted int64 keys) and the three discounts; see the module docstring."""
+    """Count tables and the three discounts; see the module docstring.
+
+    Trigram context ``ctx3_keys[i]`` (a * width + b, sorted) has the successors
+    ``tri_words[ctx3_start[i]:ctx3_start[i + 1]]`` (sorted ids, ``tri_counts`` beside them);
+    bigram context ``b`` (any id) has ``bi_words[ctx2_start[b]:ctx2_start[b + 1]]``.
+    """
 
     vocab: SortedWords
-    tri_keys: np.ndarray
-    tri_counts: np.ndarray
-    ctx3_keys: np.ndarray
-    ctx3_total: np.ndarray
-    ctx3_types: np.ndarray
-    bi_keys: np.ndarray
-    bi_counts: np.ndarray
-    ctx2_keys: np.ndarray
-    ctx2_total: np.ndarray
-    ctx2_types: np.ndarray
+    tri_words: np.ndarray  # int32
+    tri_counts: np.ndarray  # int32
+    ctx3_keys: np.ndarray  # int64
+    ctx3_total: np.ndarray  # int32: c(ab.)
+    ctx3_start: np.ndarray  # int32, one more than contexts; segment sizes are N1+(ab.)
+    bi_words: np.ndarray  # int32
+    bi_counts: np.ndarray  # int32
+    ctx2_total: np.ndarray  # int32 per id: c(b.)
+    ctx2_start: np.ndarray  # int32 per id, then the end
     unigram: np.ndarray  # P1 over ids, <s> has 0
     unknown_probability: float
     discounts: tuple[float, float, float]
@@ -183,25 +218,28 @@ class KneserNeyTrigram:
     def probability(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         """P(c | a b) for aligned id arrays (UNKNOWN = a word outside the vocabulary)."""
         _, d2, d3 = self.discounts
-        width = self.width
         known_c = c >= 0
         p1 = np.where(known_c, self.unigram[np.maximum(c, 0)], self.unknown_probability)
 
         known_b = b >= 0
-        found2, at2 = _lookup(self.ctx2_keys, np.where(known_b, b, -1))
-        hit2, at_bc = _lookup(self.bi_keys, np.where(known_b & known_c, b * width + c, -1))
+        safe_b = np.maximum(b, 0)
+        start2 = self.ctx2_start[safe_b].astype(np.int64)
+        end2 = self.ctx2_start[safe_b + 1].astype(np.int64)
+        found2 = known_b & (end2 > start2)
+        hit2, at_bc = _find_in_segments(self.bi_words, start2, end2, c, found2 & known_c)
         count2 = np.where(hit2, self.bi_counts[at_bc], 0)
-        total2 = np.where(found2, self.ctx2_total[at2], 1)
-        types2 = np.where(found2, self.ctx2_types[at2], 0)
+        total2 = np.where(found2, self.ctx2_total[safe_b], 1)
+        types2 = np.where(found2, end2 - start2, 0)
         p2 = np.where(found2, (np.maximum(count2 - d2, 0) + d2 * types2 * p1) / total2, p1)
 
         known_ab = known_b & (a >= 0)
-        context = np.where(known_ab, a * width + b, -1)
-        found3, at3 = _lookup(self.ctx3_keys, context)
-        hit3, at_abc = _lookup(self.tri_keys, np.where(known_ab & known_c, context * width + c, -1))
+        found3, at3 = _lookup(self.ctx3_keys, np.where(known_ab, a * self.width + b, -1))
+        start3 = np.where(found3, self.ctx3_start[at3], 0).astype(np.int64)
+        end3 = np.where(found3, self.ctx3_start[at3 + 1], 0).astype(np.int64)
+        hit3, at_abc = _find_in_segments(self.tri_words, start3, end3, c, found3 & known_c)
         count3 = np.where(hit3, self.tri_counts[at_abc], 0)
         total3 = np.where(found3, self.ctx3_total[at3], 1)
-        types3 = np.where(found3, self.ctx3_types[at3], 0)
+        types3 = end3 - start3
         return np.where(found3, (np.maximum(count3 - d3, 0) + d3 * types3 * p2) / total3, p2)
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -244,15 +282,17 @@ class KneserNeyTrigram:
             return 0, self.width
         return self.vocab.prefix_range(partial)
 
-    def _top_in_range(
-        self, keys: np.ndarray, counts: np.ndarray, base: int, low: int, high: int
+    def _top_in_segment(
+        self, words: np.ndarray, counts: np.ndarray, start: int, end: int, low: int, high: int
     ) -> np.ndarray:
-        start = int(np.searchsorted(keys, base + low))
-        stop = int(np.searchsorted(keys, base + high))
-        if stop - start > CANDIDATES_PER_ORDER:
-            best = np.argpartition(-counts[start:stop], CANDIDATES_PER_ORDER)
-            return keys[start + best[:CANDIDATES_PER_ORDER]] - base
-        return keys[start:stop] - base
+        """The most frequent successors with ids in [low, high) within one context's segment."""
+        segment = words[start:end]
+        first = start + int(np.searchsorted(segment, low))
+        stop = start + int(np.searchsorted(segment, high))
+        if stop - first > CANDIDATES_PER_ORDER:
+            best = np.argpartition(-counts[first:stop], CANDIDATES_PER_ORDER)
+            return words[first + best[:CANDIDATES_PER_ORDER]].astype(np.int64)
+        return words[first:stop].astype(np.int64)
 
     def _unigram_top_uncached(self, low: int, high: int) -> np.ndarray:
         if high - low > CANDIDATES_PER_ORDER:
@@ -267,12 +307,14 @@ class KneserNeyTrigram:
             return []
         found: list[np.ndarray] = [self._unigram_top(low, high)]
         if b >= 0:
-            found.append(
-                self._top_in_range(self.bi_keys, self.bi_counts, b * self.width, low, high)
-            )
-            if a >= 0:
-                base = (a * self.width + b) * self.width
-                found.append(self._top_in_range(self.tri_keys, self.tri_counts, base, low, high))
+            start, end = int(self.ctx2_start[b]), int(self.ctx2_start[b + 1])
+            found.append(self._top_in_segment(self.bi_words, self.bi_counts, start, end, low, high))
+            hit, at = _lookup(self.ctx3_keys, np.array([a * self.width + b if a >= 0 else -1]))
+            if hit[0]:
+                start, end = int(self.ctx3_start[at[0]]), int(self.ctx3_start[at[0] + 1])
+                found.append(
+                    self._top_in_segment(self.tri_words, self.tri_counts, start, end, low, high)
+                )
         candidates = np.unique(np.concatenate(found))
         candidates = candidates[candidates != self.bos]
         size = len(candidates)
@@ -343,36 +385,42 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
     del keys
 
     ab = tri_keys // width
-    ctx3_keys, ctx3_start, ctx3_types = np.unique(ab, return_index=True, return_counts=True)
-    ctx3_total = np.add.reduceat(tri_counts, ctx3_start)
+    ctx3_keys, ctx3_first = np.unique(ab, return_index=True)
+    ctx3_total = np.add.reduceat(tri_counts, ctx3_first)
+    ctx3_start = np.append(ctx3_first, len(tri_keys))
 
     bi_keys, bi_counts = np.unique(tri_keys % (width * width), return_counts=True)
     opening = bi_keys // width == bos
     bi_counts[opening] = tri_counts[ab == bos * width + bos]  # raw counts after <s>
     del ab
-    ctx2_keys, ctx2_start, ctx2_types = np.unique(
-        bi_keys // width, return_index=True, return_counts=True
-    )
-    ctx2_total = np.add.reduceat(bi_counts, ctx2_start)
+    tri_words = tri_keys % width
+    del tri_keys
+    bi_context = bi_keys // width
+    ctx2_start = np.searchsorted(bi_context, np.arange(width + 1))
+    ctx2_total = np.bincount(bi_context, weights=bi_counts, minlength=width)
+    bi_words = bi_keys % width
+    del bi_keys, bi_context
 
-    continuation = np.bincount(bi_keys % width, minlength=width).astype(np.float64)
+    continuation = np.bincount(bi_words, minlength=width).astype(np.float64)
     d1, d2, d3 = _discount(continuation), _discount(bi_counts), _discount(tri_counts)
     total1 = continuation.sum()
     floor = d1 * np.count_nonzero(continuation) / total1 / (len(vocab) + 2)
     unigram = np.maximum(continuation - d1, 0) / total1 + floor
     unigram[bos] = 0.0
+    largest = max(len(tri_words), int(ctx3_total.max(initial=0)), int(ctx2_total.max(initial=0)))
+    if largest >= 2**31:
+        raise ValueError("the corpus is too large for 32-bit counts and offsets")
     return KneserNeyTrigram(
         vocab=SortedWords.from_words(vocab),
-        tri_keys=tri_keys,
+        tri_words=tri_words.astype(np.int32),
         tri_counts=tri_counts.astype(np.int32),
         ctx3_keys=ctx3_keys,
-        ctx3_total=ctx3_total.astype(np.int64),
-        ctx3_types=ctx3_types.astype(np.int32),
-        bi_keys=bi_keys,
+        ctx3_total=ctx3_total.astype(np.int32),
+        ctx3_start=ctx3_start.astype(np.int32),
+        bi_words=bi_words.astype(np.int32),
         bi_counts=bi_counts.astype(np.int32),
-        ctx2_keys=ctx2_keys,
-        ctx2_total=ctx2_total.astype(np.int64),
-        ctx2_types=ctx2_types.astype(np.int32),
+        ctx2_total=ctx2_total.astype(np.int32),
+        ctx2_start=ctx2_start.astype(np.int32),
         unigram=unigram,
         unknown_probability=float(floor),
         discounts=(d1, d2, d3),

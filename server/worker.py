@@ -49,6 +49,12 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> En
     checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
     word_stats = store.word_stats(checkpoint) if checkpoint.kind == "causal-lm" else None
+    if checkpoint.kind == "causal-lm" and word_stats is None:
+        log.warning(
+            "no corpus statistics for %s (or built by an older version): completions come from "
+            "the model alone; `prompt-models stats --data TRAINING_CORPUS` builds them",
+            checkpoint.name,
+        )
     # The engine's module is imported on the model thread: torch and transformers take
     # seconds to import, and the server should answer `initialize` without waiting for them.
     return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
