@@ -36,6 +36,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with gzip.open(directory / "train.txt.gz", "wt", encoding="utf-8") as handle:
         handle.write("\n".join(_prompts(400, 2)) + "\n")
     monkeypatch.setenv("PROMPT_AUTOCOMPLETE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PROMPT_AUTOCOMPLETE_HOME", str(tmp_path / "store"))  # its statistics
     return directory
 
 
