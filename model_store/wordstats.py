@@ -87,8 +87,8 @@ def _find_in_segments(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(found mask, index) of each active query within its sorted segment ``words[start:end]``.
 
-    Ranking asks about many words after one context (one segment: a single searchsorted);
-    perplexity asks about a different context per word (one binary search run on all).
+    Ranking asks about many words after one context (one searchsorted for all); the
+    end-of-prompt scores and perplexity ask about a different context per word (one each).
     """
     if len(words) == 0 or not active.any():
         return np.zeros(query.shape, dtype=bool), np.zeros(query.shape, dtype=np.int64)
@@ -96,16 +96,10 @@ def _find_in_segments(
     if (start[active] == first).all() and (end[active] == last).all():
         index = first + np.searchsorted(words[first:last], query)
     else:
-        index, high = start.copy(), end.copy()
-        while True:
-            searching = active & (index < high)
-            if not searching.any():
-                break
-            middle = (index + high) // 2
-            below = np.zeros(query.shape, dtype=bool)
-            below[searching] = words[middle[searching]] < query[searching]
-            index = np.where(searching & below, middle + 1, index)
-            high = np.where(searching & ~below, middle, high)
+        index = np.zeros(query.shape, dtype=np.int64)
+        for row in np.flatnonzero(active):
+            first, last = int(start[row]), int(end[row])
+            index[row] = first + np.searchsorted(words[first:last], query[row])
     inside = active & (index < end)
     index = np.where(inside, index, 0)
     return inside & (words[index] == query), index
@@ -445,7 +439,12 @@ def load(directory: Path, mmap: bool = False) -> KneserNeyTrigram:
     """Read saved statistics; ``mmap`` maps the arrays instead of reading them (fast start)."""
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     mode = "r" if mmap else None
-    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode=mode) for name in _ARRAYS}
+    # Plain ndarray views of the maps: indexing an np.memmap runs Python code per result
+    # (``__array_finalize__``), which doubled the cost of a lookup.
+    arrays = {
+        name: np.load(directory / f"{name}.npy", mmap_mode=mode).view(np.ndarray)
+        for name in _ARRAYS
+    }
     return KneserNeyTrigram(
         vocab=SortedWords((directory / "vocab.txt").read_bytes()),
         unknown_probability=meta["unknown_probability"],

@@ -80,7 +80,7 @@ def test_statistics_are_built_once_per_corpus_and_memory_mapped(
     first = wordstats.build_cached(Corpus("tiny", digest, CORPUS), tmp_path)
     again = wordstats.build_cached(Corpus("other", digest, ["unrelated"]), tmp_path)  # loaded
     found = wordstats.find(digest, tmp_path)
-    assert found is not None and isinstance(found.tri_words, np.memmap)
+    assert found is not None and isinstance(found.tri_words.base, np.memmap)  # mapped, not read
     assert again.vocab.lines == first.vocab.lines == found.vocab.lines == model.vocab.lines
     prompts = ["a cat on a mat", "portrait of a zebra"]
     assert again.perplexity(prompts) == first.perplexity(prompts) == model.perplexity(prompts)
