@@ -574,8 +574,7 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
     floors = server.get("import_floors_s")
     if floors:
         parts += [
-            "Import floors (s), each the fastest of 3 spawns of the interpreter doing nothing "
-            "else: "
+            "Import floors (s), spawn to the end of each import done alone (fastest of 3): "
             + ", ".join(f"{name} {value}" for name, value in floors.items())
             + ". The server answers `initialize` after the first two and completes only after "
             "torch too, so these bound the cold-start rows from below on this machine.",
