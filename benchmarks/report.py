@@ -542,7 +542,8 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
         "character by character: a full-text didChange, then completion and inline completion "
         "at the end of the line, one after the other, each timed from request to reply. "
         "Cold start: spawn to the initialize reply, and spawn to the first non-empty "
-        "completion. Peak RSS is the server process's VmHWM. The naive baseline is the same "
+        "completion, each the median of several spawns (`cold_starts_s` in results.json "
+        "keeps them all). Peak RSS is the server process's VmHWM. The naive baseline is the same "
         'default model through `transformers.pipeline("text-generation")` asked for the next '
         "phrase (8 new tokens, greedy) on a subsample of the same typed prefixes.",
         "",

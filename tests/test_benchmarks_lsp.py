@@ -118,8 +118,11 @@ def test_latency_run_types_every_character(tmp_path: Path) -> None:
     script = tmp_path / "fake_server.py"
     script.write_text(FAKE_SERVER, encoding="utf-8")
     result = asyncio.run(
-        measure_server([sys.executable, str(script)], [TARGET, "a b"], cold_text="a ")
+        measure_server(
+            [sys.executable, str(script)], [TARGET, "a b"], cold_text="a ", cold_starts=2
+        )
     )
+    assert len(result["cold_starts_s"]) == 2  # one spawn only for the cold start, one typed
     assert result["requests"] == {"completion": 19, "inline": 19}
     assert result["typed"][:3] == ["a", "a ", "a 🐱"]
     assert 0 < result["initialize_s"] <= result["first_completion_s"]
