@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from server.engine.runner import GPT2Runner, Rows, Runner, check_context, common_prefix_length
+from server.engine.runner import GPT2Runner, Rows, Runner, check_context
 
 Tensor = torch.Tensor
 
@@ -47,11 +47,9 @@ class HFRunner(Runner):
 
     def prime(self, ids: Sequence[int]) -> Tensor:
         ids = check_context(ids, self.max_positions)
-        if ids == self._ids:
-            self.reused_tokens = len(ids)
+        keep = self._cached_prefix(ids)
+        if keep is None:
             return self._logprobs
-        keep = min(common_prefix_length(self._ids, ids), len(ids) - 1)
-        self.reused_tokens = keep
         if keep == 0:
             self._cache = DynamicCache(config=self.model.config)
         elif self._cache.get_seq_length() > keep:

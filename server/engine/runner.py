@@ -65,6 +65,18 @@ class Runner(ABC):
         """The current context (what the last ``prime`` was given)."""
         return list(self._ids)
 
+    def _cached_prefix(self, ids: list[int]) -> int | None:
+        """How many leading tokens of ``ids`` the cache holds and the next pass can skip
+        (sets ``reused_tokens``); None when ``ids`` is the current context itself.
+
+        At least the last token is always run again: its output is the answer.
+        """
+        if ids == self._ids:
+            self.reused_tokens = len(ids)
+            return None
+        self.reused_tokens = min(common_prefix_length(self._ids, ids), len(ids) - 1)
+        return self.reused_tokens
+
     @abstractmethod
     def prime(self, ids: Sequence[int]) -> Tensor:
         """Make ``ids`` the current context and return the next token's log-probs, shape (V,)."""
@@ -282,11 +294,9 @@ class GPT2Runner(Runner):
 
     def prime(self, ids: Sequence[int]) -> Tensor:
         ids = check_context(ids, self.max_positions)
-        if ids == self._ids:
-            self.reused_tokens = len(ids)
+        keep = self._cached_prefix(ids)
+        if keep is None:
             return self._logprobs
-        keep = min(common_prefix_length(self._ids, ids), len(ids) - 1)
-        self.reused_tokens = keep
         past_keys = [k[:, :, :keep] for k in self._keys]
         past_values = [v[:, :, :keep] for v in self._values]
         keys: list[Tensor] = []
