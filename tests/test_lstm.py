@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from model_store import cli
 from model_store.checkpoint import Checkpoint, CheckpointError
@@ -37,14 +36,7 @@ from model_store.presets import get_preset
 from model_store.store import ModelStore, StoreError
 from tests.study_prompts import make_prompts, write_prompts
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Two shared cores: one thread is faster than two fighting other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

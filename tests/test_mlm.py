@@ -29,13 +29,7 @@ from server.engine.infill import expand_with_masked_lm, fill_mask
 from server.engine.types import Cancelled
 from tests.study_prompts import make_prompts, write_prompts
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

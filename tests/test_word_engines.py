@@ -7,11 +7,9 @@ weights, so its tests check structure (spans, prefixes, order), not what it prop
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from server.engine import Cancelled, EngineSettings, Suggestion
 from server.engine.causal_fill import InfillingEngine
@@ -22,14 +20,7 @@ from server.engine.masks import MaskSpan, joined, mask_at
 from server.engine.mlm_engine import MaskedLMEngine
 from tests.study_models import random_masked_lm, trained_lstm
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Two shared cores: one thread is faster than two fighting other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
