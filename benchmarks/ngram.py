@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmarks.ksr import MENU_SIZE, MenuItem
-from model_store.wordstats import KneserNeyTrigram, split_typed
+from model_store.wordstats import KneserNeyNgram, split_typed
 
 
 def render(tokens: Sequence[str], before: str) -> str:
@@ -32,29 +32,23 @@ class NgramSystem:
     space."""
 
     def __init__(
-        self, model: KneserNeyTrigram, ghost_words: int = 4, name: str = "word trigram (KN)"
+        self, model: KneserNeyNgram, ghost_words: int = 4, name: str = "word trigram (KN)"
     ) -> None:
         self.model = model
         self.ghost_words = ghost_words
         self.name = name
 
-    def _context_ids(self, tokens: Sequence[str]) -> list[int]:
-        return [self.model.id_of(t) for t in tokens[-2:]]
-
-    def _menu(self, a: int, b: int, partial: str, start: int) -> list[MenuItem]:
+    def _menu(self, history: list[int], partial: str, start: int) -> list[MenuItem]:
         model = self.model
         chosen = [
             token
-            for token, _ in model.ranked(a, b, partial)
+            for token, _ in model.ranked(history, partial)
             if token < model.bos and model.vocab[token] != partial
         ][:MENU_SIZE]
         if not chosen:
             return []
-        ends = model.probability(
-            np.full(len(chosen), b, dtype=np.int64),
-            np.asarray(chosen, dtype=np.int64),
-            np.full(len(chosen), model.eos, dtype=np.int64),
-        )
+        after = np.array([[*history[1:], token] for token in chosen], dtype=np.int64)
+        ends = model.probability(after, np.full(len(chosen), model.eos, dtype=np.int64))
         return [
             (start, model.vocab[t] if end >= 0.5 else model.vocab[t] + " ")
             for t, end in zip(chosen, ends, strict=True)
@@ -62,11 +56,10 @@ class NgramSystem:
 
     def suggest(self, typed: str) -> tuple[str, list[MenuItem]]:
         tokens, partial, start = split_typed(typed)
-        context = self._context_ids(tokens)
         model = self.model
-        a, b = ([model.bos, model.bos, *context])[-2:]
-        menu = self._menu(a, b, partial, start)
-        words = [model.vocab[t] for t in model.continuation(context, partial, self.ghost_words)]
+        history = model.history(tokens)
+        menu = self._menu(history, partial, start)
+        words = [model.vocab[t] for t in model.continuation(history, partial, self.ghost_words)]
         if not words:
             return "", menu
         completed = words[0][len(partial) :] if partial else render(words[:1], typed)
@@ -77,10 +70,10 @@ class NgramSystem:
         """The greedy continuation, then ``n - 1`` sampled ones (top-20, seeded)."""
         rng = random.Random(seed)
         tokens, partial, _ = split_typed(idea)
-        context = self._context_ids(tokens)
+        history = self.model.history(tokens)
         results: list[str] = []
         for i in range(n):
-            ids = self.model.continuation(context, partial, max_tokens, rng if i else None)
+            ids = self.model.continuation(history, partial, max_tokens, rng if i else None)
             words = [self.model.vocab[t] for t in ids]
             if partial and words:
                 head = idea + words[0][len(partial) :]

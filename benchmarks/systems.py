@@ -56,7 +56,7 @@ class Context:
         return data.training_corpus(self.data_dir)
 
     @cached_property
-    def ngram(self) -> wordstats.KneserNeyTrigram:
+    def ngram(self) -> wordstats.KneserNeyNgram:
         return wordstats.build_cached(self.train)
 
 
@@ -103,11 +103,18 @@ def _prefix(context: Context, argument: str | None) -> Benchmarked:
 
 
 def _ngram(context: Context, argument: str | None) -> Benchmarked:
-    system = NgramSystem(context.ngram)
+    """The word n-gram alone: the issue's trigram baseline, or ``ngram:5`` for every order
+    the engine blends (the ablation of the LM's share)."""
+    if argument is not None and not argument.isdigit():
+        raise ValueError(f"ngram:ORDER takes a number of words, got {argument!r}")
+    order = int(argument) if argument else 3
+    model = context.ngram.limited(order)
+    name = "word trigram (KN)" if order == 3 else f"word {order}-gram (KN)"
+    system = NgramSystem(model, name=name)
     return Benchmarked(
         name=system.name,
         system=system,
-        perplexity=context.ngram.perplexity,
+        perplexity=model.perplexity,
         expand=system.expand,
         expands=True,
     )
@@ -140,14 +147,19 @@ def _engine_row(context: Context, argument: str | None, blend: bool) -> Benchmar
     serves once ``prompt-models stats`` has built them; without, the LM alone (the ablation).
     """
     from benchmarks.engine_system import EngineSystem
-    from server.engine import CompletionEngine
+    from server.engine import CompletionEngine, EngineSettings
 
     reference = argument or "default"
     model_dir = resolve_model(reference)
     label = model_label(reference)
     name = f"LM engine + corpus statistics: {label}" if blend else f"LM engine: {label}"
+    # The simulated person sees ghost text beside the menu, as in a client that declares
+    # inline completion, where the server makes the menu offer alternatives to the ghost.
     engine = CompletionEngine.from_checkpoint(
-        model_dir, threads=context.threads, word_stats=context.ngram if blend else None
+        model_dir,
+        settings=EngineSettings(menu_skips_ghost=True),
+        threads=context.threads,
+        word_stats=context.ngram if blend else None,
     )
     return Benchmarked(
         name=name,

@@ -81,7 +81,12 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     stats = wordstats.build_cached(corpus, store.root / "wordstats")
     print(
         f"{corpus.name}: {len(stats.vocab):,} words, {len(stats.bi_words):,} bigrams, "
-        f"{len(stats.tri_words):,} trigrams"
+        f"{len(stats.tri_words):,} trigrams, "
+        + ", ".join(
+            f"{len(level.words):,} {order}-grams"
+            for order, level in enumerate(stats.higher, start=4)
+        )
+        + f" seen {wordstats.MIN_COUNT}+ times"
     )
     print(wordstats.stats_dir(corpus.sha256, store.root / "wordstats"))
     return 0

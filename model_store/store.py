@@ -39,7 +39,7 @@ from model_store.checkpoint import (
 from model_store.presets import PRESETS
 
 if TYPE_CHECKING:  # numpy is imported only when statistics are looked for
-    from model_store.wordstats import KneserNeyTrigram
+    from model_store.wordstats import KneserNeyNgram
 
 ProgressCallback = Callable[[str, float | None], None]
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
@@ -142,7 +142,7 @@ class ModelStore:
         digest = _corpus_digest(checkpoint)
         return wordstats.built_dir(digest, self.root / "wordstats") if digest else None
 
-    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyTrigram | None:
+    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyNgram | None:
         """Word statistics of the corpus ``checkpoint`` was trained on, if built (memory-mapped)."""
         from model_store import wordstats
 

@@ -1,4 +1,4 @@
-"""Word statistics of a corpus: an interpolated Kneser-Ney word trigram.
+"""Word statistics of a corpus: an interpolated Kneser-Ney word n-gram (up to 5 words).
 
 It is the classic baseline the neural models are measured against (benchmarks/) and the
 corpus statistics the completion engine can blend with its causal LM (server/engine/blend.py).
@@ -15,7 +15,9 @@ string order, so "words starting with p" is a contiguous id range and completion
 partial word are a contiguous slice of any context's successors). The tables are compact
 because the server memory-maps them and every page it reads stays resident: each context's
 successors are one segment of an int32 word array (bigram contexts indexed by word id,
-trigram contexts found by binary search), not int64 keys per n-gram.
+trigram contexts found by binary search), not int64 keys per n-gram. A context of order
+n > 3 is keyed by its parent (its first n-2 words, a context of order n-1) and its last word:
+parent index * width + word.
 
 Smoothing (Chen & Goodman's interpolated KN, one discount per order, D = n1 / (n1 + 2 n2)):
   P3(c|a,b) = max(c(abc) - D3, 0) / c(ab.) + D3 N1+(ab.) / c(ab.) * P2(c|b)
@@ -25,6 +27,14 @@ A context never seen backs off to the next order. Bigrams that open a prompt (<s
 counts, since nothing precedes <s>. The uniform floor spreads over the V words, </s> and one
 <unk>: an unseen word gets the probability of one specific unseen type, which is roughly what
 a subword model pays to spell a rare word out, so word perplexities stay comparable.
+
+Orders 4 and 5 interpolate over that trigram with absolute discounting, one discount each:
+  Pn(w|h) = max(c(hw) - Dn, 0) / c(h.) + gamma(h) * P(n-1)(w|h without its first word)
+The trigram keeps its raw counts beneath them, so ``limited(3)`` is exactly the classic
+trigram (the benchmark's baseline). n-grams of order 4 and 5 seen fewer than ``min_count``
+times are pruned (most of them are seen once and they would triple the tables); gamma(h)
+takes the pruned words' discounted mass, so every context still sums to one. On this corpus
+the two orders raised the trigram's keystroke savings by about 0.06 (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -37,18 +47,21 @@ import shutil
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
+from numpy.lib.stride_tricks import sliding_window_view
 
 from model_store import paths
 from model_store.corpus import Corpus
 
 UNKNOWN = -1
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+MAX_ORDER = 5
+MIN_COUNT = 2  # of the n-grams kept above the trigram
 CANDIDATES_PER_ORDER = 24
 
 
@@ -176,13 +189,35 @@ _ARRAYS = (
 )
 
 
+@dataclass(frozen=True)
+class HigherOrder:
+    """The pruned counts of one order above the trigram (see the module docstring).
+
+    Context ``keys[i]`` (parent index * width + last word, sorted) has the successors
+    ``words[start[i]:start[i + 1]]`` (sorted ids, ``counts`` beside them).
+    """
+
+    keys: np.ndarray  # int64
+    start: np.ndarray  # int32, one more than contexts
+    total: np.ndarray  # int32: c(h.), pruned successors included
+    backoff: np.ndarray  # float32: gamma(h)
+    words: np.ndarray  # int32
+    counts: np.ndarray  # int32
+    discount: float
+
+    FIELDS = ("keys", "start", "total", "backoff", "words", "counts")
+
+
 @dataclass
-class KneserNeyTrigram:
-    """Count tables and the three discounts; see the module docstring.
+class KneserNeyNgram:
+    """Count tables and discounts; see the module docstring.
 
     Trigram context ``ctx3_keys[i]`` (a * width + b, sorted) has the successors
     ``tri_words[ctx3_start[i]:ctx3_start[i + 1]]`` (sorted ids, ``tri_counts`` beside them);
-    bigram context ``b`` (any id) has ``bi_words[ctx2_start[b]:ctx2_start[b + 1]]``.
+    bigram context ``b`` (any id) has ``bi_words[ctx2_start[b]:ctx2_start[b + 1]]``;
+    ``higher`` holds orders 4, 5, ... in turn.
+
+    Histories are the ids before the predicted word, padded with <s>: ``history(words)``.
     """
 
     vocab: SortedWords
@@ -198,23 +233,55 @@ class KneserNeyTrigram:
     unigram: np.ndarray  # P1 over ids, <s> has 0
     unknown_probability: float
     discounts: tuple[float, float, float]
+    higher: tuple[HigherOrder, ...] = ()
 
     def __post_init__(self) -> None:
         self.bos = len(self.vocab)
         self.eos = self.bos + 1
         self.width = self.bos + 2
+        self.order = 3 + len(self.higher)
         self._unigram_top = lru_cache(maxsize=8192)(self._unigram_top_uncached)
+
+    def limited(self, order: int) -> KneserNeyNgram:
+        """The same statistics seen up to ``order`` words (3 is the classic trigram)."""
+        if not 3 <= order <= self.order:
+            raise ValueError(f"order must be from 3 to {self.order}, got {order}")
+        return replace(self, higher=self.higher[: order - 3])
 
     # ---------------------------------------------------------------- probabilities
     def id_of(self, token: str) -> int:
         return self.vocab.index_of(token)
 
-    def probability(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """P(c | a b) for aligned id arrays (UNKNOWN = a word outside the vocabulary)."""
+    def history(self, words: Sequence[str]) -> list[int]:
+        """The ``order - 1`` ids before the next word: the last words, after <s> padding."""
+        ids = [self.id_of(word) for word in words[-(self.order - 1) :]]
+        return [self.bos] * (self.order - 1 - len(ids)) + ids
+
+    def _context(self, history: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+        """(found, index) of each row's last ``order - 1`` ids among the contexts of ``order``."""
+        columns = history[:, -(order - 1) :]
+        a, b = columns[:, 0], columns[:, 1]
+        found, index = _lookup(
+            self.ctx3_keys, np.where((a >= 0) & (b >= 0), a * self.width + b, -1)
+        )
+        for level, column in zip(self.higher, range(2, order - 1), strict=False):
+            word = columns[:, column]
+            found, index = _lookup(
+                level.keys, np.where(found & (word >= 0), index * self.width + word, -1)
+            )
+        return found, index
+
+    def probability(self, history: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """P(c | history) for each row of ``history`` (at least two ids, UNKNOWN allowed)."""
+        history = np.asarray(history, dtype=np.int64)
+        c = np.asarray(c, dtype=np.int64)
+        if history.ndim != 2 or history.shape[1] < 2:
+            raise ValueError("a history is at least two ids (pad with <s>)")
         _, d2, d3 = self.discounts
         known_c = c >= 0
         p1 = np.where(known_c, self.unigram[np.maximum(c, 0)], self.unknown_probability)
 
+        b = history[:, -1]
         known_b = b >= 0
         safe_b = np.maximum(b, 0)
         start2 = self.ctx2_start[safe_b].astype(np.int64)
@@ -226,47 +293,53 @@ class KneserNeyTrigram:
         types2 = np.where(found2, end2 - start2, 0)
         p2 = np.where(found2, (np.maximum(count2 - d2, 0) + d2 * types2 * p1) / total2, p1)
 
-        known_ab = known_b & (a >= 0)
-        found3, at3 = _lookup(self.ctx3_keys, np.where(known_ab, a * self.width + b, -1))
+        found3, at3 = self._context(history, 3)
         start3 = np.where(found3, self.ctx3_start[at3], 0).astype(np.int64)
         end3 = np.where(found3, self.ctx3_start[at3 + 1], 0).astype(np.int64)
         hit3, at_abc = _find_in_segments(self.tri_words, start3, end3, c, found3 & known_c)
         count3 = np.where(hit3, self.tri_counts[at_abc], 0)
         total3 = np.where(found3, self.ctx3_total[at3], 1)
         types3 = end3 - start3
-        return np.where(found3, (np.maximum(count3 - d3, 0) + d3 * types3 * p2) / total3, p2)
+        p = np.where(found3, (np.maximum(count3 - d3, 0) + d3 * types3 * p2) / total3, p2)
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        """<s> <s> tokens </s> as ids."""
-        return [self.bos, self.bos, *(self.id_of(t) for t in tokenize(prompt)), self.eos]
+        for order, level in enumerate(self.higher, start=4):
+            if history.shape[1] < order - 1:
+                break
+            found, at = self._context(history, order)
+            start = np.where(found, level.start[at], 0).astype(np.int64)
+            end = np.where(found, level.start[at + 1], 0).astype(np.int64)
+            hit, at_word = _find_in_segments(level.words, start, end, c, found & known_c)
+            count = np.where(hit, level.counts[at_word], 0)
+            total = np.where(found, level.total[at], 1)
+            gamma = np.where(found, level.backoff[at], 1.0)
+            p = np.where(found, np.maximum(count - level.discount, 0) / total + gamma * p, p)
+        return p
 
     def perplexity(self, prompts: Sequence[str]) -> dict[str, float]:
         """Perplexity per token (</s> included) and per whitespace word, plus the OOV rate."""
-        a: list[int] = []
-        b: list[int] = []
-        c: list[int] = []
+        width = self.order - 1
+        histories: list[np.ndarray] = []
+        targets: list[int] = []
         words = 0
         for prompt in prompts:
-            ids = self.prompt_ids(prompt)
-            a.extend(ids[:-2])
-            b.extend(ids[1:-1])
-            c.extend(ids[2:])
-            words += len(prompt.split())
-        if not c:
+            tokens = tokenize(prompt)
+            ids = [self.bos] * width + [self.id_of(t) for t in tokens] + [self.eos]
+            histories.append(sliding_window_view(np.asarray(ids[:-1], dtype=np.int64), width))
+            targets.extend(ids[width:])
+            words += len(tokens)
+        if not targets:
             raise ValueError("no prompts to evaluate")
-        target = np.asarray(c, dtype=np.int64)
-        probabilities = self.probability(
-            np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), target
-        )
+        target = np.asarray(targets, dtype=np.int64)
+        probabilities = self.probability(np.concatenate(histories), target)
         nll = float(-np.log(probabilities).sum())
         oov = int(np.count_nonzero(target == UNKNOWN))
         return {
-            "token_perplexity": math.exp(nll / len(c)),
+            "token_perplexity": math.exp(nll / len(target)),
             "word_perplexity": math.exp(nll / max(1, words)),
             "prompts": float(len(prompts)),
-            "tokens": float(len(c)),
+            "tokens": float(len(target)),
             "words": float(words),
-            "oov_rate": oov / len(c),
+            "oov_rate": oov / len(target),
         }
 
     # ---------------------------------------------------------------- ranking
@@ -294,44 +367,50 @@ class KneserNeyTrigram:
             return best[:CANDIDATES_PER_ORDER] + low
         return np.arange(low, high)
 
-    def ranked(self, a: int, b: int, partial: str) -> list[tuple[int, float]]:
-        """Likely next tokens starting with ``partial``, best first, with their probabilities."""
+    def ranked(self, history: Sequence[int], partial: str) -> list[tuple[int, float]]:
+        """Likely next tokens starting with ``partial``, best first, with their probabilities.
+
+        Candidates are each order's most frequent successors of its context.
+        """
         low, high = self._id_range(partial)
         if low >= high:
             return []
+        row = np.asarray([history], dtype=np.int64)
         found: list[np.ndarray] = [self._unigram_top(low, high)]
+        b = int(row[0, -1])
         if b >= 0:
             start, end = int(self.ctx2_start[b]), int(self.ctx2_start[b + 1])
             found.append(self._top_in_segment(self.bi_words, self.bi_counts, start, end, low, high))
-            hit, at = _lookup(self.ctx3_keys, np.array([a * self.width + b if a >= 0 else -1]))
-            if hit[0]:
-                start, end = int(self.ctx3_start[at[0]]), int(self.ctx3_start[at[0] + 1])
-                found.append(
-                    self._top_in_segment(self.tri_words, self.tri_counts, start, end, low, high)
-                )
+        tables = [(self.ctx3_start, self.tri_words, self.tri_counts)]
+        tables += [(level.start, level.words, level.counts) for level in self.higher]
+        for order, (starts, words, counts) in enumerate(tables, start=3):
+            if row.shape[1] < order - 1:
+                break
+            hit, at = self._context(row, order)
+            if not hit[0]:
+                break  # a longer context is never found when its parent is not
+            start, end = int(starts[at[0]]), int(starts[at[0] + 1])
+            found.append(self._top_in_segment(words, counts, start, end, low, high))
         candidates = np.unique(np.concatenate(found))
         candidates = candidates[candidates != self.bos]
-        size = len(candidates)
-        scores = self.probability(
-            np.full(size, a, dtype=np.int64), np.full(size, b, dtype=np.int64), candidates
-        )
+        scores = self.probability(np.repeat(row, len(candidates), axis=0), candidates)
         order = np.argsort(-scores, kind="stable")
         return [(int(candidates[i]), float(scores[i])) for i in order]
 
     # ---------------------------------------------------------------- completion
     def continuation(
         self,
-        context: Sequence[int],
+        history: Sequence[int],
         partial: str,
         steps: int,
         rng: random.Random | None = None,
         top_k: int = 20,
     ) -> list[int]:
         """Up to ``steps`` tokens, the first completing ``partial``; greedy unless ``rng``."""
-        a, b = ([self.bos, self.bos, *context])[-2:]
+        history = list(history)
         chosen: list[int] = []
         for _ in range(steps):
-            ranked = self.ranked(a, b, partial)
+            ranked = self.ranked(history, partial)
             if not ranked:
                 break
             if rng is None:
@@ -342,13 +421,21 @@ class KneserNeyTrigram:
             if token == self.eos:
                 break
             chosen.append(token)
-            a, b, partial = b, token, ""
+            history = [*history[1:], token]
+            partial = ""
         return chosen
 
 
 # -------------------------------------------------------------------- building and storing
-def build(prompts: Iterable[str]) -> KneserNeyTrigram:
-    """Count trigrams of ``prompts`` (one pass of Python tokenising, the rest in numpy)."""
+def build(
+    prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_COUNT
+) -> KneserNeyNgram:
+    """Count the n-grams of ``prompts`` up to ``order`` (one pass of Python tokenising, the
+    rest in numpy); above the trigram, those seen fewer than ``min_count`` times are pruned."""
+    if order < 3 or min_count < 1:
+        raise ValueError(
+            f"order must be at least 3 and min_count at least 1, got {order}, {min_count}"
+        )
     index: dict[str, int] = {}
     setdefault = index.setdefault
     flat = array("i")
@@ -374,7 +461,7 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
 
     targets = ids[2:] != bos  # a trigram never predicts <s>: drops those spanning two prompts
     keys = (ids[:-2][targets] * width + ids[1:-1][targets]) * width + ids[2:][targets]
-    del ids, targets
+    del targets
     tri_keys, tri_counts = np.unique(keys, return_counts=True)
     del keys
 
@@ -404,7 +491,11 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
     largest = max(len(tri_words), int(ctx3_total.max(initial=0)), int(ctx2_total.max(initial=0)))
     if largest >= 2**31:
         raise ValueError("the corpus is too large for 32-bit counts and offsets")
-    return KneserNeyTrigram(
+    higher: list[HigherOrder] = []
+    for n in range(4, order + 1):
+        higher.append(_higher_order(ids, n, ctx3_keys, higher, width, min_count))
+    del ids
+    return KneserNeyNgram(
         vocab=SortedWords.from_words(vocab),
         tri_words=tri_words.astype(np.int32),
         tri_counts=tri_counts.astype(np.int32),
@@ -418,38 +509,123 @@ def build(prompts: Iterable[str]) -> KneserNeyTrigram:
         unigram=unigram,
         unknown_probability=float(floor),
         discounts=(d1, d2, d3),
+        higher=tuple(higher),
     )
 
 
-def save(model: KneserNeyTrigram, directory: Path) -> None:
+def _higher_order(
+    ids: np.ndarray,
+    order: int,
+    ctx3_keys: np.ndarray,
+    lower: Sequence[HigherOrder],
+    width: int,
+    min_count: int,
+) -> HigherOrder:
+    """Count the n-grams of ``order`` in the padded id stream and prune the rare ones.
+
+    A window counts when its context holds no </s> (it would span two prompts) and it does
+    not predict <s>. Its context is keyed through its parent, found in the orders below.
+    """
+    span = len(ids) - order + 1
+    if span <= 0:
+        return _empty_level()
+    bos, eos = width - 2, width - 1
+    ends = np.concatenate(([0], np.cumsum(ids == eos)))
+    inside = ends[order - 1 : order - 1 + span] == ends[:span]  # no </s> in the context
+    inside &= ids[order - 1 :] != bos
+    rows = np.flatnonzero(inside)
+    found, index = _lookup(ctx3_keys, ids[rows] * width + ids[rows + 1])
+    for level, column in zip(lower, range(2, order - 1), strict=False):
+        found, index = _lookup(level.keys, np.where(found, index * width + ids[rows + column], -1))
+    rows, index = rows[found], index[found]  # a missing parent was pruned: so is this context
+    contexts = index * width + ids[rows + order - 2]
+    targets = ids[rows + order - 1]
+    del rows, index, found
+    sort = np.lexsort((targets, contexts))
+    contexts, targets = contexts[sort], targets[sort]
+    del sort
+    first = np.ones(len(contexts), dtype=bool)
+    first[1:] = (contexts[1:] != contexts[:-1]) | (targets[1:] != targets[:-1])
+    at = np.flatnonzero(first)
+    counts = np.diff(np.append(at, len(contexts)))
+    contexts, targets = contexts[at], targets[at]
+    if len(counts) == 0:
+        return _empty_level()
+    discount = _discount(counts)
+    keys, context_first = np.unique(contexts, return_index=True)
+    total = np.add.reduceat(counts, context_first)
+    kept = counts >= min_count
+    kept_mass = np.add.reduceat(np.where(kept, counts - discount, 0.0), context_first)
+    kept_per_context = np.add.reduceat(kept.astype(np.int64), context_first)
+    useful = kept_per_context > 0  # a context whose successors were all pruned backs off
+    return HigherOrder(
+        keys=keys[useful],
+        start=np.concatenate(([0], np.cumsum(kept_per_context[useful]))).astype(np.int32),
+        total=total[useful].astype(np.int32),
+        backoff=((total - kept_mass) / total)[useful].astype(np.float32),
+        words=targets[kept].astype(np.int32),
+        counts=counts[kept].astype(np.int32),
+        discount=discount,
+    )
+
+
+def _empty_level() -> HigherOrder:
+    empty = np.zeros(0, dtype=np.int32)
+    return HigherOrder(
+        keys=np.zeros(0, dtype=np.int64),
+        start=np.zeros(1, dtype=np.int32),
+        total=empty,
+        backoff=np.zeros(0, dtype=np.float32),
+        words=empty,
+        counts=empty,
+        discount=0.5,
+    )
+
+
+def save(model: KneserNeyNgram, directory: Path) -> None:
     """Write to a temporary sibling and rename, so a crash never leaves a half cache."""
     tmp = directory.with_name(directory.name + f".{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in _ARRAYS:
         np.save(tmp / f"{name}.npy", getattr(model, name))
+    for order, level in enumerate(model.higher, start=4):
+        for name in HigherOrder.FIELDS:
+            np.save(tmp / f"order{order}_{name}.npy", getattr(level, name))
     (tmp / "vocab.txt").write_bytes(model.vocab.lines)
-    meta = {"unknown_probability": model.unknown_probability, "discounts": model.discounts}
+    meta = {
+        "unknown_probability": model.unknown_probability,
+        "discounts": model.discounts,
+        "higher_discounts": [level.discount for level in model.higher],
+    }
     (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 
 
-def load(directory: Path, mmap: bool = False) -> KneserNeyTrigram:
+def load(directory: Path, mmap: bool = False) -> KneserNeyNgram:
     """Read saved statistics; ``mmap`` maps the arrays instead of reading them (fast start)."""
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     mode = "r" if mmap else None
     # Plain ndarray views of the maps: indexing an np.memmap runs Python code per result
     # (``__array_finalize__``), which doubled the cost of a lookup.
-    arrays = {
-        name: np.load(directory / f"{name}.npy", mmap_mode=mode).view(np.ndarray)
-        for name in _ARRAYS
-    }
-    return KneserNeyTrigram(
+
+    def array(name: str) -> np.ndarray:
+        return np.load(directory / f"{name}.npy", mmap_mode=mode).view(np.ndarray)
+
+    higher = tuple(
+        HigherOrder(
+            **{name: array(f"order{order}_{name}") for name in HigherOrder.FIELDS},
+            discount=discount,
+        )
+        for order, discount in enumerate(meta["higher_discounts"], start=4)
+    )
+    return KneserNeyNgram(
         vocab=SortedWords((directory / "vocab.txt").read_bytes()),
         unknown_probability=meta["unknown_probability"],
         discounts=tuple(meta["discounts"]),
-        **arrays,
+        higher=higher,
+        **{name: array(name) for name in _ARRAYS},
     )
 
 
@@ -465,13 +641,13 @@ def built_dir(corpus_sha256: str, root: Path | None = None) -> Path | None:
     return directory if (directory / "meta.json").is_file() else None
 
 
-def find(corpus_sha256: str, root: Path | None = None) -> KneserNeyTrigram | None:
+def find(corpus_sha256: str, root: Path | None = None) -> KneserNeyNgram | None:
     """The stored statistics of that corpus, memory-mapped, or None when never built."""
     directory = built_dir(corpus_sha256, root)
     return load(directory, mmap=True) if directory is not None else None
 
 
-def build_cached(corpus: Corpus, root: Path | None = None) -> KneserNeyTrigram:
+def build_cached(corpus: Corpus, root: Path | None = None) -> KneserNeyNgram:
     """The statistics of ``corpus``, built once (under a lock) and then loaded."""
     directory = stats_dir(corpus.sha256, root)
     directory.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,7 @@ class PromptLanguageServer(LanguageServer):
         self.worker = ModelWorker()
         self.in_flight = InFlight()
         self.initialization_options: Any = None
+        self.client_shows_ghost_text = False  # it declared textDocument/inlineCompletion
         self._load_task: asyncio.Task[None] | None = None
         self._loads = 0
 
@@ -251,12 +252,16 @@ SERVER = PromptLanguageServer()
 @SERVER.feature(types.INITIALIZE)
 def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None:
     ls.initialization_options = params.initialization_options
+    documents = params.capabilities.text_document
+    ls.client_shows_ghost_text = documents is not None and documents.inline_completion is not None
 
 
 @SERVER.feature(types.INITIALIZED)
 async def initialized(ls: PromptLanguageServer, params: types.InitializedParams) -> None:
     configuration = await ls.pull_configuration()
-    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
+    await ls.apply_settings(
+        build_settings(ls.initialization_options, configuration, ls.client_shows_ghost_text)
+    )
 
 
 @SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -266,7 +271,9 @@ async def did_change_configuration(
     configuration = await ls.pull_configuration()
     if configuration is None:  # clients without workspace/configuration push the settings
         configuration = section_of(params.settings)
-    await ls.apply_settings(build_settings(ls.initialization_options, configuration))
+    await ls.apply_settings(
+        build_settings(ls.initialization_options, configuration, ls.client_shows_ghost_text)
+    )
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)

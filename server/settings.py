@@ -134,6 +134,7 @@ _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "safeMode": ("safe_mode", _bool),
     "timeBudgetMs": ("time_budget_ms", _int_in(10, MAX_TIME_BUDGET_MS)),
     "corpusStatistics": ("corpus_statistics", _bool),
+    "menuSkipsGhost": ("menu_skips_ghost", _bool),
 }
 
 
@@ -170,8 +171,14 @@ def _validate_layer(raw: Any, source: str) -> tuple[dict[str, Any], dict[str, An
     return server_fields, engine_fields, problems
 
 
-def build_settings(initialization_options: Any = None, configuration: Any = None) -> Validated:
-    """Merge the layers over the defaults, keeping the lower layer wherever a value is bad."""
+def build_settings(
+    initialization_options: Any = None, configuration: Any = None, ghost_text: bool = False
+) -> Validated:
+    """Merge the layers over the defaults, keeping the lower layer wherever a value is bad.
+
+    ``ghost_text``: the client shows inline completions, so by default its menu offers
+    alternatives to the ghost text rather than repeating its next word.
+    """
     server_fields: dict[str, Any] = {}
     engine_fields: dict[str, Any] = {}
     problems: list[str] = []
@@ -184,6 +191,6 @@ def build_settings(initialization_options: Any = None, configuration: Any = None
         server_fields.update(layer_server)
         engine_fields.update(layer_engine)
         problems.extend(layer_problems)
-    engine = dataclasses.replace(EngineSettings(), **engine_fields)
+    engine = dataclasses.replace(EngineSettings(menu_skips_ghost=ghost_text), **engine_fields)
     settings = ServerSettings(**server_fields, engine=engine)
     return Validated(settings=settings, problems=tuple(problems))

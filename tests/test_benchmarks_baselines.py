@@ -52,11 +52,11 @@ def test_prefix_history_ksr_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def model() -> wordstats.KneserNeyTrigram:
+def model() -> wordstats.KneserNeyNgram:
     return wordstats.build(CORPUS)
 
 
-def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyTrigram) -> None:
+def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyNgram) -> None:
     system = ngram.NgramSystem(model)
     ghost, menu = system.suggest("a ca")
     assert ghost.startswith("t")  # "cat" is the likeliest word after "a" starting with "ca"
@@ -70,7 +70,7 @@ def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyTrigram
     assert (2, "cathedral ") in menu
 
 
-def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyTrigram) -> None:
+def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyNgram) -> None:
     system = ngram.NgramSystem(model)
     with_menu = evaluate(system, CORPUS[:3])
     ghost_only = evaluate(system, CORPUS[:3], use_menu=False)
@@ -78,7 +78,7 @@ def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyTrig
     assert ghost_only.ksr > 0.3
 
 
-def test_expansions_continue_the_idea(model: wordstats.KneserNeyTrigram) -> None:
+def test_expansions_continue_the_idea(model: wordstats.KneserNeyNgram) -> None:
     candidates = ngram.NgramSystem(model).expand("portrait of", 4)
     assert len(candidates) == 4
     assert all(c.startswith("portrait of ") for c in candidates)

@@ -29,12 +29,12 @@ SETTINGS = EngineSettings(time_budget_ms=60_000, safe_mode=False)
 
 
 @pytest.fixture(scope="module")
-def stats() -> wordstats.KneserNeyTrigram:
+def stats() -> wordstats.KneserNeyNgram:
     return wordstats.build(CORPUS)
 
 
 @pytest.fixture(scope="module")
-def engine(default_model_dir: Path, stats: wordstats.KneserNeyTrigram) -> CompletionEngine:
+def engine(default_model_dir: Path, stats: wordstats.KneserNeyNgram) -> CompletionEngine:
     return CompletionEngine.from_checkpoint(
         default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
     )
@@ -111,7 +111,7 @@ def test_ghost_text_chains_the_corpus_words(engine: CompletionEngine) -> None:
 
 
 def test_blocked_words_are_neither_offered_nor_chained(
-    default_model_dir: Path, stats: wordstats.KneserNeyTrigram
+    default_model_dir: Path, stats: wordstats.KneserNeyNgram
 ) -> None:
     blocked = CompletionEngine.from_checkpoint(
         default_model_dir,
@@ -126,7 +126,7 @@ def test_blocked_words_are_neither_offered_nor_chained(
 
 
 def test_the_corpus_statistics_setting_switches_the_blend_off(
-    default_model_dir: Path, stats: wordstats.KneserNeyTrigram
+    default_model_dir: Path, stats: wordstats.KneserNeyNgram
 ) -> None:
     engine = CompletionEngine.from_checkpoint(
         default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
@@ -147,3 +147,23 @@ def test_an_lm_probability_that_underflows_to_zero_still_ranks(
     assert ranked and all(word.probability > 0 for word in ranked)
     text, logprob = found.ghost("a ca", budget(), lambda _: True, weight=1.0)
     assert text and math.isfinite(logprob)
+
+
+def test_beside_ghost_text_the_menu_offers_alternatives_to_its_next_word(
+    default_model_dir: Path, stats: wordstats.KneserNeyNgram
+) -> None:
+    engine = CompletionEngine.from_checkpoint(
+        default_model_dir,
+        settings=EngineSettings(time_budget_ms=60_000, safe_mode=False, menu_skips_ghost=True),
+        threads=1,
+        word_stats=stats,
+    )
+    ghost = engine.inline("a ca", 4)[0].new_text
+    assert ghost.startswith("t ")  # accepting its first word gives "cat "
+    menu = [item.new_text for item in engine.complete("a ca", 4) if item.kind == "word"]
+    assert "cat " not in menu and {"cat, ", "cathedral "} <= set(menu)
+    # After a finished word the ghost starts with a space: it completes no typed word.
+    assert engine.inline("a cat", 5)[0].new_text.startswith(" ")
+    assert "cat, " in [item.new_text for item in engine.complete("a cat", 5)]
+    engine.update_settings(EngineSettings(time_budget_ms=60_000, safe_mode=False))
+    assert engine.complete("a ca", 4)[0].new_text == "cat "

@@ -16,6 +16,15 @@ def test_defaults_when_nothing_is_given() -> None:
     assert validated.settings.engine == EngineSettings()
 
 
+def test_a_client_with_ghost_text_gets_a_menu_of_alternatives_unless_it_says_otherwise() -> None:
+    assert not build_settings(None, None).settings.engine.menu_skips_ghost
+    assert build_settings(None, None, ghost_text=True).settings.engine.menu_skips_ghost
+    chosen = build_settings({"menuSkipsGhost": False}, None, ghost_text=True)
+    assert not chosen.settings.engine.menu_skips_ghost
+    bad = build_settings(None, {"menuSkipsGhost": "yes"}, ghost_text=True)
+    assert bad.settings.engine.menu_skips_ghost and "menuSkipsGhost" in bad.problems[0]
+
+
 def test_every_key_is_read() -> None:
     raw = {
         "model": " hf:someone/model@v1 ",
@@ -29,6 +38,7 @@ def test_every_key_is_read() -> None:
         "threads": 2,
         "timeBudgetMs": 1500,
         "corpusStatistics": False,
+        "menuSkipsGhost": True,
     }
     validated = build_settings(raw, None)
     assert validated.problems == ()
@@ -44,6 +54,7 @@ def test_every_key_is_read() -> None:
     assert settings.engine.safe_mode is False
     assert settings.engine.time_budget_ms == 1500
     assert settings.engine.corpus_statistics is False
+    assert settings.engine.menu_skips_ghost is True
 
 
 def test_configuration_beats_initialization_options_beats_defaults() -> None:

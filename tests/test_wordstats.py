@@ -16,32 +16,68 @@ from tests.test_benchmarks_baselines import CORPUS
 
 
 @pytest.fixture(scope="module")
-def model() -> wordstats.KneserNeyTrigram:
+def model() -> wordstats.KneserNeyNgram:
     return wordstats.build(CORPUS)
 
 
-def _distribution_sum(model: wordstats.KneserNeyTrigram, a: int, b: int) -> float:
+def _distribution_sum(model: wordstats.KneserNeyNgram, history: list[int]) -> float:
     targets = np.array([*range(len(model.vocab)), model.eos, wordstats.UNKNOWN], dtype=np.int64)
-    size = len(targets)
-    return float(model.probability(np.full(size, a), np.full(size, b), targets).sum())
+    return float(model.probability(np.repeat([history], len(targets), axis=0), targets).sum())
 
 
-def test_kneser_ney_is_a_distribution_in_every_context(model: wordstats.KneserNeyTrigram) -> None:
-    cat, on, a = model.id_of("cat"), model.id_of("on"), model.id_of("a")
-    for context in [
-        (a, cat),
-        (on, a),
-        (model.bos, model.bos),
-        (model.bos, a),
-        (wordstats.UNKNOWN, a),
-        (wordstats.UNKNOWN, wordstats.UNKNOWN),
-        (cat, a),
+def test_kneser_ney_is_a_distribution_in_every_context(model: wordstats.KneserNeyNgram) -> None:
+    assert model.order == 5 and all(len(level.keys) for level in model.higher)
+    for words in [
+        ["a", "cat"],
+        ["on", "a"],
+        [],
+        ["a"],
+        ["a", "cat", "on"],  # a pruned 4-gram context: "a cat on a" is seen twice
+        ["a", "cat", "on", "a"],
+        ["zebra", "a"],
+        ["zebra", "gnu"],
+        ["cat", "a"],
+        ["portrait", "of", "a", "woman,"],
     ]:
-        assert _distribution_sum(model, *context) == pytest.approx(1.0)
+        for order in (3, 4, 5):
+            limited = model.limited(order)
+            assert _distribution_sum(limited, limited.history(words)) == pytest.approx(1.0)
+
+
+def test_longer_contexts_tell_apart_what_the_trigram_cannot() -> None:
+    twice = ["red cat on a mat", "blue dog on a rug"] * 2 + ["green frog on a mat"]
+    model = wordstats.build(twice)
+    for words, expected in [(["cat", "on", "a"], "mat"), (["dog", "on", "a"], "rug")]:
+        assert model.vocab[model.ranked(model.history(words), "")[0][0]] == expected
+    trigram = model.limited(3)
+    assert trigram.vocab[trigram.ranked(trigram.history(["dog", "on", "a"]), "")[0][0]] == "mat"
+    # Seen once, "frog on a" is pruned above the trigram: the trigram decides.
+    frog = model.ranked(model.history(["frog", "on", "a"]), "")
+    assert frog == trigram.ranked(trigram.history(["frog", "on", "a"]), "")
+    unpruned = wordstats.build(twice, min_count=1)
+    best = unpruned.ranked(unpruned.history(["frog", "on", "a"]), "")[0][0]
+    assert unpruned.vocab[best] == "mat"
+
+
+def test_the_trigram_view_is_the_trigram(model: wordstats.KneserNeyNgram) -> None:
+    prompts = ["a cat on a mat", "portrait of a knight, oil painting", "a zebra"]
+    trigram = wordstats.build(CORPUS, order=3)
+    assert trigram.order == 3 and trigram.higher == ()
+    assert model.limited(3).perplexity(prompts) == trigram.perplexity(prompts)
+    assert (
+        model.perplexity(prompts)["word_perplexity"]
+        < trigram.perplexity(prompts)["word_perplexity"]
+    )
+    with pytest.raises(ValueError, match="order"):
+        model.limited(6)
+    with pytest.raises(ValueError, match="order"):
+        wordstats.build(CORPUS, order=2)
+    with pytest.raises(ValueError, match="two ids"):
+        model.probability(np.array([[model.bos]]), np.array([0]))
 
 
 def test_perplexity_prefers_corpus_text_and_counts_unknown_words(
-    model: wordstats.KneserNeyTrigram,
+    model: wordstats.KneserNeyNgram,
 ) -> None:
     seen = model.perplexity(["a cat on a mat"])
     scrambled = model.perplexity(["mat a on cat a"])
@@ -61,19 +97,18 @@ def test_tokens_keep_punctuation_and_the_partial_word_is_split_off() -> None:
 
 
 def test_ranked_words_start_with_the_partial_word_best_first(
-    model: wordstats.KneserNeyTrigram,
+    model: wordstats.KneserNeyNgram,
 ) -> None:
-    a = model.id_of("a")
-    ranked = model.ranked(model.bos, a, "ca")
+    ranked = model.ranked(model.history(["a"]), "ca")
     words = [model.vocab[token] for token, _ in ranked]
     assert words[0] == "cat" and set(words) <= {"cat", "cathedral"}
     probabilities = [p for _, p in ranked]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert model.ranked(model.bos, a, "zz") == []
+    assert model.ranked(model.history(["a"]), "zz") == []
 
 
 def test_statistics_are_built_once_per_corpus_and_memory_mapped(
-    model: wordstats.KneserNeyTrigram, tmp_path: Path
+    model: wordstats.KneserNeyNgram, tmp_path: Path
 ) -> None:
     digest = "f" * 64
     assert wordstats.find(digest, tmp_path) is None

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from model_store.wordstats import KneserNeyTrigram, split_typed
+from model_store.wordstats import KneserNeyNgram, split_typed
 from server.engine import decoding
 from server.engine.blend import WordBlender
 from server.engine.decoding import Budget, Row, Word
@@ -128,7 +128,7 @@ class CompletionEngine:
         eos_id: int,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyTrigram | None = None,
+        word_stats: KneserNeyNgram | None = None,
         source: Path | None = None,
     ) -> None:
         """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
@@ -167,7 +167,7 @@ class CompletionEngine:
         path: Path,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyTrigram | None = None,
+        word_stats: KneserNeyNgram | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -188,6 +188,10 @@ class CompletionEngine:
     def runner(self) -> Runner:
         """The model runner (exposed for tests and benchmarks that inspect cache reuse)."""
         return self._runner
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
 
     def update_settings(self, settings: EngineSettings) -> None:
         """Validate and apply settings; raise ValueError (and keep the old ones) if invalid."""
@@ -378,10 +382,13 @@ class CompletionEngine:
         before = text[where.segment_start : where.cursor]
         _, partial, start = split_typed(before)
         spaced = not text[where.cursor : where.cursor + 1].isspace()
+        skipped = {partial}  # choosing the typed word itself gains nothing
+        if self._settings.menu_skips_ghost:
+            skipped.add(self._ghost_word(text, where, budget))
         items = []
         weight = self._settings.blend_weight
         for word in self._blender.rank(before, budget, self._allowed, weight=weight):
-            if not word.text or word.text == partial:
+            if not word.text or word.text in skipped:
                 continue
             if cut_unbalanced(word.text, where.brackets) != word.text:
                 continue
@@ -392,8 +399,17 @@ class CompletionEngine:
             )
         return items
 
+    def _ghost_word(self, text: str, where: CursorContext, budget: Budget) -> str:
+        """The word that accepting the ghost's first word completes ("" when it adds a space
+        first: it then finishes no word being typed)."""
+        ghost = self._blended_ghost(text, where, budget)
+        if ghost is None or not ghost.new_text or ghost.new_text[0].isspace():
+            return ""
+        _, partial, _ = split_typed(text[where.segment_start : where.cursor])
+        return partial + ghost.new_text.split()[0]
+
     def _blended_ghost(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
-        """Ghost text from the blend: a few likeliest words, as the trigram would chain them."""
+        """Ghost text from the blend: a few likeliest words, as the n-gram would chain them."""
         if self._blender is None or not self._settings.corpus_statistics:
             return None
         before = text[where.segment_start : where.cursor]

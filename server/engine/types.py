@@ -35,5 +35,8 @@ class EngineSettings:
     time_budget_ms: int = 400
     corpus_statistics: bool = True  # blend word statistics in, when the engine has them
     blend_weight: float = 0.3  # the LM's share in the blend (blend.py); 0: the corpus alone
+    # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
+    # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
+    menu_skips_ghost: bool = False
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict)
