@@ -119,6 +119,13 @@ def test_statistics_are_built_once_per_corpus_and_memory_mapped(
     assert again.vocab.lines == first.vocab.lines == found.vocab.lines == model.vocab.lines
     prompts = ["a cat on a mat", "portrait of a zebra"]
     assert again.perplexity(prompts) == first.perplexity(prompts) == model.perplexity(prompts)
+    # Orders 4 and 5 are read from disk, not mapped, and rank as the tables in memory do.
+    assert all(isinstance(level.words, wordstats.DiskArray) for level in found.higher)
+    for words in (["a", "cat", "on", "a"], ["of", "a"], []):
+        for partial in ("", "m", "ca"):
+            assert found.ranked(found.history(words), partial) == model.ranked(
+                model.history(words), partial
+            )
     assert wordstats.find("e" * 64, tmp_path) is None
 
 
@@ -148,3 +155,24 @@ def test_sorted_words_find_words_and_prefixes_by_their_bytes() -> None:
         vocab[len(words)]
     empty = wordstats.SortedWords(b"")
     assert len(empty) == 0 and empty.index_of("cat") == wordstats.UNKNOWN and list(empty) == []
+
+
+def test_disk_arrays_read_and_search_as_numpy_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wordstats.DiskArray, "FENCE", 4)  # many blocks for 50 keys
+    monkeypatch.setattr(wordstats.DiskArray, "SPAN", 8)  # and indices read one by one
+    keys = np.unique(np.random.default_rng(0).integers(0, 1000, 60)).astype(np.int64)
+    np.save(tmp_path / "keys.npy", keys)
+    stored = wordstats.DiskArray(tmp_path / "keys.npy")
+    assert len(stored) == len(keys)
+    assert np.array_equal(stored[3:17], keys[3:17]) and len(stored[len(keys) :]) == 0
+    for index in (np.array([0, 5, 5, 2]), np.array([1, len(keys) - 1, 0]), np.array([], int)):
+        assert np.array_equal(stored[index], keys[index])
+    query = np.array([-5, keys[0], keys[7] + 1, keys[-1], keys[-1] + 1, 500])
+    assert np.array_equal(stored.searchsorted(query), np.searchsorted(keys, query))
+    with pytest.raises(ValueError, match="contiguous"):
+        stored[::2]
+    np.save(tmp_path / "grid.npy", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="flat array"):
+        wordstats.DiskArray(tmp_path / "grid.npy")
