@@ -50,7 +50,7 @@ from model_store.store import ModelStore
 SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
 # ideas on 2 cores): it runs on its own so that the default run fits an hour.
-DEFAULT_SYSTEMS = "none,prefix,ngram,engine,blend,lsp,study-lstm"
+DEFAULT_SYSTEMS = "none,prefix,ngram,ngram:5,engine,blend,lsp,study-lstm"
 COLD_START_TEXT = "a portrait of a wo"
 EXPANSIONS_PER_IDEA = 4
 EXAMPLES = 10
@@ -548,7 +548,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=DEFAULT_SYSTEMS,
-        help="comma-separated: none, prefix, ngram, engine[:MODEL], blend[:MODEL], "
+        help="comma-separated: none, prefix, ngram[:ORDER], engine[:MODEL], blend[:MODEL], "
         "study-lstm[:MODEL], study-mlm[:MODEL], lsp",
     )
     parser.add_argument(
