@@ -63,6 +63,7 @@ FORMAT_VERSION = 4
 MAX_ORDER = 5
 MIN_COUNT = 2  # of the n-grams kept above the trigram
 CANDIDATES_PER_ORDER = 24
+REMEMBERED_ROWS = 32  # distinct contexts per lookup still answered from the context cache
 
 
 def tokenize(text: str) -> list[str]:
@@ -326,6 +327,7 @@ class KneserNeyNgram:
         self._unigram_top = lru_cache(maxsize=8192)(self._unigram_top_uncached)
         # Typing through a word asks about the same contexts at every keystroke.
         self._one_context = lru_cache(maxsize=8192)(self._one_context_uncached)
+        self._ranked = lru_cache(maxsize=1024)(self._ranked_uncached)
 
     def limited(self, order: int) -> KneserNeyNgram:
         """The same statistics seen up to ``order`` words (3 is the classic trigram)."""
@@ -354,7 +356,12 @@ class KneserNeyNgram:
             found, index = self._one_context(tuple(columns[0].tolist()), order)
             return np.full(len(columns), found), np.full(len(columns), index)
         distinct, inverse = np.unique(columns, axis=0, return_inverse=True)
-        found, index = self._contexts(distinct, order)
+        if len(distinct) <= REMEMBERED_ROWS:  # the end-of-prompt scores of a ranking
+            pairs = [self._one_context(tuple(ids), order) for ids in distinct.tolist()]
+            found = np.array([hit for hit, _ in pairs], dtype=bool)
+            index = np.array([at for _, at in pairs], dtype=np.int64)
+        else:  # perplexity: many contexts, each asked once
+            found, index = self._contexts(distinct, order)
         inverse = inverse.reshape(-1)
         return found[inverse], index[inverse]
 
@@ -489,11 +496,17 @@ class KneserNeyNgram:
     def ranked(self, history: Sequence[int], partial: str) -> list[tuple[int, float]]:
         """Likely next tokens starting with ``partial``, best first, with their probabilities.
 
-        Candidates are each order's most frequent successors of its context.
+        Candidates are each order's most frequent successors of its context. Recent rankings
+        are remembered: ghost text chains the same words again at the next keystroke.
         """
+        return list(self._ranked(tuple(history), partial))
+
+    def _ranked_uncached(
+        self, history: tuple[int, ...], partial: str
+    ) -> tuple[tuple[int, float], ...]:
         low, high = self._id_range(partial)
         if low >= high:
-            return []
+            return ()
         row = np.asarray([history], dtype=np.int64)
         found: list[np.ndarray] = [self._unigram_top(low, high)]
         b = int(row[0, -1])
@@ -514,7 +527,7 @@ class KneserNeyNgram:
         candidates = candidates[candidates != self.bos]
         scores = self.probability(np.repeat(row, len(candidates), axis=0), candidates)
         order = np.argsort(-scores, kind="stable")
-        return [(int(candidates[i]), float(scores[i])) for i in order]
+        return tuple((int(candidates[i]), float(scores[i])) for i in order)
 
     # ---------------------------------------------------------------- completion
     def continuation(

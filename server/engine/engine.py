@@ -382,12 +382,18 @@ class CompletionEngine:
         before = text[where.segment_start : where.cursor]
         _, partial, start = split_typed(before)
         spaced = not text[where.cursor : where.cursor + 1].isspace()
+        ranked = self._blender.rank(
+            before, budget, self._allowed, weight=self._settings.blend_weight
+        )
         skipped = {partial}  # choosing the typed word itself gains nothing
-        if self._settings.menu_skips_ghost:
-            skipped.add(self._ghost_word(text, where, budget))
+        if (
+            self._settings.menu_skips_ghost
+            and ranked
+            and _shown_in_ghost(ranked[0].text, partial, where)
+        ):
+            skipped.add(ranked[0].text)  # the ghost text's first word: one keystroke away
         items = []
-        weight = self._settings.blend_weight
-        for word in self._blender.rank(before, budget, self._allowed, weight=weight):
+        for word in ranked:
             if not word.text or word.text in skipped:
                 continue
             if cut_unbalanced(word.text, where.brackets) != word.text:
@@ -398,15 +404,6 @@ class CompletionEngine:
                 Suggestion("word", start_at, where.cursor, new_text, math.log(word.probability))
             )
         return items
-
-    def _ghost_word(self, text: str, where: CursorContext, budget: Budget) -> str:
-        """The word that accepting the ghost's first word completes ("" when it adds a space
-        first: it then finishes no word being typed)."""
-        ghost = self._blended_ghost(text, where, budget)
-        if ghost is None or not ghost.new_text or ghost.new_text[0].isspace():
-            return ""
-        _, partial, _ = split_typed(text[where.segment_start : where.cursor])
-        return partial + ghost.new_text.split()[0]
 
     def _blended_ghost(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
         """Ghost text from the blend: a few likeliest words, as the n-gram would chain them."""
@@ -797,6 +794,18 @@ FUNCTION_WORDS = frozenset({
     "or", "into", "its", "his", "her", "their", "is", "are",
 })
 # fmt: on
+
+
+def _shown_in_ghost(word: str, partial: str, where: CursorContext) -> bool:
+    """Whether the blended ghost text starts by finishing ``word``, the best-ranked one: the
+    ghost chains from it, and shows it unless brackets cut it or it has no content."""
+    rest = word[len(partial) :]
+    return (
+        bool(word)
+        and where.mode == "text"
+        and cut_unbalanced(rest, where.brackets) == rest
+        and has_content(word)
+    )
 
 
 def _first_word_end(text: str, start: int) -> int:
