@@ -117,6 +117,12 @@ class PromptLanguageServer(LanguageServer):
             )
         )
 
+    def settings_from(self, configuration: Any) -> Validated:
+        """The client's settings, layered over what it said at ``initialize``."""
+        return build_settings(
+            self.initialization_options, configuration, self.client_shows_ghost_text
+        )
+
     async def apply_settings(self, validated: Validated) -> None:
         """Take new settings; report bad values; reload the model if it changed."""
         if validated.problems:
@@ -259,9 +265,7 @@ def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None
 @SERVER.feature(types.INITIALIZED)
 async def initialized(ls: PromptLanguageServer, params: types.InitializedParams) -> None:
     configuration = await ls.pull_configuration()
-    await ls.apply_settings(
-        build_settings(ls.initialization_options, configuration, ls.client_shows_ghost_text)
-    )
+    await ls.apply_settings(ls.settings_from(configuration))
 
 
 @SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -271,9 +275,7 @@ async def did_change_configuration(
     configuration = await ls.pull_configuration()
     if configuration is None:  # clients without workspace/configuration push the settings
         configuration = section_of(params.settings)
-    await ls.apply_settings(
-        build_settings(ls.initialization_options, configuration, ls.client_shows_ghost_text)
-    )
+    await ls.apply_settings(ls.settings_from(configuration))
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)
