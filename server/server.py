@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
@@ -20,7 +21,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from server import __version__, commands, items
+from server import __version__, commands, items, stdio
 from server.documents import PromptContext, context_at
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
@@ -87,6 +88,14 @@ class PromptLanguageServer(LanguageServer):
         self.client_shows_ghost_text = False  # it declared textDocument/inlineCompletion
         self._load_task: asyncio.Task[None] | None = None
         self._loads = 0
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls' stdio server, reading a pipe on the event loop (``server.stdio``)."""
+        stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
+        if stdio.pollable(stdin):
+            stdio.serve(self, stdin, stdout)
+        else:
+            super().start_io(stdin, stdout)
 
     # -- settings ------------------------------------------------------------------------
 

@@ -96,7 +96,27 @@ def test_stdio_carries_nothing_but_protocol(tmp_path: Path) -> None:
     responses = {message["id"]: message for message in messages if "result" in message}
     assert responses[1]["result"]["serverInfo"]["name"] == "prompt-ls"
     assert responses[2]["result"] is None
-    assert "Starting async IO server" in log_file.read_text()
+    assert "stdin read on the event loop" in log_file.read_text()  # a pipe: server.stdio
+
+
+def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
+    """The event loop cannot watch a regular file, so pygls' threaded reader serves it."""
+    session = tmp_path / "session.lsp"
+    session.write_bytes(b"".join(frame(message) for message in SESSION))
+    log_file = tmp_path / "server.log"
+    with session.open("rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "server", "--log-file", str(log_file), "--log-level", "info"],
+            stdin=stdin,
+            capture_output=True,
+            env=env(tmp_path),
+            timeout=PROCESS_WAIT_S,
+        )
+    responses = {message.get("id"): message for message in unframe(result.stdout)}
+    assert responses[1]["result"]["serverInfo"]["name"] == "prompt-ls"
+    assert responses[2]["result"] is None
+    log = log_file.read_text()
+    assert "Starting async IO server" in log and "event loop" not in log
 
 
 def free_port() -> int:

@@ -195,8 +195,9 @@ def framed(body: bytes) -> bytes:
         framed('{"jsonrpc": "2.0", "method": "\udcff"}'.encode("utf-8", "surrogatepass")),
         b"Content-Length: banana\r\n\r\n",  # a header that is not a length
         framed(b'{"jsonrpc": "2.0", "method": "$/unknownNotification", "params": {}}'),
+        b"X-Junk: " + b"x" * 200_000 + b"\r\n",  # longer than the reader's line buffer
     ],
-    ids=["truncated", "array", "version", "bad-utf8", "header", "unknown-notification"],
+    ids=["truncated", "array", "version", "bad-utf8", "header", "unknown-notification", "long"],
 )
 async def test_garbage_on_the_wire(client: LanguageClient, payload: bytes) -> None:
     await send_raw(client, payload)
