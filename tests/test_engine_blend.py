@@ -167,3 +167,28 @@ def test_beside_ghost_text_the_menu_offers_alternatives_to_its_next_word(
     assert "cat, " in [item.new_text for item in engine.complete("a cat", 5)]
     engine.update_settings(EngineSettings(time_budget_ms=60_000, safe_mode=False))
     assert engine.complete("a ca", 4)[0].new_text == "cat "
+
+
+def test_the_lm_scores_each_word_once_while_the_word_is_typed(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line before the typed word stays the same, so its scores are reused."""
+    found = blender(engine)
+    scored: list[str] = []
+    score = found._score
+
+    def counting(line: str, separator: str, texts: list[str], budget: Budget) -> list[float]:
+        scored.extend(texts)
+        return score(line, separator, texts, budget)
+
+    monkeypatch.setattr(found, "_score", counting)
+    found.rank("a c", budget(), weight=1.0)
+    assert "cat" in scored
+    before = len(scored)
+    again = {word.text: word.probability for word in found.rank("a ca", budget(), weight=1.0)}
+    assert len(scored) == before  # every candidate of "ca" was a candidate of "c"
+    unscored = blender(engine).rank("a ca", budget(), weight=1.0)
+    fresh = {word.text: word.probability for word in unscored}
+    assert again == pytest.approx(fresh, rel=1e-4)
+    found.rank("a cat on a m", budget(), weight=1.0)  # another line: scored afresh
+    assert len(scored) > before

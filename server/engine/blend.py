@@ -36,6 +36,7 @@ BLEND_WEIGHT = 0.3
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
+RECENT_LINES = 8  # lines whose words' LM probabilities are kept
 ROOM = 16  # positions kept free after the context for a candidate's tokens
 
 
@@ -68,6 +69,8 @@ class WordBlender:
         )
         self._word_end[vocab.eos_id] = True
         self._recent: OrderedDict[tuple[str, bool, float], list[RankedWord]] = OrderedDict()
+        # P_LM(word | line) by (line, separator): it does not change while the word is typed.
+        self._scored: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
 
     def rank(
         self,
@@ -170,11 +173,30 @@ class WordBlender:
                 break
         return inserted, logprob
 
-    @torch.inference_mode()
     def _lm_probabilities(
         self, line: str, separator: str, texts: Sequence[str], budget: Budget
     ) -> np.ndarray:
-        """P_LM of each word (its tokens, then a word boundary) after ``line``."""
+        """P_LM of each word (its tokens, then a word boundary) after ``line``.
+
+        Scores are remembered per line: while a word is typed, the line before it stays the
+        same and its candidates keep coming back, so the LM runs only for words it has not
+        scored after this line yet.
+        """
+        key = (line, separator)
+        scored = self._scored.pop(key, {})
+        self._scored[key] = scored  # the most recent line last
+        while len(self._scored) > RECENT_LINES:
+            self._scored.popitem(last=False)
+        missing = [text for text in dict.fromkeys(texts) if text not in scored]
+        if missing:
+            scored.update(zip(missing, self._score(line, separator, missing, budget), strict=True))
+        return np.exp(np.array([scored[text] for text in texts], dtype=np.float64))
+
+    @torch.inference_mode()
+    def _score(
+        self, line: str, separator: str, texts: Sequence[str], budget: Budget
+    ) -> list[float]:
+        """log P_LM of each word after ``line``, from one forward pass over a token tree."""
         vocab, runner = self._vocab, self._runner
         context = [vocab.eos_id, *self._encode(line)]
         context = context[-(runner.max_positions - ROOM) :]
@@ -206,4 +228,4 @@ class WordBlender:
             steps = zip(path[:-1], tokens[1:], strict=True)
             score += sum(float(after[node, token]) for node, token in steps)
             scores.append(score)
-        return np.exp(np.array(scores, dtype=np.float64))
+        return scores
