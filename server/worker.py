@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from model_store.store import ModelStore
 from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
@@ -45,6 +44,10 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> En
     this model cannot take (too long an expansion for its context, say) are reported and
     dropped instead of failing the load.
     """
+    # Imported here, on the model thread: the store's dependencies (filelock, hashing) took
+    # a tenth of a second that `initialize` would otherwise wait for.
+    from model_store.store import ModelStore
+
     store = ModelStore()
     checkpoint = store.resolve(ref, progress=progress)
     progress(f"loading model {checkpoint.name}", None)
