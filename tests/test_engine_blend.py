@@ -192,3 +192,17 @@ def test_the_lm_scores_each_word_once_while_the_word_is_typed(
     assert again == pytest.approx(fresh, rel=1e-4)
     found.rank("a cat on a m", budget(), weight=1.0)  # another line: scored afresh
     assert len(scored) > before
+
+
+def test_remembered_end_of_prompt_scores_match_fresh_ones(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full memory of (word before, word) pairs is emptied, never half trusted."""
+    monkeypatch.setattr("server.engine.blend.REMEMBERED_PAIRS", 2)
+    found = blender(engine)
+    for before in ["a ca", "a c", "a cat on a m", "a cat on a ", "a ca"]:
+        remembered = [(word.text, word.ends_prompt) for word in found.rank(before, budget())]
+        fresh = [(word.text, word.ends_prompt) for word in blender(engine).rank(before, budget())]
+        assert remembered == fresh
+    ends = {word.text: word.ends_prompt for word in found.rank("a cat on a m", budget())}
+    assert ends["mat"] > ends["mat,"]  # "a cat on a mat" ends a prompt, "mat," never does

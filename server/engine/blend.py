@@ -18,6 +18,7 @@ count them (``model_store.wordstats``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -37,6 +38,8 @@ CANDIDATES = 8  # the n-gram's best words that the LM rescores
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
 RECENT_LINES = 8  # lines whose words' LM probabilities are kept
+REMEMBERED_PAIRS = 4096  # (word before, word) end-of-prompt probabilities kept
+REMEMBERED_WORDS = 4096  # words' token ids kept
 ROOM = 16  # positions kept free after the context for a candidate's tokens
 
 
@@ -64,13 +67,20 @@ class WordBlender:
         self._vocab = vocab
         self._encode = encode
         # A whitespace word ends where a token starting with whitespace (or the prompt) ends.
-        self._word_end = torch.tensor(
-            [bool(data) and data[:1].isspace() for data in vocab.token_bytes]
+        ends = [bool(data) and data[:1].isspace() for data in vocab.token_bytes]
+        ends[vocab.eos_id] = True
+        self._word_end_ids = torch.tensor(
+            [i for i, end in enumerate(ends) if end], dtype=torch.long
         )
-        self._word_end[vocab.eos_id] = True
         self._recent: OrderedDict[tuple[str, bool, float], list[RankedWord]] = OrderedDict()
         # P_LM(word | line) by (line, separator): it does not change while the word is typed.
         self._scored: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
+        self._ends_known: dict[tuple[int, int], float] = {}
+        # A candidate word's tokens (" portrait,"): the same words come back at every keystroke.
+        self._tokens_of = functools.lru_cache(maxsize=REMEMBERED_WORDS)(
+            lambda text: tuple(encode(text)[: ROOM - 1])
+        )
+        self._context_of = functools.lru_cache(maxsize=RECENT_LINES)(self._context)
 
     def rank(
         self,
@@ -135,13 +145,9 @@ class WordBlender:
             lm = self._lm_probabilities(before[:start].rstrip(), separator, texts, budget)
             # At weight 1 an LM probability can underflow to 0: keep every score loggable.
             blended = np.maximum((1 - weight) * corpus + weight * lm, np.finfo(np.float64).tiny)
-        # Whether the prompt ends after the word, from the trigram (the word and the one
-        # before): it only decides the menu item's trailing space, and asking the 4- and
-        # 5-gram tables about eight new contexts took 3 ms of every keystroke.
-        after = np.array([[history[-1], token] for token, _ in candidates], dtype=np.int64)
-        ends = stats.probability(after, np.full(len(after), stats.eos, np.int64))
+        ends = self._ends(history[-1], [token for token, _ in candidates])
         order = np.argsort(-blended, kind="stable")
-        return [RankedWord(texts[i], float(blended[i]), float(ends[i])) for i in order]
+        return [RankedWord(texts[i], float(blended[i]), ends[i]) for i in order]
 
     def ghost(
         self,
@@ -173,6 +179,29 @@ class WordBlender:
                 break
         return inserted, logprob
 
+    def _ends(self, previous: int, tokens: Sequence[int]) -> list[float]:
+        """P_KN(end of prompt | the word before, each word), from the trigram.
+
+        It only decides a menu item's trailing space; asking the 4- and 5-gram tables about
+        eight new contexts took 3 ms of every keystroke. Pairs are remembered: while a word
+        is typed, the word before it stays and its candidates recur.
+        """
+        known = self._ends_known
+        if len(known) > REMEMBERED_PAIRS:
+            known.clear()
+        missing = [token for token in dict.fromkeys(tokens) if (previous, token) not in known]
+        if missing:
+            stats = self._stats
+            after = np.array([[previous, token] for token in missing], dtype=np.int64)
+            ends = stats.probability(after, np.full(len(missing), stats.eos, np.int64))
+            known.update(zip([(previous, token) for token in missing], ends.tolist(), strict=True))
+        return [known[(previous, token)] for token in tokens]
+
+    def _context(self, line: str) -> list[int]:
+        """The LM's context for ``line``: end-of-text first, room left for a word's tokens."""
+        context = [self._vocab.eos_id, *self._encode(line)]
+        return context[-(self._runner.max_positions - ROOM) :]
+
     def _lm_probabilities(
         self, line: str, separator: str, texts: Sequence[str], budget: Budget
     ) -> np.ndarray:
@@ -198,34 +227,50 @@ class WordBlender:
     ) -> list[float]:
         """log P_LM of each word after ``line``, from one forward pass over a token tree."""
         vocab, runner = self._vocab, self._runner
-        context = [vocab.eos_id, *self._encode(line)]
-        context = context[-(runner.max_positions - ROOM) :]
-        first = runner.prime(context)
+        first = runner.prime(self._context_of(line))
         # Each word's tokens are a path in a tree of shared prefixes; node i is the word
         # prefix ``prefixes[i]``. An empty text (the prompt ends) is scored as EOS itself.
-        pieces = [self._encode(separator + text)[: ROOM - 1] if text else [] for text in texts]
+        pieces = [self._tokens_of(separator + text) if text else () for text in texts]
         nodes: dict[tuple[int, ...], int] = {}
         for tokens in pieces:
             for end in range(1, len(tokens) + 1):
                 nodes.setdefault(tuple(tokens[:end]), len(nodes))
         prefixes = list(nodes)
         budget.check()
-        after = torch.log_softmax(
-            runner.logits_tree(
-                [prefix[-1] for prefix in prefixes],
-                [nodes[prefix[:-1]] if len(prefix) > 1 else -1 for prefix in prefixes],
-            ).float(),
-            dim=-1,
-        )
-        word_end = torch.logsumexp(after[:, self._word_end], dim=1)
+        logits = runner.logits_tree(
+            [prefix[-1] for prefix in prefixes],
+            [nodes[prefix[:-1]] if len(prefix) > 1 else -1 for prefix in prefixes],
+        ).float()
+        # Only a few entries of each node's distribution are needed: its normaliser, its
+        # word-end mass and the next token of each word through it. One exponential of the
+        # logits serves all three (a log-softmax and a log-sum-exp took twice as long).
+        top = logits.max(dim=1, keepdim=True).values
+        weights = (logits - top).exp_()
+        total = weights.sum(dim=1)
+        normaliser = top.squeeze(1) + total.log()
+        ends = weights.index_select(1, self._word_end_ids).sum(dim=1) / total
+        word_end = ends.clamp_min(torch.finfo(torch.float32).tiny).log().tolist()
+        paths = [
+            [nodes[tuple(tokens[:end])] for end in range(1, len(tokens) + 1)] for tokens in pieces
+        ]
+        steps = [
+            (node, token)
+            for path, tokens in zip(paths, pieces, strict=True)
+            for node, token in zip(path[:-1], tokens[1:], strict=True)
+        ]
+        rows = torch.tensor([node for node, _ in steps], dtype=torch.long)
+        taken = (
+            logits[rows, torch.tensor([token for _, token in steps], dtype=torch.long)]
+            - normaliser[rows]
+        ).tolist()
+        starts = first[[tokens[0] if tokens else vocab.eos_id for tokens in pieces]].tolist()
         scores = []
-        for tokens in pieces:
+        used = 0
+        for path, tokens, start in zip(paths, pieces, starts, strict=True):
             if not tokens:
-                scores.append(float(first[vocab.eos_id]))
+                scores.append(start)
                 continue
-            path = [nodes[tuple(tokens[:end])] for end in range(1, len(tokens) + 1)]
-            score = float(first[tokens[0]]) + float(word_end[path[-1]])
-            steps = zip(path[:-1], tokens[1:], strict=True)
-            score += sum(float(after[node, token]) for node, token in steps)
-            scores.append(score)
+            inner = len(tokens) - 1
+            scores.append(start + word_end[path[-1]] + sum(taken[used : used + inner]))
+            used += inner
         return scores
