@@ -298,19 +298,25 @@ def run_blend(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str,
     engine = CompletionEngine.from_checkpoint(
         model_dir, threads=context.threads, word_stats=context.ngram
     )
+    product = EngineSettings()
+    # Every weight with the product's LM cut-off, then the product's weight with the LM
+    # rescoring every letter of a word.
+    variants = [(weight, product.blend_lm_letters) for weight in BLEND_WEIGHTS]
+    variants.append((product.blend_weight, None))
     rows = []
-    for weight in BLEND_WEIGHTS:
+    for weight, letters in variants:
         began = _clock()
-        engine.update_settings(EngineSettings(blend_weight=weight))
-        name = f"blend weight {weight}"
+        engine.update_settings(EngineSettings(blend_weight=weight, blend_lm_letters=letters))
+        name = f"blend weight {weight}, LM until letter {letters or 'any'}"
         system = Benchmarked(name=name, system=EngineSystem(engine, name), model_backed=True)
         _log(f"KSR {name} on {len(targets)} tuning prompts")
         row = _guarded(name, lambda s=system: ksr_rows(s, targets))
         row.pop("per_prompt", None)
-        rows.append(_stamp({"weight": weight, **row}, meta, began, system))
+        rows.append(_stamp({"weight": weight, "lm_letters": letters, **row}, meta, began, system))
     return {
         "prompts": len(targets),
-        "product_weight": EngineSettings().blend_weight,
+        "product_weight": product.blend_weight,
+        "product_lm_letters": product.blend_lm_letters,
         "model": model_identity(model_dir),
         "rows": rows,
     }

@@ -169,11 +169,8 @@ def test_beside_ghost_text_the_menu_offers_alternatives_to_its_next_word(
     assert engine.complete("a ca", 4)[0].new_text == "cat "
 
 
-def test_the_lm_scores_each_word_once_while_the_word_is_typed(
-    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The line before the typed word stays the same, so its scores are reused."""
-    found = blender(engine)
+def words_scored_by_the_lm(found: WordBlender, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that fills with each word the LM scores from now on."""
     scored: list[str] = []
     score = found._score
 
@@ -182,6 +179,15 @@ def test_the_lm_scores_each_word_once_while_the_word_is_typed(
         return score(line, separator, texts, budget)
 
     monkeypatch.setattr(found, "_score", counting)
+    return scored
+
+
+def test_the_lm_scores_each_word_once_while_the_word_is_typed(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line before the typed word stays the same, so its scores are reused."""
+    found = blender(engine)
+    scored = words_scored_by_the_lm(found, monkeypatch)
     found.rank("a c", budget(), weight=1.0)
     assert "cat" in scored
     before = len(scored)
@@ -206,3 +212,20 @@ def test_remembered_end_of_prompt_scores_match_fresh_ones(
         assert remembered == fresh
     ends = {word.text: word.ends_prompt for word in found.rank("a cat on a m", budget())}
     assert ends["mat"] > ends["mat,"]  # "a cat on a mat" ends a prompt, "mat," never does
+
+
+def test_once_lm_letters_are_typed_the_corpus_ranks_alone(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = blender(engine)
+    scored = words_scored_by_the_lm(found, monkeypatch)
+    gated = found.rank("a cathe", budget(), weight=1.0, lm_letters=4)
+    assert not scored and [word.text for word in gated] == ["cathedral"]
+    corpus_alone = blender(engine).rank("a cathe", budget(), weight=0.0)
+    assert gated[0].probability == corpus_alone[0].probability  # no share of the LM's
+    found.rank("a cathe", budget(), weight=1.0, lm_letters=None)
+    assert scored == ["cathedral"]
+    found.rank("a cat", budget(), weight=1.0, lm_letters=4)  # three letters: still the LM's
+    assert "cat" in scored
+    with pytest.raises(ValueError, match="blend_lm_letters"):
+        engine.update_settings(EngineSettings(blend_lm_letters=-1))

@@ -11,6 +11,7 @@ where ``P_LM(w)`` is the LM's probability of ``w``'s tokens followed by a word b
 token that starts with whitespace, or the end of the prompt). Linear interpolation, unlike a
 log-linear mix, never lets the weaker model veto a word the corpus knows well; the weight was
 chosen on dev prompts outside the benchmark's KSR sample (docs/BENCHMARKS.md, the ablation).
+Once ``LM_LETTERS`` letters of the word are typed, ``P_KN`` ranks alone.
 
 Words are whitespace-separated with punctuation attached ("portrait,"), as the statistics
 count them (``model_store.wordstats``).
@@ -34,6 +35,10 @@ from server.engine.runner import Runner
 from server.engine.vocab import Vocabulary
 
 BLEND_WEIGHT = 0.3
+# Once this many letters of a word are typed, the corpus ranks the words that finish it
+# alone: the few words left share a long prefix, the LM's rescoring did not change the
+# keystroke savings on tuning prompts, and it is most of a keystroke's time.
+LM_LETTERS = 4
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
@@ -89,17 +94,21 @@ class WordBlender:
         allowed: Callable[[str], bool] = lambda _: True,
         use_lm: bool = True,
         weight: float = BLEND_WEIGHT,
+        lm_letters: int | None = LM_LETTERS,
     ) -> list[RankedWord]:
         """Words that finish the word being typed at the end of ``before``, best first.
 
         ``allowed`` filters words out before the LM scores them (blocklist, safe mode). An
         empty ``text`` means the prompt likely ends here (offered only after a whole word).
-        The LM's part is skipped, leaving the corpus ranking, without ``use_lm`` or once the
-        time budget is spent. The last few rankings are remembered: an editor asks for the
-        menu and the ghost text at the same place.
+        The LM's part is skipped, leaving the corpus ranking, without ``use_lm``, once
+        ``lm_letters`` letters of the word are typed (None: never), or once the time budget
+        is spent. The last few rankings are remembered: an editor asks for the menu and the
+        ghost text at the same place.
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
+        if lm_letters is not None:
+            use_lm = use_lm and len(split_typed(before)[1]) < lm_letters
         key = (before, use_lm, weight)
         known = self._recent.get(key)
         if known is not None:
@@ -155,6 +164,7 @@ class WordBlender:
         budget: Budget,
         allowed: Callable[[str], bool],
         weight: float = BLEND_WEIGHT,
+        lm_letters: int | None = LM_LETTERS,
     ) -> tuple[str, float]:
         """Up to ``GHOST_WORDS`` best words chained greedily: text to insert at the cursor, and
         the sum of the words' log-probabilities.
@@ -167,7 +177,9 @@ class WordBlender:
         _, partial, _ = split_typed(before)
         context = before
         for step in range(GHOST_WORDS):
-            ranked = self.rank(context, budget, allowed, use_lm=step == 0, weight=weight)
+            ranked = self.rank(
+                context, budget, allowed, use_lm=step == 0, weight=weight, lm_letters=lm_letters
+            )
             if not ranked or not ranked[0].text:
                 break
             word = ranked[0].text

@@ -210,6 +210,9 @@ class CompletionEngine:
             )
         if not 0.0 <= settings.blend_weight <= 1.0:
             raise ValueError(f"blend_weight must be within [0, 1], got {settings.blend_weight}")
+        letters = settings.blend_lm_letters
+        if letters is not None and (not isinstance(letters, int) or letters < 0):
+            raise ValueError(f"blend_lm_letters must be None or a count >= 0, got {letters!r}")
         if settings.time_budget_ms <= 0:
             raise ValueError(f"time_budget_ms must be positive, got {settings.time_budget_ms}")
         terms = TermFilter(settings.blocklist, settings.safe_mode)
@@ -383,7 +386,11 @@ class CompletionEngine:
         _, partial, start = split_typed(before)
         spaced = not text[where.cursor : where.cursor + 1].isspace()
         ranked = self._blender.rank(
-            before, budget, self._allowed, weight=self._settings.blend_weight
+            before,
+            budget,
+            self._allowed,
+            weight=self._settings.blend_weight,
+            lm_letters=self._settings.blend_lm_letters,
         )
         skipped = {partial}  # choosing the typed word itself gains nothing
         if (
@@ -411,7 +418,11 @@ class CompletionEngine:
             return None
         before = text[where.segment_start : where.cursor]
         ghost, logprob = self._blender.ghost(
-            before, budget, self._allowed, self._settings.blend_weight
+            before,
+            budget,
+            self._allowed,
+            self._settings.blend_weight,
+            self._settings.blend_lm_letters,
         )
         ghost = cut_unbalanced(ghost, where.brackets)
         _, partial, _ = split_typed(before)

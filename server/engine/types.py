@@ -35,6 +35,7 @@ class EngineSettings:
     time_budget_ms: int = 400
     corpus_statistics: bool = True  # blend word statistics in, when the engine has them
     blend_weight: float = 0.3  # the LM's share in the blend (blend.py); 0: the corpus alone
+    blend_lm_letters: int | None = 4  # letters of a word after which the corpus ranks alone
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
