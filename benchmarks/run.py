@@ -307,7 +307,7 @@ def run_blend(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str,
     for weight, letters in variants:
         began = _clock()
         engine.update_settings(EngineSettings(blend_weight=weight, blend_lm_letters=letters))
-        name = f"blend weight {weight}, LM until letter {letters or 'any'}"
+        name = f"blend weight {weight}, LM until letter {'any' if letters is None else letters}"
         system = Benchmarked(name=name, system=EngineSystem(engine, name), model_backed=True)
         _log(f"KSR {name} on {len(targets)} tuning prompts")
         row = _guarded(name, lambda s=system: ksr_rows(s, targets))

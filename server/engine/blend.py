@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,13 +33,14 @@ import torch
 from model_store.wordstats import KneserNeyNgram, split_typed
 from server.engine.decoding import Budget
 from server.engine.runner import Runner
+from server.engine.types import EngineSettings
 from server.engine.vocab import Vocabulary
 
-BLEND_WEIGHT = 0.3
-# Once this many letters of a word are typed, the corpus ranks the words that finish it
-# alone: the few words left share a long prefix, the LM's rescoring did not change the
-# keystroke savings on tuning prompts, and it is most of a keystroke's time.
-LM_LETTERS = 4
+K = TypeVar("K")
+
+# The engine's defaults (EngineSettings says why they are what they are).
+BLEND_WEIGHT = EngineSettings.blend_weight
+LM_LETTERS = EngineSettings.blend_lm_letters
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
@@ -107,13 +109,14 @@ class WordBlender:
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
+        typed = split_typed(before)
         if lm_letters is not None:
-            use_lm = use_lm and len(split_typed(before)[1]) < lm_letters
+            use_lm = use_lm and len(typed[1]) < lm_letters
         key = (before, use_lm, weight)
         known = self._recent.get(key)
         if known is not None:
             return known
-        ranked = self._rank(before, budget, allowed, use_lm and weight > 0, weight)
+        ranked = self._rank(before, typed, budget, allowed, use_lm and weight > 0, weight)
         self._recent[key] = ranked
         while len(self._recent) > RECENT_RANKINGS:
             self._recent.popitem(last=False)
@@ -126,13 +129,14 @@ class WordBlender:
     def _rank(
         self,
         before: str,
+        typed: tuple[list[str], str, int],
         budget: Budget,
         allowed: Callable[[str], bool],
         use_lm: bool,
         weight: float,
     ) -> list[RankedWord]:
         stats = self._stats
-        words, partial, start = split_typed(before)
+        words, partial, start = typed
         history = stats.history(words)
         candidates = list(
             islice(
@@ -198,16 +202,15 @@ class WordBlender:
         eight new contexts took 3 ms of every keystroke. Pairs are remembered: while a word
         is typed, the word before it stays and its candidates recur.
         """
-        known = self._ends_known
-        if len(known) > REMEMBERED_PAIRS:
-            known.clear()
-        missing = [token for token in dict.fromkeys(tokens) if (previous, token) not in known]
-        if missing:
-            stats = self._stats
-            after = np.array([[previous, token] for token in missing], dtype=np.int64)
-            ends = stats.probability(after, np.full(len(missing), stats.eos, np.int64))
-            known.update(zip([(previous, token) for token in missing], ends.tolist(), strict=True))
-        return [known[(previous, token)] for token in tokens]
+        if len(self._ends_known) > REMEMBERED_PAIRS:
+            self._ends_known.clear()
+        stats = self._stats
+
+        def probabilities(pairs: list[tuple[int, int]]) -> list[float]:
+            history = np.array(pairs, dtype=np.int64)
+            return stats.probability(history, np.full(len(pairs), stats.eos, np.int64)).tolist()
+
+        return _remembered(self._ends_known, [(previous, t) for t in tokens], probabilities)
 
     def _context(self, line: str) -> list[int]:
         """The LM's context for ``line``: end-of-text first, room left for a word's tokens."""
@@ -228,10 +231,10 @@ class WordBlender:
         self._scored[key] = scored  # the most recent line last
         while len(self._scored) > RECENT_LINES:
             self._scored.popitem(last=False)
-        missing = [text for text in dict.fromkeys(texts) if text not in scored]
-        if missing:
-            scored.update(zip(missing, self._score(line, separator, missing, budget), strict=True))
-        return np.exp(np.array([scored[text] for text in texts], dtype=np.float64))
+        logprobs = _remembered(
+            scored, list(texts), lambda missing: self._score(line, separator, missing, budget)
+        )
+        return np.exp(np.array(logprobs, dtype=np.float64))
 
     @torch.inference_mode()
     def _score(
@@ -286,3 +289,13 @@ class WordBlender:
             scores.append(start + word_end[path[-1]] + sum(taken[used : used + inner]))
             used += inner
         return scores
+
+
+def _remembered(
+    known: dict[K, float], keys: list[K], compute: Callable[[list[K]], list[float]]
+) -> list[float]:
+    """``known[key]`` for each key, computing the missing ones in one batch and keeping them."""
+    missing = [key for key in dict.fromkeys(keys) if key not in known]
+    if missing:
+        known.update(zip(missing, compute(missing), strict=True))
+    return [known[key] for key in keys]

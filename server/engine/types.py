@@ -35,7 +35,11 @@ class EngineSettings:
     time_budget_ms: int = 400
     corpus_statistics: bool = True  # blend word statistics in, when the engine has them
     blend_weight: float = 0.3  # the LM's share in the blend (blend.py); 0: the corpus alone
-    blend_lm_letters: int | None = 4  # letters of a word after which the corpus ranks alone
+    # Once this many letters of a word are typed, the corpus ranks the words that finish it
+    # alone (None: the LM rescores at every letter): the few words left share a long prefix,
+    # the LM's rescoring did not change the keystroke savings on tuning prompts, and it was
+    # most of a keystroke's time.
+    blend_lm_letters: int | None = 4
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
