@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from server.engine.requests import check_stop
 from server.engine.runner import Runner
 from server.engine.syntax import is_word_char
-from server.engine.types import Cancelled
 from server.engine.vocab import WORD_JOINERS, Vocabulary
 
 Tensor = torch.Tensor
@@ -36,8 +36,7 @@ class Budget:
 
     def check(self) -> None:
         """Raise Cancelled if the caller set the stop flag."""
-        if self.stop is not None and self.stop.is_set():
-            raise Cancelled
+        check_stop(self.stop)
 
     def left(self) -> bool:
         """Raise Cancelled when stopped; otherwise say whether time remains."""

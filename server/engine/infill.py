@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from server.engine.types import Cancelled
+from server.engine.requests import check_stop
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -30,11 +30,6 @@ _WORDLIKE = re.compile(r"\w")
 _CANDIDATE_END = re.compile(r"[,.;:!?()\[\]{}|\n]")
 _NO_SPACE_BEFORE = frozenset(",.;:!?)]}")
 _NO_SPACE_AFTER = frozenset("([{")
-
-
-def _check(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise Cancelled
 
 
 _PIECES: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, list[str]] = weakref.WeakKeyDictionary()
@@ -132,7 +127,7 @@ def fill_mask(
         first.append(([token], float(logprobs[token])))
         if len(first) == candidates:
             break
-    _check(stop)
+    check_stop(stop)
     words = _extend_pieces(model, tokenizer, ids, position, first, max_pieces, stop)
     best: dict[str, float] = {}
     for pieces, score in words:
@@ -167,7 +162,7 @@ def _extend_pieces(
             rows.append([*ids[:position], *pieces, mask_id, *ids[position + 1 :]])
         positions = [position + len(words[index][0]) for index in growing]
         logprobs = _logprobs_at(model, rows, positions)
-        _check(stop)
+        check_stop(stop)
         still = []
         for row, index in enumerate(growing):
             token = int(logprobs[row].argmax())
@@ -220,7 +215,7 @@ def expand_with_masked_lm(
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     current = text.rstrip()
     for _ in range(max_tokens):
-        _check(stop)
+        check_stop(stop)
         ids = list(tokenizer(current + tokenizer.mask_token * 3)["input_ids"])
         if mask_id not in ids:
             break
@@ -295,9 +290,9 @@ def infill_with_causal_lm(
         "pad_token_id": eos,
         "eos_token_id": eos,
     }
-    _check(stop)
+    check_stop(stop)
     greedy = model.generate(input_ids, do_sample=False, **common)
-    _check(stop)
+    check_stop(stop)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         sampled = model.generate(
@@ -308,7 +303,7 @@ def infill_with_causal_lm(
             num_return_sequences=samples,
             **common,
         )
-    _check(stop)
+    check_stop(stop)
     continuations = tokenizer.batch_decode(
         [*greedy[:, len(prefix) :], *sampled[:, len(prefix) :]], skip_special_tokens=True
     )

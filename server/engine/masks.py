@@ -3,12 +3,14 @@
 "A portrait of <mask> in the style of" asks for the word that fits the gap; the study answered
 it with ``pipeline("fill-mask")``. Completion with the cursor inside or right after a
 ``<mask>`` offers fillers that replace exactly that span, whatever the model's kind. Pure
-string logic: no model, no torch.
+string logic: no model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from server.engine.requests import check_cursor
 
 MASK = "<mask>"
 _OPENERS = frozenset("([{")
@@ -27,28 +29,6 @@ class MaskSpan:
     def nth(self) -> int:
         """Which mask of the line this is (0 = the first), for models that see every mask."""
         return self.left.count(MASK)
-
-
-def check_cursor(text: str, cursor: int) -> int:
-    """The cursor clamped to the text, as LSP clamps a position past a line's end.
-
-    Raises TypeError for a non-str text or a non-int cursor and ValueError for a negative one.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if isinstance(cursor, bool) or not isinstance(cursor, int):
-        raise TypeError(f"cursor must be an int, got {type(cursor).__name__}")
-    if cursor < 0:
-        raise ValueError(f"cursor must not be negative, got {cursor}")
-    return min(cursor, len(text))
-
-
-def check_limit(limit: int | None, default: int) -> int:
-    """How many menu items a request may have: ``default`` when None, else a count >= 0."""
-    limit = default if limit is None else limit
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
-    return limit
 
 
 def mask_at(text: str, cursor: int) -> MaskSpan | None:

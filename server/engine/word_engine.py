@@ -14,30 +14,30 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from server.engine.filters import TermFilter, dedupe_key
-from server.engine.masks import MaskSpan, check_cursor, check_limit, joined, mask_at
+from server.engine.filters import dedupe_key
+from server.engine.masks import MaskSpan, joined, mask_at
+from server.engine.ranking import option_suggestions
+from server.engine.requests import (
+    check_cursor,
+    check_expand,
+    check_limit,
+    check_settings,
+    check_stop,
+    set_threads,
+)
 from server.engine.syntax import CursorContext, analyse
-from server.engine.types import Cancelled, EngineSettings, Suggestion
+from server.engine.types import EngineSettings, Suggestion
 
-MAX_EXPANSIONS = 32
-DEFAULT_THREADS = 1
 INLINE_ALTERNATIVES = 3
 PHRASE_SEPARATORS = ",;|"
-
-
-def check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise Cancelled
 
 
 class WordEngine(ABC):
     """Shared request handling; subclasses say how their model ranks and writes words."""
 
     def __init__(self, settings: EngineSettings | None = None, threads: int | None = None) -> None:
-        """``threads``: torch's process-wide thread count (one by default, as the LM engine)."""
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        torch.set_num_threads(threads or DEFAULT_THREADS)
+        """``threads``: torch's process-wide thread count (``requests.set_threads``)."""
+        set_threads(threads)
         self._lock = threading.Lock()
         if settings is None:  # the defaults, with expansions no longer than this model writes
             limit = min(EngineSettings().max_expansion_tokens, self.max_expansion_tokens)
@@ -76,18 +76,7 @@ class WordEngine(ABC):
 
     def update_settings(self, settings: EngineSettings) -> None:
         """Validate and apply settings; raise ValueError (and keep the old ones) if invalid."""
-        if settings.max_items < 1:
-            raise ValueError(f"max_items must be at least 1, got {settings.max_items}")
-        if not settings.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {settings.temperature}")
-        if not 1 <= settings.max_expansion_tokens <= self.max_expansion_tokens:
-            raise ValueError(
-                f"max_expansion_tokens must be from 1 to {self.max_expansion_tokens} for this "
-                f"model, got {settings.max_expansion_tokens}"
-            )
-        if settings.time_budget_ms <= 0:
-            raise ValueError(f"time_budget_ms must be positive, got {settings.time_budget_ms}")
-        terms = TermFilter(settings.blocklist, settings.safe_mode)
+        terms = check_settings(settings, self.max_expansion_tokens)
         with self._lock:
             self._settings = settings
             self._terms = terms
@@ -118,10 +107,7 @@ class WordEngine(ABC):
             if where.mode == "none" or (where.inside_word and not where.in_word):
                 return []  # right before a word: nothing to complete, no room for a phrase
             if where.mode == "options":
-                return [
-                    Suggestion("word", where.option_start, cursor, option, -0.01 * rank)
-                    for rank, option in enumerate(where.options)
-                ][:limit]
+                return option_suggestions(where)[:limit]
             words = self._word_items(text, where, limit, stop)
             phrases: list[Suggestion] = []
             if not where.inside_word:
@@ -170,10 +156,7 @@ class WordEngine(ABC):
 
     def expand(self, text: str, n: int = 4, *, stop: threading.Event | None = None) -> list[str]:
         """n distinct full prompts that start with the user's text, best first."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not isinstance(n, int) or not 0 <= n <= MAX_EXPANSIONS:
-            raise ValueError(f"n must be an integer from 0 to {MAX_EXPANSIONS}, got {n!r}")
+        check_expand(text, n)
         with self._lock, torch.inference_mode():
             check_stop(stop)
             where = analyse(text, len(text))

@@ -1,0 +1,48 @@
+"""Ordering suggestions: best first without duplicates, and the menu's words before phrases."""
+
+from __future__ import annotations
+
+from server.engine.filters import dedupe_key
+from server.engine.syntax import CursorContext
+from server.engine.types import Suggestion
+
+
+def option_suggestions(where: CursorContext) -> list[Suggestion]:
+    """Fixed choices (parameter names, aspect ratios, weights), most common first.
+
+    They have no model score; a small decreasing one keeps their order when ranked.
+    """
+    return [
+        Suggestion("word", where.option_start, where.cursor, option, -0.01 * order)
+        for order, option in enumerate(where.options)
+    ]
+
+
+def rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Suggestion]:
+    """Best first, without two suggestions that would produce the same text.
+
+    Words are compared exactly: "fire" and "fire," are different words to type.
+    """
+    ordered = (
+        suggestions if keep_order else sorted(suggestions, key=lambda s: s.score, reverse=True)
+    )
+    seen: set[tuple[int, str]] = set()
+    result = []
+    for suggestion in ordered:
+        text = suggestion.new_text
+        key = (suggestion.start, text if suggestion.kind == "word" else dedupe_key(text))
+        if key not in seen:
+            seen.add(key)
+            result.append(suggestion)
+    return result
+
+
+def merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> list[Suggestion]:
+    """The menu: ranked words first (what is being typed), then ranked phrases.
+
+    A quarter of the menu is kept for phrases when there are any.
+    """
+    reserved = min(len(phrases), max(1, limit // 4))
+    chosen = words[: limit - reserved]
+    chosen += phrases[: limit - len(chosen)]
+    return rank(chosen, keep_order=True)
