@@ -409,7 +409,7 @@ def _perplexity_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[s
         "has no left-to-right likelihood: its row gives the study's metric instead, exp(mean "
         "loss over 15% masked tokens) on one seeded draw of the masks, beside which the study "
         "reported 3.83 on a random split of 1k prompts with distilroberta's tokenizer (not the "
-        "same measurement: `model_store.mlm.PERPLEXITY_NOTE`).",
+        "same measurement: `model_store.study.mlm.PERPLEXITY_NOTE`).",
         "",
     ]
     if not rows:

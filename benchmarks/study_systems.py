@@ -2,9 +2,9 @@
 
 Both are served through their engine adapters (``server.engine.kinds``), so KSR measures what
 the product would offer with that model configured. Perplexity is each model's own measure:
-the LSTM's per word (``model_store.lstm.lstm_perplexity``, unknown words scored as ``<unk>``)
+the LSTM's per word (``model_store.study.lstm.lstm_perplexity``, unknown words scored as ``<unk>``)
 and the masked LM's exp(mean loss over 15% masked tokens) on one seeded draw of the masks, the
-study's metric (``model_store.mlm.masked_perplexity``); a masked LM has no left-to-right
+study's metric (``model_store.study.mlm.masked_perplexity``); a masked LM has no left-to-right
 likelihood, so it has no word perplexity to compare.
 """
 
@@ -61,7 +61,7 @@ def study_lstm(context: Context, argument: str | None) -> Benchmarked:
         predictor = engine.predictor
 
         def perplexity(prompts: Sequence[str]) -> dict[str, float]:
-            from model_store.lstm import lstm_perplexity
+            from model_store.study.lstm import lstm_perplexity
 
             return lstm_perplexity(predictor.model, predictor.vocab, predictor.config, prompts)
 
@@ -76,7 +76,7 @@ def study_mlm(context: Context, argument: str | None) -> Benchmarked:
     if engine is not None:
 
         def perplexity(prompts: Sequence[str]) -> dict[str, float]:
-            from model_store.mlm import STUDY_PERPLEXITY, masked_perplexity
+            from model_store.study.mlm import STUDY_PERPLEXITY, masked_perplexity
 
             measured = masked_perplexity(engine.model, engine.tokenizer, prompts)
             return {

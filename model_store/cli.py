@@ -103,7 +103,7 @@ def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
     print(f"model          {checkpoint.name} ({checkpoint.kind})")
     print(f"data           {corpus.name} ({len(prompts):,} prompts)")
     if checkpoint.kind == "masked-lm":
-        from model_store.mlm import (
+        from model_store.study.mlm import (
             PERPLEXITY_NOTE,
             STUDY_PERPLEXITY,
             load_masked_lm,
@@ -115,7 +115,7 @@ def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
         print(f"study          {STUDY_PERPLEXITY} ({PERPLEXITY_NOTE})")
         return 0
     if checkpoint.kind == "word-lstm":
-        from model_store.lstm import load_word_lstm, lstm_perplexity
+        from model_store.study.lstm import load_word_lstm, lstm_perplexity
 
         metrics = lstm_perplexity(*load_word_lstm(checkpoint.path), prompts)
         print(f"oov rate       {metrics['oov_rate']:.3%} (scored as the <unk> class)")
@@ -169,7 +169,7 @@ def cmd_explore(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def cmd_rate(store: ModelStore, args: argparse.Namespace) -> int:
-    from model_store import rating
+    from model_store.study import rating
 
     out = Path(args.out)
     if args.summary:
@@ -199,12 +199,12 @@ def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], 
     """
     checkpoint = store.resolve(ref, progress=_progress)
     if checkpoint.kind == "word-lstm":
-        from model_store.lstm import WordLSTMPredictor
+        from model_store.study.lstm import WordLSTMPredictor
 
         predictor = WordLSTMPredictor.from_checkpoint(checkpoint.path)
         return lambda idea: next(iter(predictor.expand(idea, 1, seed=seed)), "")
     if checkpoint.kind == "masked-lm":
-        from model_store.mlm import load_masked_lm
+        from model_store.study.mlm import load_masked_lm
         from server.engine.infill import expand_with_masked_lm
 
         model, tokenizer = load_masked_lm(checkpoint.path)

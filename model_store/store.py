@@ -216,11 +216,11 @@ class ModelStore:
     def _trainer_for(self, kind: str) -> Callable[..., Any]:
         """The training function of a preset kind (imported lazily: torch is slow to load)."""
         if kind == "word-lstm":
-            from model_store.lstm import train_word_lstm
+            from model_store.study.lstm import train_word_lstm
 
             return train_word_lstm
         if kind == "masked-lm":
-            from model_store.mlm import train_masked_lm
+            from model_store.study.mlm import train_masked_lm
 
             # a fine-tuning preset names its base model as a store reference
             return partial(train_masked_lm, resolve=self.resolve)

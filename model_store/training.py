@@ -4,7 +4,7 @@ A run lives in ``<store>/runs/<name>/``: the tokenizer, the token arrays and the
 numbered checkpoints. Rerunning the same command continues from the newest complete
 checkpoint, so Ctrl-C, kill -9 or the end of a session costs at most one save interval.
 The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``. The masked-LM
-trainer (model_store.mlm) runs the Trainer through the same helpers.
+trainer (model_store.study.mlm) runs the Trainer through the same helpers.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ import pytest
 from model_store import cli
 from model_store.checkpoint import Checkpoint, CheckpointError
 from model_store.corpus import load_corpus
-from model_store.lstm import (
+from model_store.presets import get_preset
+from model_store.store import ModelStore, StoreError
+from model_store.study.lstm import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
@@ -32,8 +34,6 @@ from model_store.lstm import (
     tokenize,
     train_word_lstm,
 )
-from model_store.presets import get_preset
-from model_store.store import ModelStore, StoreError
 from tests.study_prompts import make_prompts, write_prompts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

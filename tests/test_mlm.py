@@ -16,15 +16,15 @@ from model_store import cli
 from model_store.checkpoint import Checkpoint
 from model_store.corpus import load_corpus
 from model_store.loading import load_causal_lm
-from model_store.mlm import (
+from model_store.presets import get_preset
+from model_store.store import ModelStore, _hub_kind
+from model_store.study.mlm import (
     PERPLEXITY_NOTE,
     load_masked_lm,
     masked_perplexity,
     train_masked_lm,
     train_roberta_tokenizer,
 )
-from model_store.presets import get_preset
-from model_store.store import ModelStore, _hub_kind
 from server.engine.infill import expand_with_masked_lm, fill_mask
 from server.engine.types import Cancelled
 from tests.study_prompts import make_prompts, write_prompts

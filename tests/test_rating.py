@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from model_store import cli, rating
-from model_store.rating import (
+from model_store import cli
+from model_store.study import rating
+from model_store.study.rating import (
     FIELDS,
     Estimate,
     Pairing,

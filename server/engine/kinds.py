@@ -46,13 +46,13 @@ def _causal(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) 
 
 
 def _word_lstm(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
-    from server.engine.lstm_engine import WordLSTMEngine
+    from server.engine.study.lstm_engine import WordLSTMEngine
 
     return WordLSTMEngine.from_checkpoint(path, threads=threads)
 
 
 def _masked(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
-    from server.engine.mlm_engine import MaskedLMEngine
+    from server.engine.study.mlm_engine import MaskedLMEngine
 
     return MaskedLMEngine.from_checkpoint(path, threads=threads)
 

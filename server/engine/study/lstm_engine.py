@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from model_store.lstm import WordLSTMPredictor
+from model_store.study.lstm import WordLSTMPredictor
 from server.engine.masks import MaskSpan, joined
 from server.engine.requests import check_stop
+from server.engine.study.word_engine import WordEngine
 from server.engine.types import EngineSettings
-from server.engine.word_engine import WordEngine
 
 PHRASE_WORDS = 6  # greedy words after the first, enough for "in the style of greg rutkowski"
 MAX_EXPANSION_WORDS = 200

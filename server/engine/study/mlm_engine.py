@@ -14,12 +14,12 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from model_store.mlm import load_masked_lm
+from model_store.study.mlm import load_masked_lm
 from server.engine.infill import expand_with_masked_lm, fill_mask
 from server.engine.masks import MASK, MaskSpan
 from server.engine.requests import check_stop
+from server.engine.study.word_engine import WordEngine
 from server.engine.types import EngineSettings
-from server.engine.word_engine import WordEngine
 
 MAX_FILLERS = 30  # fill_mask's first-piece candidates: more cannot be ranked
 MIN_CANDIDATES = 8
