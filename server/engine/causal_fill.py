@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
-from model_store.wordstats import KneserNeyNgram
+from model_store.ngram.model import WordNgram
 from server.engine.engine import CompletionEngine
 from server.engine.filters import TermFilter
 from server.engine.infill import infill_with_causal_lm
@@ -39,7 +39,7 @@ class InfillingEngine(CompletionEngine):
         eos_id: int,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyNgram | None = None,
+        word_stats: WordNgram | None = None,
         source: Path | None = None,
     ) -> None:
         """Masks are filled from ``source``, the checkpoint directory; without one (a scripted

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from model_store.wordstats import KneserNeyNgram, split_typed
+from model_store.ngram.model import WordNgram
 from server.engine import decoding
 from server.engine.blend import WordBlender
 from server.engine.decoding import Budget, Row, Word
@@ -41,9 +41,16 @@ from server.engine.filters import (
     loop_start,
     repeats_known,
 )
+from server.engine.lm_words import LMWordScorer
 from server.engine.masks import check_cursor
-from server.engine.runner import Runner, load_runner
-from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
+from server.engine.runner import Context, Runner, load_runner
+from server.engine.syntax import (
+    CursorContext,
+    analyse,
+    cut_unbalanced,
+    option_suggestions,
+    phrase_end,
+)
 from server.engine.types import EngineSettings, Suggestion, SuggestionKind
 from server.engine.vocab import Vocabulary, load_tokenizer
 
@@ -100,8 +107,7 @@ class _Request:
     before: str  # the segment up to the cursor
     tail: str  # typed text after the last safe token boundary, reproduced by decoding
     partial: str  # the typed part of the current word (a suffix of ``tail``)
-    context_ids: list[int]
-    first: torch.Tensor  # next-token log-probs after the context
+    context: Context  # primed: what decoding continues
 
     @property
     def tail_bytes(self) -> bytes:
@@ -128,7 +134,7 @@ class CompletionEngine:
         eos_id: int,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyNgram | None = None,
+        word_stats: WordNgram | None = None,
         source: Path | None = None,
     ) -> None:
         """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
@@ -152,7 +158,7 @@ class CompletionEngine:
         self.source = source
         self._vocab = Vocabulary(tokenizer, eos_id, runner.vocab_size)
         self._blender = (
-            WordBlender(word_stats, self._runner, self._vocab, self._encode)
+            WordBlender(word_stats, LMWordScorer(self._runner, self._vocab, self._encode))
             if word_stats is not None
             else None
         )
@@ -167,7 +173,7 @@ class CompletionEngine:
         path: Path,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyNgram | None = None,
+        word_stats: WordNgram | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -224,7 +230,7 @@ class CompletionEngine:
             self._ghost = None  # chosen under the old settings, as were the cached phrases
             self._phrase_cache.clear()
             if self._blender is not None:
-                self._blender.forget()
+                self._blender.configure(settings, self._allowed)
 
     # Public requests -----------------------------------------------------------------------
 
@@ -252,8 +258,8 @@ class CompletionEngine:
             if limit == 0 or where.mode == "none":
                 return []
             if where.mode == "options":
-                return _options(where)[:limit]
-            blended = self._blended_words(text, where, budget)  # before _prepare: both prime
+                return option_suggestions(where)[:limit]
+            blended = self._blended_words(text, where, budget)
             request = self._prepare(text, where)
             if request is None:
                 return []
@@ -375,61 +381,16 @@ class CompletionEngine:
     def _blended_words(
         self, text: str, where: CursorContext, budget: Budget
     ) -> list[Suggestion] | None:
-        """Menu words from the blend, or None without statistics or inside a word.
-
-        A word item replaces the typed part of the word and, like a tag completer, adds the
-        space that follows it unless the prompt likely ends there or a space follows already.
-        """
+        """Menu words from the blend, or None without statistics or inside a word."""
         if self._blender is None or not self._settings.corpus_statistics or where.inside_word:
             return None
-        before = text[where.segment_start : where.cursor]
-        _, partial, start = split_typed(before)
-        spaced = not text[where.cursor : where.cursor + 1].isspace()
-        ranked = self._blender.rank(
-            before,
-            budget,
-            self._allowed,
-            weight=self._settings.blend_weight,
-            lm_letters=self._settings.blend_lm_letters,
-        )
-        skipped = {partial}  # choosing the typed word itself gains nothing
-        if (
-            self._settings.menu_skips_ghost
-            and ranked
-            and _shown_in_ghost(ranked[0].text, partial, where)
-        ):
-            skipped.add(ranked[0].text)  # the ghost text's first word: one keystroke away
-        items = []
-        for word in ranked:
-            if not word.text or word.text in skipped:
-                continue
-            if cut_unbalanced(word.text, where.brackets) != word.text:
-                continue
-            new_text = word.text + " " if spaced and word.ends_prompt < 0.5 else word.text
-            start_at = where.segment_start + start
-            items.append(
-                Suggestion("word", start_at, where.cursor, new_text, math.log(word.probability))
-            )
-        return items
+        return self._blender.menu_items(text, where, budget)
 
     def _blended_ghost(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
         """Ghost text from the blend: a few likeliest words, as the n-gram would chain them."""
         if self._blender is None or not self._settings.corpus_statistics:
             return None
-        before = text[where.segment_start : where.cursor]
-        ghost, logprob = self._blender.ghost(
-            before,
-            budget,
-            self._allowed,
-            self._settings.blend_weight,
-            self._settings.blend_lm_letters,
-        )
-        ghost = cut_unbalanced(ghost, where.brackets)
-        _, partial, _ = split_typed(before)
-        if not has_content(partial + ghost):
-            return None
-        score = decoding.per_word(logprob, partial + ghost)
-        return Suggestion("phrase", where.cursor, where.cursor, ghost, score)
+        return self._blender.ghost_item(text, where, budget)
 
     # Preparation ---------------------------------------------------------------------------
 
@@ -455,10 +416,9 @@ class CompletionEngine:
         if len(context) > room:
             cut = math.ceil((len(context) - room) / CONTEXT_CHUNK) * CONTEXT_CHUNK
             context = context[cut:]
-        context_ids = [self._vocab.eos_id, *context]
-        first = self._runner.prime(context_ids)
+        primed = self._runner.prime([self._vocab.eos_id, *context])
         partial = before[word_start:] if where.in_word else ""
-        return _Request(where, segment, before, tail, partial, context_ids, first)
+        return _Request(where, segment, before, tail, partial, primed)
 
     def _encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
@@ -498,7 +458,7 @@ class CompletionEngine:
         words = decoding.word_search(
             self._runner,
             self._vocab,
-            request.first,
+            request.context,
             request.tail_bytes,
             request.word_offset,
             width=width,
@@ -560,7 +520,7 @@ class CompletionEngine:
             if tail:
                 never = torch.ones_like(never)
                 never[self._vocab.allowed(self._vocab.consistent(tail), tail, self._banned)] = False
-            starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
+            starts = [(request.context.logprobs.masked_fill(never, decoding.NEG_INF), 0.0, [])]
         branches: list[tuple[float, int, list[int]]] = []
         for group, (scores, prior, forced) in enumerate(starts):
             top = torch.topk(scores, count)
@@ -585,7 +545,7 @@ class CompletionEngine:
             return phrase_end(generated, brackets, in_word)
 
         # In a word the rows' forced tokens cover the typed tail; otherwise it constrains them.
-        common = (tuple(request.context_ids), max_tokens, brackets, in_word)
+        common = (request.context.ids, max_tokens, brackets, in_word)
         common += (b"" if in_word else request.tail_bytes,)
         tail_chars = len(request.tail)
         todo: list[tuple[tuple[object, ...], Row]] = []
@@ -605,7 +565,7 @@ class CompletionEngine:
         decoding.decode_rows(
             self._runner,
             self._vocab,
-            request.first,
+            request.context,
             [row for _, row in todo],
             request.tail_bytes,
             policy=decoding.greedy_policy(self._banned),
@@ -705,7 +665,7 @@ class CompletionEngine:
             policy = decoding.sampling_policy(
                 self._vocab,
                 self._banned,
-                request.context_ids,
+                list(request.context.ids),
                 temperature=settings.temperature,
                 top_k=TOP_K,
                 repetition_penalty=REPETITION_PENALTY,
@@ -715,7 +675,7 @@ class CompletionEngine:
             decoding.decode_rows(
                 self._runner,
                 self._vocab,
-                request.first,
+                request.context,
                 rows,
                 request.tail_bytes,
                 policy=policy,
@@ -758,17 +718,6 @@ def _detailed(continuation: str) -> bool:
     return continuation.count(",") >= 2 or len(continuation.split()) >= 12
 
 
-def _options(where: CursorContext) -> list[Suggestion]:
-    """Fixed choices (parameter names, aspect ratios, weights), most common first.
-
-    They have no model score; a small decreasing one keeps their order when ranked.
-    """
-    return [
-        Suggestion("word", where.option_start, where.cursor, option, -0.01 * rank)
-        for rank, option in enumerate(where.options)
-    ]
-
-
 def _rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Suggestion]:
     """Best first, without two suggestions that would produce the same text.
 
@@ -805,18 +754,6 @@ FUNCTION_WORDS = frozenset({
     "or", "into", "its", "his", "her", "their", "is", "are",
 })
 # fmt: on
-
-
-def _shown_in_ghost(word: str, partial: str, where: CursorContext) -> bool:
-    """Whether the blended ghost text starts by finishing ``word``, the best-ranked one: the
-    ghost chains from it, and shows it unless brackets cut it or it has no content."""
-    rest = word[len(partial) :]
-    return (
-        bool(word)
-        and where.mode == "text"
-        and cut_unbalanced(rest, where.brackets) == rest
-        and has_content(word)
-    )
 
 
 def _first_word_end(text: str, start: int) -> int:
