@@ -191,7 +191,7 @@ class PromptLanguageServer(LanguageServer):
         if not outcome.current:
             progress.end("replaced by a newer model setting")
             return
-        progress.end(f"ready ({self.worker.statistics} corpus statistics)")
+        progress.end("ready")
         log.info("model %r ready", ref)
         if outcome.notice:
             self.window_show_message(
