@@ -31,6 +31,7 @@ TARGETS: list[tuple[str, str, str, float]] = [
 FRESH_ROW = "prompt-ls: fresh install, empty store, no corpus (LSP)"
 PRODUCT_KSR_ROW = "LM engine + corpus statistics: default"  # what prompt-ls serves with stats
 TRIGRAM_ROW = "word trigram (KN)"
+KSR_AND_LATENCY = ["KSR ghost+menu", "KSR ghost only", "p50 ms", "p95 ms", "p99 ms"]
 
 
 def write(results: dict[str, Any], output: Path) -> None:
@@ -377,15 +378,7 @@ def _blend_section(found: dict[str, Any] | None) -> list[str]:
         "at every letter), which keeps most keystrokes off the LM.",
         "",
         _table(
-            [
-                "LM weight w",
-                "LM until letter",
-                "KSR ghost+menu",
-                "KSR ghost only",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-            ],
+            ["LM weight w", "LM until letter", *KSR_AND_LATENCY],
             table,
         ),
         "",
@@ -432,16 +425,7 @@ def _pack_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> list
         "on disk.",
         "",
         _table(
-            [
-                "statistics",
-                "MB",
-                "n-grams",
-                "KSR ghost+menu",
-                "KSR ghost only",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-            ],
+            ["statistics", "MB", "n-grams", *KSR_AND_LATENCY],
             table,
         ),
         "",
