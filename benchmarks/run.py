@@ -352,19 +352,21 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
     targets = data.ksr_sample(data.dev_lines(context.data_dir), data.KSR_SAMPLE_SIZE)
     targets = targets[: sizes.pack_sample]
     model_dir = resolve_model("default")
-    full = context.ngram
     digest = context.train.sha256
+    full_dir = storage.stats_dir(digest)
+    full = context.ngram  # built if need be, then mapped whole for pruning
+    everything = storage.load(full_dir, storage.rebuild_hint(full_dir), piecewise=False)
     rows = []
     for threshold in (*PACK_PRUNING, None):
         began = _clock()
         if threshold is None:
-            name, directory, stats = "full statistics", storage.stats_dir(digest), full
+            name, directory, stats = "full statistics", full_dir, full
         else:
             name = f"pack pruned at {threshold:g}"
             directory = context.cache_root / "packs" / f"{digest[:16]}-{threshold:g}"
             if not (directory / storage.META).is_file():
                 _log(f"building the {name}")
-                pruned = counting.prune(full, threshold)
+                pruned = counting.prune(everything, threshold)
                 storage.save(pruned, directory, quantised=True, name=name)
             stats = storage.load(directory, f"remove {directory} and run again")
         engine = CompletionEngine.from_checkpoint(
@@ -611,6 +613,8 @@ def run_server(
     result["pipeline_ms"] = _ms(pipeline_latencies(default_model, chosen, threads))
     result["pipeline_calls"] = len(chosen)
     result["model"] = model_identity(default_model)  # what the server loads by default
+    # The pack on a fresh install, or the full statistics when this store has them.
+    result["statistics"] = ModelStore().statistics_label(default_model)
     result["import_floors_s"] = import_floors()
     return _stamp(result, meta, began)
 

@@ -94,7 +94,8 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     print(full)
     if args.pack:
         print(f"pruning at relative entropy {args.prune:g}", file=sys.stderr)
-        pack = counting.prune(stats, args.prune)
+        everything = storage.load(full, storage.rebuild_hint(full), piecewise=False)
+        pack = counting.prune(everything, args.prune)
         out = Path(args.pack).expanduser()
         command = (
             f"prompt-models stats --data {args.data} --pack {args.pack} --prune {args.prune:g}"

@@ -12,7 +12,7 @@ from model_store.checkpoint import Checkpoint, CheckpointError
 from model_store.corpus import Corpus
 from model_store.ngram import counting, storage
 from model_store.ngram.model import UNKNOWN, SortedWords, WordNgram, tokenize
-from model_store.store import ModelStore
+from model_store.store import DEFAULT_STATS_DIR, ModelStore
 from server.engine.words import split_typed
 from tests.test_benchmarks_baselines import CORPUS
 
@@ -242,3 +242,23 @@ def test_damaged_statistics_are_refused_with_the_file_and_the_repair(
         victim.unlink()
     with pytest.raises(CheckpointError, match=r"order3_words\.npy.*rebuild them with"):
         storage.load(directory, storage.rebuild_hint(directory))
+
+
+def test_the_pack_serves_the_default_models_corpus_until_full_statistics_are_built(
+    tmp_path: Path,
+) -> None:
+    store = ModelStore(tmp_path)
+    default = store.resolve("default")
+    assert store.word_stats_dir(default) == DEFAULT_STATS_DIR
+    assert store.statistics_label(default.path) == "pack"
+    pack = store.word_stats(default)
+    assert pack is not None and pack.order == 5 and "portrait" in pack.vocab
+    digest = default.manifest["corpus"]["sha256"]
+    storage.save(
+        counting.build(CORPUS),
+        storage.stats_dir(digest, tmp_path / "wordstats"),
+        quantised=False,
+        name="full",
+    )
+    assert store.statistics_label(default.path) == "full"  # built: preferred to the pack
+    assert store.word_stats_dir(default) == storage.stats_dir(digest, tmp_path / "wordstats")

@@ -199,8 +199,12 @@ def save(model: WordNgram, directory: Path, *, quantised: bool, name: str, **fie
     os.replace(tmp, directory)
 
 
-def load(directory: Path, repair_hint: str, *, name: str | None = None) -> WordNgram:
-    """Check saved statistics against their manifest and map them.
+def load(
+    directory: Path, repair_hint: str, *, name: str | None = None, piecewise: bool = True
+) -> WordNgram:
+    """Check saved statistics against their manifest and map them. ``piecewise`` reads the
+    full statistics' tables of orders 4 and up piece by piece (the server's resident memory);
+    bulk work over every n-gram (pruning) maps them instead.
 
     Raises CheckpointError naming the first missing, truncated or corrupt file and saying how
     to repair it (``repair_hint``).
@@ -234,7 +238,7 @@ def load(directory: Path, repair_hint: str, *, name: str | None = None) -> WordN
     levels = []
     for n in range(2, order + 1):
         stem = f"order{n}"
-        on_disk = n >= 4 and not quantised
+        on_disk = piecewise and n >= 4 and not quantised
         levels.append(
             Level(
                 keys=table(f"{stem}_keys", on_disk) if n >= 3 else None,
