@@ -356,6 +356,7 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
     full_dir = storage.stats_dir(digest)
     full = context.ngram  # built if need be, then mapped whole for pruning
     everything = storage.load(full_dir, storage.rebuild_hint(full_dir), piecewise=False)
+    scores: list[Any] = []  # pruning scores, computed once for every threshold
     rows = []
     for threshold in (*PACK_PRUNING, None):
         began = _clock()
@@ -366,7 +367,8 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
             directory = context.cache_root / "packs" / f"{digest[:16]}-{threshold:g}"
             if not (directory / storage.META).is_file():
                 _log(f"building the {name}")
-                pruned = counting.prune(everything, threshold)
+                scores = scores or counting.pruning_scores(everything)
+                pruned = counting.prune(everything, threshold, scores)
                 storage.save(pruned, directory, quantised=True, name=name)
             stats = storage.load(directory, f"remove {directory} and run again")
         engine = CompletionEngine.from_checkpoint(

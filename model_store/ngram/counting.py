@@ -28,7 +28,7 @@ re-normalised. That keeps the n-grams that change predictions, not merely the fr
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -280,32 +280,60 @@ def _context_probability(model: WordNgram, rows: np.ndarray) -> np.ndarray:
     return result
 
 
-def prune(full: WordNgram, threshold: float) -> WordNgram:
-    """Drop the successors whose removal changes the model by less than ``threshold`` in
-    relative entropy (Stolcke 1998, each judged against the unpruned model and weighed by its
-    context's probability), re-normalise the backoff weights, and drop the contexts left with
-    nothing to say."""
-    width = full.width
-    model = replace(full, levels=())
-    rows = np.arange(width, dtype=np.int64)[:, None]
-    for order, level in enumerate(full.levels, start=2):
+def _level_arrays(level: Level) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, words, prob) of a level as plain arrays."""
+    start = np.asarray(level.start[0 : len(level.start)], dtype=np.int64)
+    words = np.asarray(level.words[0 : len(level.words)], dtype=np.int64)
+    prob = np.asarray(level.prob[0 : len(level.words)], dtype=np.float64)
+    return start, words, prob
+
+
+def _all_context_rows(model: WordNgram) -> Iterator[np.ndarray]:
+    """The word ids of every context, order by order."""
+    rows = np.arange(model.width, dtype=np.int64)[:, None]
+    for level in model.levels:
         if level.keys is not None:
-            rows = _context_rows(np.asarray(level.keys[0 : len(level.keys)]), rows, width)
-        start = np.asarray(level.start[0 : len(level.start)], dtype=np.int64)
-        prob = np.asarray(level.prob[0 : len(level.words)], dtype=np.float64)
-        words = np.asarray(level.words[0 : len(level.words)], dtype=np.int64)
+            rows = _context_rows(np.asarray(level.keys[0 : len(level.keys)]), rows, model.width)
+        yield rows
+
+
+def pruning_scores(full: WordNgram) -> list[np.ndarray]:
+    """How much each successor's removal would change the model (relative entropy, Stolcke
+    1998: judged against the unpruned model, weighed by its context's probability), order by
+    order. Independent of the threshold: ``prune`` can reuse them for several sizes."""
+    scores = []
+    levels = zip(full.levels, _all_context_rows(full), strict=True)
+    for order, (level, rows) in enumerate(levels, start=2):
+        start, words, prob = _level_arrays(level)
         owners = _owners(start)
         contexts = len(start) - 1
         lower = _lower(replace(full, levels=full.levels[: order - 2]), rows, owners, words)
         seen = np.bincount(owners, prob, minlength=contexts)[owners]
         seen_lower = np.bincount(owners, lower, minlength=contexts)[owners]
         backoff = np.asarray(level.backoff[0:contexts], dtype=np.float64)[owners]
-        without = (1 - seen + prob) / np.maximum(1 - seen_lower + lower, TINY)
-        change = _context_probability(full, rows)[owners] * (
-            prob * (np.log(prob) - np.log(np.maximum(without * lower, TINY)))
-            + np.maximum(1 - seen, 0) * (np.log(np.maximum(backoff, TINY)) - np.log(without))
+        without = np.maximum(1 - seen + prob, TINY) / np.maximum(1 - seen_lower + lower, TINY)
+        scores.append(
+            _context_probability(full, rows)[owners]
+            * (
+                prob * (np.log(prob) - np.log(np.maximum(without * lower, TINY)))
+                + np.maximum(1 - seen, 0) * (np.log(np.maximum(backoff, TINY)) - np.log(without))
+            )
         )
-        kept = change >= threshold
+    return scores
+
+
+def prune(
+    full: WordNgram, threshold: float, scores: Sequence[np.ndarray] | None = None
+) -> WordNgram:
+    """Drop the successors whose ``pruning_scores`` are below ``threshold``, re-normalise the
+    backoff weights, and drop the contexts left with nothing to say."""
+    scores = pruning_scores(full) if scores is None else scores
+    model = replace(full, levels=())
+    for level, rows, score in zip(full.levels, _all_context_rows(full), scores, strict=True):
+        start, words, prob = _level_arrays(level)
+        owners = _owners(start)
+        contexts = len(start) - 1
+        kept = score >= threshold
         words, prob, owners = words[kept], prob[kept], owners[kept]
         # The backoff weight that makes each context sum to one over the pruned lower orders.
         lower_now = _lower(model, rows, owners, words)
@@ -322,7 +350,7 @@ def prune(full: WordNgram, threshold: float) -> WordNgram:
             prob=prob,
         )
         model = replace(model, levels=(*model.levels, pruned))
-    return replace(model, levels=_without_empty_contexts(model.levels, width))
+    return replace(model, levels=_without_empty_contexts(model.levels, full.width))
 
 
 def _without_empty_contexts(levels: Sequence[Level], width: int) -> tuple[Level, ...]:
