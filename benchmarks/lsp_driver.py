@@ -130,8 +130,11 @@ class LspDriver:
         command: Sequence[str] = SERVER_COMMAND,
         log_path: Path | None = None,
         initialization_options: Any = None,
+        environment: dict[str, str | None] | None = None,
     ) -> None:
+        """``environment``: variables for the server on top of ours (None removes one)."""
         self.command = list(command)
+        self.environment = environment or {}
         self.log_path = log_path
         self.initialization_options = initialization_options
         self.client = LanguageClient("prompt-autocompletion-benchmarks", "1")
@@ -176,6 +179,11 @@ class LspDriver:
                 p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
+        for name, value in self.environment.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         self.spawned_at = time.perf_counter()
         await self.client.start_io(*self.command, env=env, cwd=str(REPO_ROOT))
         process = self.client._server  # pygls keeps the process private; we need its pid

@@ -1,7 +1,7 @@
 """The word trigram as a KSR system: ghost text and menu straight from corpus statistics.
 
 The statistics themselves (Kneser-Ney counts, probabilities, ranking) are
-``model_store.wordstats``; the engine blends the same statistics with its causal LM.
+``model_store.ngram``; the engine blends the same statistics with its causal LM.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmarks.ksr import MENU_SIZE, MenuItem
-from model_store.wordstats import KneserNeyNgram, split_typed
+from model_store.ngram.model import WordNgram
+from server.engine.words import split_typed
 
 
 def render(tokens: Sequence[str], before: str) -> str:
@@ -32,7 +33,7 @@ class NgramSystem:
     space."""
 
     def __init__(
-        self, model: KneserNeyNgram, ghost_words: int = 4, name: str = "word trigram (KN)"
+        self, model: WordNgram, ghost_words: int = 4, name: str = "word trigram (KN)"
     ) -> None:
         self.model = model
         self.ghost_words = ghost_words

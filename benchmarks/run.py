@@ -17,6 +17,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -45,9 +46,11 @@ from benchmarks.systems import (
     parse_spec,
     resolve_model,
 )
+from model_store.corpus import CORPUS_ENV
+from model_store.paths import CACHE_ENV, STORE_ENV
 from model_store.store import ModelStore
 
-SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
+SECTIONS = ("ksr", "blend", "pack", "perplexity", "expansion", "server")
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
 # ideas on 2 cores): it runs on its own so that the default run fits an hour.
 DEFAULT_SYSTEMS = "none,prefix,ngram,ngram:5,engine,blend,lsp,study-lstm"
@@ -69,6 +72,7 @@ class Sizes:
     latency_prompts: int = 20
     pipeline_calls: int = 200
     tune_prompts: int = 40  # dev prompts outside the KSR sample, per blend weight
+    pack_sample: int = 100  # KSR prompts per statistics size in the pack's curve
 
 
 QUICK = Sizes(
@@ -80,7 +84,11 @@ QUICK = Sizes(
     latency_prompts=2,
     pipeline_calls=20,
     tune_prompts=2,
+    pack_sample=2,
 )
+# Relative-entropy thresholds of the pack's size/quality curve (Stolcke pruning; larger:
+# smaller). The full statistics are the curve's last point.
+PACK_PRUNING = (3e-7, 1e-7, 3e-8, 1e-8)
 
 
 def _log(message: str) -> None:
@@ -165,7 +173,7 @@ def _build(
     """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
     key, argument = parse_spec(spec)
     if key == "lsp":
-        return _lsp_system(runner, server_command)
+        return _lsp_system(runner, server_command, fresh=argument == "fresh")
     try:
         return REGISTRY[key](context, argument)
     except Exception as exc:
@@ -173,15 +181,24 @@ def _build(
         return Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
 
 
-def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
-    store = ModelStore()
-    # The server blends the statistics in when they exist; only their presence matters here.
-    blended = store.word_stats_dir(store.resolve("default")) is not None
-    name = f"prompt-ls: default{' + corpus statistics' if blended else ''} (LSP)"
+def _lsp_system(
+    runner: LoopThread | None, server_command: Sequence[str], fresh: bool = False
+) -> Benchmarked:
+    """``prompt-ls`` as this machine's store has it, or (``fresh``) as a fresh install has
+    it: an empty store and no corpus, so only what the package ships."""
+    environment: dict[str, str | None] = {}
+    if fresh:
+        empty = Path(tempfile.mkdtemp(prefix="fresh-store-"))
+        environment = {STORE_ENV: str(empty), CORPUS_ENV: None, CACHE_ENV: None}
+        name = "prompt-ls: fresh install, empty store, no corpus (LSP)"
+    else:
+        store = ModelStore()
+        statistics = store.statistics_label(store.resolve("default").path)
+        name = f"prompt-ls: default + {statistics} corpus statistics (LSP)"
     reason = server_available()
     if reason or runner is None:
         return Benchmarked(name=name, model_backed=True, unavailable=reason or "no event loop")
-    driver = LspDriver(server_command, log_path=_server_log())
+    driver = LspDriver(server_command, log_path=_server_log(), environment=environment)
     try:
         runner.run(driver.start(), timeout=180)
         driver.open("")
@@ -320,6 +337,76 @@ def run_blend(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str,
         "model": model_identity(model_dir),
         "rows": rows,
     }
+
+
+def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, Any]:
+    """The statistics' size/quality curve: KSR of the default model's engine blended with the
+    full statistics and with packs pruned at each of ``PACK_PRUNING``, on the first
+    ``pack_sample`` prompts of the KSR sample. Packs are built from the full statistics once
+    (``prompt-models stats --pack`` does the same) and kept in the benchmark cache."""
+    from benchmarks.engine_system import EngineSystem
+    from model_store.ngram import counting, storage
+    from server.engine import CompletionEngine
+    from server.engine.types import EngineSettings
+
+    targets = data.ksr_sample(data.dev_lines(context.data_dir), data.KSR_SAMPLE_SIZE)
+    targets = targets[: sizes.pack_sample]
+    model_dir = resolve_model("default")
+    digest = context.train.sha256
+    full_dir = storage.stats_dir(digest)
+    full = context.ngram  # built if need be, then mapped whole for pruning
+    everything = storage.load(full_dir, storage.rebuild_hint(full_dir), piecewise=False)
+    scores: list[Any] = []  # pruning scores, computed once for every threshold
+    rows = []
+    for threshold in (*PACK_PRUNING, None):
+        began = _clock()
+        if threshold is None:
+            name, directory, stats = "full statistics", full_dir, full
+        else:
+            name = f"pack pruned at {threshold:g}"
+            directory = context.cache_root / "packs" / f"{digest[:16]}-{threshold:g}"
+            if not (directory / storage.META).is_file():
+                _log(f"building the {name}")
+                scores = scores or counting.pruning_scores(everything)
+                pruned = counting.prune(everything, threshold, scores)
+                storage.save(pruned, directory, quantised=True, name=name)
+            stats = storage.load(directory, f"remove {directory} and run again")
+        engine = CompletionEngine.from_checkpoint(
+            model_dir,
+            settings=EngineSettings(menu_skips_ghost=True),
+            threads=context.threads,
+            word_stats=stats,
+        )
+        system = Benchmarked(name=name, system=EngineSystem(engine, name), model_backed=True)
+        _log(f"KSR {name} on {len(targets)} prompts")
+        row = _guarded(name, lambda s=system: ksr_rows(s, targets))
+        row.pop("per_prompt", None)
+        size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+        row.update(
+            threshold=threshold,
+            megabytes=round(size / 1e6, 1),
+            ngrams=sum(len(level.words) for level in stats.levels),
+        )
+        rows.append(_stamp(row, meta, began, system))
+    return {
+        "prompts": len(targets),
+        "shipped_threshold": _shipped_threshold(),
+        "model": model_identity(model_dir),
+        "rows": rows,
+    }
+
+
+def _shipped_threshold() -> float | None:
+    """The pruning threshold of the pack in the package (its manifest says)."""
+    from model_store.checkpoint import CheckpointError, read_manifest
+    from model_store.store import DEFAULT_STATS_DIR
+
+    try:
+        pruning = read_manifest(DEFAULT_STATS_DIR).get("pruning", {})
+    except CheckpointError:
+        return None
+    threshold = pruning.get("relative_entropy") if isinstance(pruning, dict) else None
+    return float(threshold) if isinstance(threshold, int | float) else None
 
 
 def run_perplexity(
@@ -528,6 +615,8 @@ def run_server(
     result["pipeline_ms"] = _ms(pipeline_latencies(default_model, chosen, threads))
     result["pipeline_calls"] = len(chosen)
     result["model"] = model_identity(default_model)  # what the server loads by default
+    # The pack on a fresh install, or the full statistics when this store has them.
+    result["statistics"] = ModelStore().statistics_label(default_model)
     result["import_floors_s"] = import_floors()
     return _stamp(result, meta, began)
 
@@ -555,7 +644,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--systems",
         default=DEFAULT_SYSTEMS,
         help="comma-separated: none, prefix, ngram[:ORDER], engine[:MODEL], blend[:MODEL], "
-        "study-lstm[:MODEL], study-mlm[:MODEL], lsp",
+        "study-lstm[:MODEL], study-mlm[:MODEL], lsp, lsp:fresh (empty store, no corpus)",
     )
     parser.add_argument(
         "--models",
@@ -575,6 +664,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pipeline-calls", type=int, help="naive pipeline calls (200)")
     parser.add_argument(
         "--tune-prompts", type=int, help="dev prompts outside the KSR sample per blend weight (40)"
+    )
+    parser.add_argument(
+        "--pack-sample", type=int, help="KSR prompts per statistics size in the pack curve (100)"
     )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
@@ -597,6 +689,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             ("latency_prompts", args.latency_prompts),
             ("pipeline_calls", args.pipeline_calls),
             ("tune_prompts", args.tune_prompts),
+            ("pack_sample", args.pack_sample),
         )
         if value is not None
     }
@@ -645,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.setdefault("ksr", {}).update(run_ksr(systems, sizes, directory, meta))
         if "blend" in sections:
             results["blend"] = run_blend(context, sizes, meta)
+        if "pack" in sections:
+            results["pack"] = run_pack(context, sizes, meta)
         for system in [s for s in systems if isinstance(s.system, LspSystem)]:
             system.close()  # only KSR uses it: free the server before timing anything else
             systems.remove(system)

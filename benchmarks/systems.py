@@ -20,8 +20,10 @@ from benchmarks import data
 from benchmarks.baselines import NoSystem, PrefixHistory
 from benchmarks.ksr import System
 from benchmarks.ngram import NgramSystem
-from model_store import paths, wordstats
+from model_store import paths
 from model_store.corpus import Corpus
+from model_store.ngram import storage
+from model_store.ngram.model import WordNgram
 
 DEFAULT_MODEL_DIR = data.REPO_ROOT / "model_store" / "default_model"
 
@@ -56,8 +58,8 @@ class Context:
         return data.training_corpus(self.data_dir)
 
     @cached_property
-    def ngram(self) -> wordstats.KneserNeyNgram:
-        return wordstats.build_cached(self.train)
+    def ngram(self) -> WordNgram:
+        return storage.build_cached(self.train)
 
 
 def resolve_model(reference: str) -> Path:

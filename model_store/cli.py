@@ -11,7 +11,13 @@ from pathlib import Path
 from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
 from model_store.corpus import CORPUS_ENV, CorpusError
 from model_store.presets import PRESETS
-from model_store.store import DEFAULT_MODEL_DIR, ModelStore, StoreError
+from model_store.store import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_STATS_DIR,
+    REINSTALL_HINT,
+    ModelStore,
+    StoreError,
+)
 
 DATA_HELP = f"prompt corpus: file, directory or dataset id (default: ${CORPUS_ENV})"
 
@@ -23,14 +29,17 @@ def _progress(message: str, fraction: float | None) -> None:
 
 def cmd_list(store: ModelStore, args: argparse.Namespace) -> int:
     rows = store.list()
-    print(f"{'NAME':<28} {'STATUS':<12} {'KIND':<10} {'SIZE':>8} {'PPL/TOKEN':>10}  PATH")
+    print(
+        f"{'NAME':<28} {'STATUS':<12} {'KIND':<10} {'SIZE':>8} {'PPL/TOKEN':>10} "
+        f"{'STATISTICS':<10}  PATH"
+    )
     for row in rows:
         size = f"{row['size_mb']} MB" if row.get("size_mb") is not None else ""
         ppl = row.get("token_perplexity")
         ppl_text = f"{ppl:.2f}" if isinstance(ppl, float) else ""
         print(
             f"{row['name']:<28} {row['status']:<12} {row['kind']:<10} {size:>8} "
-            f"{ppl_text:>10}  {row['path']}"
+            f"{ppl_text:>10} {row.get('statistics', ''):<10}  {row['path']}"
         )
     return 0
 
@@ -41,6 +50,7 @@ def cmd_info(store: ModelStore, args: argparse.Namespace) -> int:
     files = manifest.pop("files")
     manifest["files"] = {name: entry["size"] for name, entry in files.items()}
     manifest["path"] = str(path)
+    manifest["statistics"] = store.statistics_label(path)
     print(json.dumps(manifest, indent=2))
     return 0
 
@@ -71,25 +81,46 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
-    from model_store import wordstats
     from model_store.corpus import load_corpus
+    from model_store.ngram import counting, storage
 
     corpus = load_corpus(args.data)
     print(
         f"counting the words of {len(corpus.prompts):,} prompts of {corpus.name}", file=sys.stderr
     )
-    stats = wordstats.build_cached(corpus, store.root / "wordstats")
-    print(
-        f"{corpus.name}: {len(stats.vocab):,} words, {len(stats.bi_words):,} bigrams, "
-        f"{len(stats.tri_words):,} trigrams, "
-        + ", ".join(
-            f"{len(level.words):,} {order}-grams"
-            for order, level in enumerate(stats.higher, start=4)
+    stats = storage.build_cached(corpus, store.root / "wordstats")
+    full = storage.stats_dir(corpus.sha256, store.root / "wordstats")
+    print(f"{corpus.name}: {_describe(stats.size)}; {_megabytes(full)}")
+    print(full)
+    if args.pack:
+        print(f"pruning at relative entropy {args.prune:g}", file=sys.stderr)
+        everything = storage.load(full, storage.rebuild_hint(full), piecewise=False)
+        pack = counting.prune(everything, args.prune)
+        out = Path(args.pack).expanduser()
+        command = (
+            f"prompt-models stats --data {args.data} --pack {args.pack} --prune {args.prune:g}"
         )
-        + f" seen {wordstats.MIN_COUNT}+ times"
-    )
-    print(wordstats.stats_dir(corpus.sha256, store.root / "wordstats"))
+        storage.save(
+            pack,
+            out,
+            quantised=True,
+            name="default statistics",
+            **storage.corpus_fields(corpus),
+            pruning={"relative_entropy": args.prune, "min_count_above_trigram": counting.MIN_COUNT},
+            command=command,
+        )
+        print(f"pack: {_describe(pack.size)}; {_megabytes(out)}")
+        print(out)
     return 0
+
+
+def _describe(size: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {what}" for what, count in size.items())
+
+
+def _megabytes(directory: Path) -> str:
+    total = sum(file.stat().st_size for file in directory.iterdir() if file.is_file())
+    return f"{total / 1e6:.1f} MB in {directory}"
 
 
 def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
@@ -138,6 +169,8 @@ def cmd_verify(store: ModelStore, args: argparse.Namespace) -> int:
         checkpoint = verify(directory, directory.name, f"restore the files of {directory}")
     elif args.name == "default":
         checkpoint = store.resolve("default")
+        pack = verify(DEFAULT_STATS_DIR, "default statistics", REINSTALL_HINT)
+        print(f"{pack.name}: {len(pack.manifest['files'])} files verified")
     else:
         checkpoint = verify(store.path_of(args.name), args.name, store.repair_hint(args.name))
     print(f"{checkpoint.name}: {len(checkpoint.manifest['files'])} files verified")
@@ -243,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
         "stats", help="count a corpus's words for the engine to blend with its model"
     )
     stats.add_argument("--data", help=DATA_HELP)
+    stats.add_argument(
+        "--pack", metavar="DIR", help="also write a pruned, 8-bit quantised pack into DIR"
+    )
+    stats.add_argument(
+        "--prune",
+        type=float,
+        default=1e-8,
+        help="the pack drops n-grams whose removal changes the model by less than this "
+        "relative entropy (Stolcke pruning; larger: smaller pack)",
+    )
     evaluate = commands.add_parser("eval", help="token and word perplexity on a corpus")
     evaluate.add_argument("name")
     evaluate.add_argument("--data", help=DATA_HELP)

@@ -39,10 +39,13 @@ from model_store.checkpoint import (
 from model_store.presets import PRESETS
 
 if TYPE_CHECKING:  # numpy is imported only when statistics are looked for
-    from model_store.wordstats import KneserNeyNgram
+    from model_store.ngram.model import WordNgram
 
 ProgressCallback = Callable[[str, float | None], None]
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+# The statistics pack counted from the default model's training corpus (``prompt-models stats
+# --pack``): what makes completions good on a fresh install, with no corpus at hand.
+DEFAULT_STATS_DIR = Path(__file__).resolve().parent / "default_stats"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HF_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]
 
@@ -89,7 +92,7 @@ class ModelStore:
             raise StoreError("empty model reference")
         if ref == "default":
             progress("verifying the default model", None)
-            return verify(DEFAULT_MODEL_DIR, "default", _REINSTALL_HINT)
+            return verify(DEFAULT_MODEL_DIR, "default", REINSTALL_HINT)
         if ref.startswith("hf:"):
             return self._resolve_hub(ref, progress)
         if _looks_like_path(ref):
@@ -129,6 +132,8 @@ class ModelStore:
             for child in sorted(self.models_dir.iterdir()):
                 if child.is_dir() and not child.name.startswith("."):
                     rows.append(_row(child.name, child, "stored"))
+        for row in rows:
+            row["statistics"] = self.statistics_label(Path(row["path"]))
         stored = {row["name"] for row in rows}
         for name in PRESETS:
             if name not in stored:
@@ -136,18 +141,43 @@ class ModelStore:
         return rows
 
     def word_stats_dir(self, checkpoint: Checkpoint) -> Path | None:
-        """Where the statistics of ``checkpoint``'s training corpus are, if they were built."""
-        from model_store import wordstats
+        """The statistics of ``checkpoint``'s training corpus: the full ones in the store when
+        they were built (``prompt-models stats``), else the pack in the package when it was
+        counted from that corpus, else None."""
+        from model_store.ngram import storage
 
         digest = _corpus_digest(checkpoint)
-        return wordstats.built_dir(digest, self.root / "wordstats") if digest else None
+        if digest is None:
+            return None
+        full = storage.built_dir(digest, self.root / "wordstats")
+        if full is not None:
+            return full
+        return DEFAULT_STATS_DIR if _corpus_digest_of(DEFAULT_STATS_DIR) == digest else None
 
-    def word_stats(self, checkpoint: Checkpoint) -> KneserNeyNgram | None:
-        """Word statistics of the corpus ``checkpoint`` was trained on, if built (memory-mapped)."""
-        from model_store import wordstats
+    def statistics_label(self, model_dir: Path) -> str:
+        """Which statistics a model directory is served with: "full", "pack" or "none"."""
+        try:
+            checkpoint = Checkpoint(model_dir.name, model_dir, read_manifest(model_dir))
+        except CheckpointError:
+            return "none"
+        directory = self.word_stats_dir(checkpoint) if checkpoint.kind == "causal-lm" else None
+        if directory is None:
+            return "none"
+        return "pack" if directory == DEFAULT_STATS_DIR else "full"
 
-        digest = _corpus_digest(checkpoint)
-        return wordstats.find(digest, self.root / "wordstats") if digest else None
+    def word_stats(self, checkpoint: Checkpoint) -> WordNgram | None:
+        """The statistics of ``word_stats_dir``, checked against their manifest and mapped.
+
+        Raises CheckpointError naming a damaged file and how to repair it.
+        """
+        from model_store.ngram import storage
+
+        directory = self.word_stats_dir(checkpoint)
+        if directory is None:
+            return None
+        if directory == DEFAULT_STATS_DIR:
+            return storage.load(directory, REINSTALL_HINT, name="default statistics")
+        return storage.load(directory, storage.rebuild_hint(directory))
 
     def path_of(self, name: str) -> Path:
         if name == "default":
@@ -325,7 +355,7 @@ class ModelStore:
             lock.release()
 
 
-_REINSTALL_HINT = "reinstall the package (pip install --force-reinstall prompt-autocompletion)"
+REINSTALL_HINT = "reinstall the package (pip install --force-reinstall prompt-autocompletion)"
 
 
 def _hub_kind(directory: Path) -> str:
@@ -342,6 +372,14 @@ def _corpus_digest(checkpoint: Checkpoint) -> str | None:
     corpus = checkpoint.manifest.get("corpus")
     digest = corpus.get("sha256") if isinstance(corpus, dict) else None
     return digest if isinstance(digest, str) else None
+
+
+def _corpus_digest_of(directory: Path) -> str | None:
+    try:
+        manifest = read_manifest(directory)
+    except CheckpointError:
+        return None
+    return _corpus_digest(Checkpoint(directory.name, directory, manifest))
 
 
 def _looks_like_path(ref: str) -> bool:

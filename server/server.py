@@ -193,6 +193,13 @@ class PromptLanguageServer(LanguageServer):
             return
         progress.end("ready")
         log.info("model %r ready", ref)
+        if outcome.notice:
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Warning,
+                    message=f"Prompt autocompletion: {outcome.notice}",
+                )
+            )
         if outcome.settings_problem:
             self._settings_refused(outcome.settings_problem)
 
@@ -247,6 +254,7 @@ class PromptLanguageServer(LanguageServer):
         return {
             "state": self.worker.state.value,
             "model": self.worker.model_ref,
+            "statistics": self.worker.statistics,
             "error": self.worker.error,
             "busy": stats.busy,
             "pending": stats.pending,

@@ -1,15 +1,21 @@
 """The one thread that touches the model, and the bookkeeping that lets requests stop it.
 
 Model calls take tens to hundreds of milliseconds and torch is not safe to drive from several
-threads at once, so every call (loading included) runs on one dedicated single-thread executor,
-never on pygls' own pool (which also reads stdin). A request's ``threading.Event`` is set when
-the client cancels it or edits its document; the engine checks it between decoding steps and
-raises ``Cancelled``, which frees the thread for the next request.
+threads at once, so every call runs on one dedicated single-thread executor, never on pygls'
+own pool (which also reads stdin). A request's ``threading.Event`` is set when the client
+cancels it or edits its document; the engine checks it between decoding steps and raises
+``Cancelled``, which frees the thread for the next request.
+
+Loading comes in two steps. The corpus statistics (numpy arrays, mapped in milliseconds) serve
+words and ghost text at once; the language model, which needs torch (seconds to import),
+loads meanwhile on a second thread and replaces them when it is ready. Nothing else touches
+torch until then, so the model thread alone still drives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import threading
@@ -31,41 +37,75 @@ T = TypeVar("T")
 ProgressCallback = Callable[[str, "float | None"], None]
 
 
+@dataclass(frozen=True)
+class Loading:
+    """What a loader found: the full engine to build, and what serves while it is built."""
+
+    full: Callable[[], Engine]  # the engine for the model (imports torch: seconds)
+    early: Engine | None = None  # serves meanwhile (the corpus statistics)
+    statistics: str = "none"  # which statistics the engines use: "full", "pack" or "none"
+    notice: str | None = None  # something the user should know (damaged statistics)
+
+
 class Loader(Protocol):
-    def __call__(self, ref: str, threads: int | None, progress: ProgressCallback) -> Engine: ...
+    def __call__(
+        self, ref: str, threads: int | None, progress: ProgressCallback
+    ) -> Engine | Loading: ...
 
 
-def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Engine:
-    """Resolve ``ref`` through the model store (may download or train), then load the engine
-    for its kind, with the word statistics of its training corpus when they were built
-    (``prompt-models stats``).
+def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Loading:
+    """Resolve ``ref`` through the model store (may download or train) and map the word
+    statistics of its training corpus: the full ones when built (``prompt-models stats``),
+    else the pack shipped with the default model. The engine for the model's kind is built
+    later, by ``Loading.full``.
 
-    The engine starts with default settings: the user's are applied afterwards, so settings
-    this model cannot take (too long an expansion for its context, say) are reported and
-    dropped instead of failing the load.
+    Damaged statistics are reported (the file and how to repair it) and the model serves
+    alone meanwhile.
     """
     # Imported here, on the model thread: the store's dependencies (filelock, hashing) took
     # a tenth of a second that `initialize` would otherwise wait for.
-    from model_store.store import ModelStore
+    from model_store.checkpoint import CheckpointError
+    from model_store.store import DEFAULT_STATS_DIR, ModelStore
 
     store = ModelStore()
     checkpoint = store.resolve(ref, progress=progress)
-    progress(f"loading model {checkpoint.name}", None)
-    word_stats = store.word_stats(checkpoint) if checkpoint.kind == "causal-lm" else None
-    if checkpoint.kind == "causal-lm" and word_stats is None:
-        log.warning(
-            "no corpus statistics for %s (or built by an older version): completions come from "
-            "the model alone; `prompt-models stats --data TRAINING_CORPUS` builds them",
-            checkpoint.name,
-        )
-    # The engine's module is imported on the model thread: torch and transformers take
-    # seconds to import, and the server should answer `initialize` without waiting for them.
-    return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
+    word_stats = None
+    notice = None
+    statistics = "none"
+    if checkpoint.kind == "causal-lm":
+        try:
+            word_stats = store.word_stats(checkpoint)
+        except CheckpointError as exc:
+            notice = f"corpus statistics not used: {exc}"
+            log.warning("%s", notice)
+        if word_stats is None and notice is None:
+            log.warning(
+                "no corpus statistics for %s: completions come from the model alone; "
+                "`prompt-models stats --data TRAINING_CORPUS` builds them",
+                checkpoint.name,
+            )
+        if word_stats is not None:
+            found = store.word_stats_dir(checkpoint)
+            statistics = "pack" if found == DEFAULT_STATS_DIR else "full"
+
+    def full() -> Engine:
+        progress(f"loading model {checkpoint.name}", None)
+        # torch and transformers take seconds to import: never before `initialize` is
+        # answered, and never before the statistics serve.
+        return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
+
+    early = None
+    if word_stats is not None:
+        from server.engine.stats_engine import StatisticsEngine
+
+        early = StatisticsEngine(word_stats)
+    return Loading(full, early, statistics, notice)
 
 
 class EngineState(enum.Enum):
     IDLE = "idle"  # no model requested yet
     LOADING = "loading"
+    STATISTICS = "statistics"  # the corpus statistics serve; the model is loading
     READY = "ready"
     FAILED = "failed"
 
@@ -74,6 +114,7 @@ class EngineState(enum.Enum):
 class LoadOutcome:
     current: bool  # False: a newer load replaced this one before it finished
     settings_problem: str | None = None  # why the new engine refused the user's settings
+    notice: str | None = None  # the loader's word for the user (damaged statistics)
 
 
 @dataclass
@@ -137,6 +178,8 @@ class ModelWorker:
 
     def __init__(self, loader: Loader = load_engine) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-model")
+        # Builds the full engine while the model thread serves the statistics.
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-load")
         self._loader = loader
         self._engine: Engine | None = None
         self._settings = EngineSettings()  # what the user asked for, for every engine
@@ -144,6 +187,7 @@ class ModelWorker:
         self.state = EngineState.IDLE
         self.model_ref: str | None = None
         self.error: str | None = None
+        self.statistics = "none"  # which corpus statistics serve: "full", "pack" or "none"
         self.stats = WorkerStats()
 
     @property
@@ -190,9 +234,11 @@ class ModelWorker:
         return None
 
     async def load(self, ref: str, threads: int | None, progress: ProgressCallback) -> LoadOutcome:
-        """Replace the engine with ``ref``'s. Requests answer empty meanwhile.
+        """Replace the engine with ``ref``'s. Requests answer empty until the statistics
+        serve (state STATISTICS), and from the statistics until the model is ready (READY).
 
-        Raises whatever the store or the engine raised (the state becomes FAILED).
+        Raises whatever the store or the engine raised (the state becomes FAILED; statistics
+        already serving go on serving).
         """
         self._generation += 1
         generation = self._generation
@@ -200,11 +246,23 @@ class ModelWorker:
         self.state = EngineState.LOADING
         self.model_ref = ref
         self.error = None
+        self.statistics = "none"
         loop = asyncio.get_running_loop()
         try:
-            loaded = await loop.run_in_executor(
-                self._executor, self._load_job, generation, ref, threads, progress
+            plan = await loop.run_in_executor(
+                self._executor, self._plan_job, generation, ref, threads, progress
             )
+            if plan is None or generation != self._generation:
+                return LoadOutcome(current=False)
+            self.statistics = plan.statistics
+            if plan.early is not None:
+                # On a refusal it keeps its defaults; the full engine reports the problem.
+                with contextlib.suppress(ValueError):
+                    plan.early.update_settings(self._settings)
+                self._engine = plan.early
+                self.state = EngineState.STATISTICS
+                progress("serving from the corpus statistics; loading the model", None)
+            loaded = await loop.run_in_executor(self._builder, self._build_job, generation, plan)
         except Exception as exc:
             if generation == self._generation:
                 self.state = EngineState.FAILED
@@ -217,14 +275,26 @@ class ModelWorker:
         self.state = EngineState.READY
         if self._settings != applied:  # changed while the model loaded
             problem = await self.apply_settings(self._settings)
-        return LoadOutcome(current=True, settings_problem=problem)
+        return LoadOutcome(current=True, settings_problem=problem, notice=plan.notice)
 
-    def _load_job(
+    def _plan_job(
         self, generation: int, ref: str, threads: int | None, progress: ProgressCallback
-    ) -> tuple[Engine, EngineSettings, str | None] | None:
+    ) -> Loading | None:
         if generation != self._generation:
             return None  # queued behind a load that a newer one already replaced
-        engine = self._loader(ref, threads, progress)
+        found = self._loader(ref, threads, progress)
+        return found if isinstance(found, Loading) else Loading(full=lambda: found)
+
+    def _build_job(
+        self, generation: int, plan: Loading
+    ) -> tuple[Engine, EngineSettings, str | None] | None:
+        if generation != self._generation:
+            return None
+        return self._configure(plan.full())
+
+    def _configure(self, engine: Engine) -> tuple[Engine, EngineSettings, str | None]:
+        """Give a new engine (no request sees it yet) the user's settings, or its defaults
+        and the reason when it refuses them."""
         settings = self._settings
         try:
             engine.update_settings(settings)
@@ -278,3 +348,4 @@ class ModelWorker:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._builder.shutdown(wait=False, cancel_futures=True)

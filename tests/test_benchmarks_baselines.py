@@ -7,9 +7,10 @@ import pytest
 from benchmarks import ngram
 from benchmarks.baselines import NoSystem, PrefixHistory
 from benchmarks.ksr import evaluate
-from model_store import wordstats
+from model_store.ngram import counting
+from model_store.ngram.model import WordNgram
 
-# Shared with tests/test_wordstats.py, which checks the statistics themselves.
+# Shared with tests/test_ngram.py, which checks the statistics themselves.
 CORPUS = [
     "a cat sitting on a chair, highly detailed",
     "a cat on a mat",
@@ -52,11 +53,11 @@ def test_prefix_history_ksr_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def model() -> wordstats.KneserNeyNgram:
-    return wordstats.build(CORPUS)
+def model() -> WordNgram:
+    return counting.build(CORPUS)
 
 
-def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyNgram) -> None:
+def test_suggestions_complete_the_partial_word(model: WordNgram) -> None:
     system = ngram.NgramSystem(model)
     ghost, menu = system.suggest("a ca")
     assert ghost.startswith("t")  # "cat" is the likeliest word after "a" starting with "ca"
@@ -70,7 +71,7 @@ def test_suggestions_complete_the_partial_word(model: wordstats.KneserNeyNgram) 
     assert (2, "cathedral ") in menu
 
 
-def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyNgram) -> None:
+def test_ngram_saves_keystrokes_on_its_own_corpus(model: WordNgram) -> None:
     system = ngram.NgramSystem(model)
     with_menu = evaluate(system, CORPUS[:3])
     ghost_only = evaluate(system, CORPUS[:3], use_menu=False)
@@ -78,7 +79,7 @@ def test_ngram_saves_keystrokes_on_its_own_corpus(model: wordstats.KneserNeyNgra
     assert ghost_only.ksr > 0.3
 
 
-def test_expansions_continue_the_idea(model: wordstats.KneserNeyNgram) -> None:
+def test_expansions_continue_the_idea(model: WordNgram) -> None:
     candidates = ngram.NgramSystem(model).expand("portrait of", 4)
     assert len(candidates) == 4
     assert all(c.startswith("portrait of ") for c in candidates)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion, decoding
+from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion, types
 from server.engine.hf_runner import HFRunner, runner_for_model
 from server.engine.syntax import analyse
 
@@ -116,7 +116,7 @@ class TestTimeBudget:
             lambda rows, tokens: steps.append(1) or original_step(rows, tokens),
         )
         clock = iter(range(1_000_000))
-        monkeypatch.setattr(decoding.time, "monotonic", lambda: float(next(clock)))
+        monkeypatch.setattr(types.time, "monotonic", lambda: float(next(clock)))  # the Budget
         results = engine.expand("woman portrait, ", 4)
         assert len(steps) <= 4
         for result in results:  # what there is, cut to whole phrases

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer
 
 from server.engine import CompletionEngine, EngineSettings, decoding
-from server.engine.runner import Rows, Runner
+from server.engine.runner import Context, Rows, Runner
 from server.engine.syntax import cut_unbalanced, open_brackets
 
 PREFERRED_LOGIT = 12.0
@@ -42,7 +42,6 @@ class ScriptedRunner(Runner):
         self.scripts = [[self.eos, *tokenizer.encode(s, add_special_tokens=False)] for s in scripts]
         self.vocab_size = vocab_size
         self.max_positions = max_positions
-        self._ids: list[int] = []
 
     def _logits(self, sequence: list[int]) -> torch.Tensor:
         logits = torch.zeros(self.vocab_size)
@@ -56,13 +55,14 @@ class ScriptedRunner(Runner):
             logits[self.eos] = PREFERRED_LOGIT
         return logits
 
-    def prime(self, ids: Sequence[int]) -> torch.Tensor:
-        self._ids = list(ids)
+    def prime(self, ids: Sequence[int]) -> Context:
         self.reused_tokens = 0
-        return torch.log_softmax(self._logits(self._ids), dim=-1)
+        logprobs = torch.log_softmax(self._logits(list(ids)), dim=-1)
+        self._last = Context(tuple(ids), logprobs, None)
+        return self._last
 
-    def fork(self, rows: int, capacity: int) -> Rows:
-        return _ScriptRows([list(self._ids) for _ in range(rows)])
+    def fork(self, context: Context, rows: int, capacity: int) -> Rows:
+        return _ScriptRows([list(context.ids) for _ in range(rows)])
 
     def step(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
         assert isinstance(rows, _ScriptRows)

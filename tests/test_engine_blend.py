@@ -11,11 +11,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from model_store import wordstats
+from model_store.ngram import counting
+from model_store.ngram.model import WordNgram
 from server.engine import Cancelled, CompletionEngine
 from server.engine.blend import WordBlender
-from server.engine.decoding import Budget
-from server.engine.types import EngineSettings
+from server.engine.lm_words import LMWordScorer
+from server.engine.types import Budget, EngineSettings
 
 # Hand-written prompts: "cat" and "on a mat" are what this corpus says comes next.
 CORPUS = [
@@ -29,12 +30,12 @@ SETTINGS = EngineSettings(time_budget_ms=60_000, safe_mode=False)
 
 
 @pytest.fixture(scope="module")
-def stats() -> wordstats.KneserNeyNgram:
-    return wordstats.build(CORPUS)
+def stats() -> WordNgram:
+    return counting.build(CORPUS)
 
 
 @pytest.fixture(scope="module")
-def engine(default_model_dir: Path, stats: wordstats.KneserNeyNgram) -> CompletionEngine:
+def engine(default_model_dir: Path, stats: WordNgram) -> CompletionEngine:
     return CompletionEngine.from_checkpoint(
         default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
     )
@@ -47,7 +48,9 @@ def budget() -> Budget:
 def blender(engine: CompletionEngine) -> WordBlender:
     found = engine._blender
     assert found is not None
-    return WordBlender(found._stats, engine.runner, found._vocab, found._encode)
+    lm = found._lm
+    assert isinstance(lm, LMWordScorer)
+    return WordBlender(found._stats, LMWordScorer(engine.runner, lm._vocab, lm._encode))
 
 
 def test_the_corpus_ranks_words_that_finish_the_typed_part(engine: CompletionEngine) -> None:
@@ -111,7 +114,7 @@ def test_ghost_text_chains_the_corpus_words(engine: CompletionEngine) -> None:
 
 
 def test_blocked_words_are_neither_offered_nor_chained(
-    default_model_dir: Path, stats: wordstats.KneserNeyNgram
+    default_model_dir: Path, stats: WordNgram
 ) -> None:
     blocked = CompletionEngine.from_checkpoint(
         default_model_dir,
@@ -126,7 +129,7 @@ def test_blocked_words_are_neither_offered_nor_chained(
 
 
 def test_the_corpus_statistics_setting_switches_the_blend_off(
-    default_model_dir: Path, stats: wordstats.KneserNeyNgram
+    default_model_dir: Path, stats: WordNgram
 ) -> None:
     engine = CompletionEngine.from_checkpoint(
         default_model_dir, settings=SETTINGS, threads=1, word_stats=stats
@@ -142,7 +145,7 @@ def test_an_lm_probability_that_underflows_to_zero_still_ranks(
 ) -> None:
     """At weight 1 the blend is the LM's probability alone, which can underflow to 0."""
     found = blender(engine)
-    monkeypatch.setattr(found, "_lm_probabilities", lambda *args: np.zeros(len(args[2])))
+    monkeypatch.setattr(found._lm, "probabilities", lambda *args: np.zeros(len(args[2])))
     ranked = found.rank("a ca", budget(), weight=1.0)
     assert ranked and all(word.probability > 0 for word in ranked)
     text, logprob = found.ghost("a ca", budget(), lambda _: True, weight=1.0)
@@ -150,7 +153,7 @@ def test_an_lm_probability_that_underflows_to_zero_still_ranks(
 
 
 def test_beside_ghost_text_the_menu_offers_alternatives_to_its_next_word(
-    default_model_dir: Path, stats: wordstats.KneserNeyNgram
+    default_model_dir: Path, stats: WordNgram
 ) -> None:
     engine = CompletionEngine.from_checkpoint(
         default_model_dir,
@@ -172,13 +175,15 @@ def test_beside_ghost_text_the_menu_offers_alternatives_to_its_next_word(
 def words_scored_by_the_lm(found: WordBlender, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A list that fills with each word the LM scores from now on."""
     scored: list[str] = []
-    score = found._score
+    lm = found._lm
+    assert isinstance(lm, LMWordScorer)
+    score = lm._score
 
     def counting(line: str, separator: str, texts: list[str], budget: Budget) -> list[float]:
         scored.extend(texts)
         return score(line, separator, texts, budget)
 
-    monkeypatch.setattr(found, "_score", counting)
+    monkeypatch.setattr(lm, "_score", counting)
     return scored
 
 
@@ -229,3 +234,16 @@ def test_once_lm_letters_are_typed_the_corpus_ranks_alone(
     assert "cat" in scored
     with pytest.raises(ValueError, match="blend_lm_letters"):
         engine.update_settings(EngineSettings(blend_lm_letters=-1))
+
+
+def test_a_ranking_cut_short_by_the_time_budget_is_not_remembered_as_a_full_one(
+    engine: CompletionEngine,
+) -> None:
+    """One slow keystroke must not spoil the menu and ghost text at that place afterwards."""
+    found = blender(engine)
+    full = [(word.text, word.probability) for word in blender(engine).rank("a ca", budget())]
+    spent = Budget(0, None)  # the time ran out before the LM could score
+    corpus_only = [(word.text, word.probability) for word in found.rank("a ca", spent)]
+    assert corpus_only != full
+    again = [(word.text, word.probability) for word in found.rank("a ca", budget())]
+    assert again == full

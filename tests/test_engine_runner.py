@@ -50,7 +50,7 @@ def test_prime_matches_transformers(model, ids: list[int]) -> None:
     expected = reference_logprobs(model, ids)
     for runner, tolerance in runners(model):
         with torch.inference_mode():
-            actual = runner.prime(ids)
+            actual = runner.prime(ids).logprobs
         torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
 
 
@@ -59,8 +59,7 @@ def test_steps_match_transformers(model, ids: list[int]) -> None:
     continuations = [[5, 6, 7], [8, 9, 10], [11, 12, 13]]
     for runner, tolerance in runners(model):
         with torch.inference_mode():
-            runner.prime(ids)
-            rows = runner.fork(3, capacity=8)
+            rows = runner.fork(runner.prime(ids), 3, capacity=8)
             runner.step(rows, torch.tensor([c[0] for c in continuations]))
             runner.select(rows, torch.tensor([2, 0, 0]))  # reorder and repeat
             picked = [continuations[2], continuations[0], continuations[0]]
@@ -77,9 +76,9 @@ def test_prefix_reuse_equals_a_cold_start(model, ids: list[int]) -> None:
             runner.prime(ids[:6])
             runner.prime([*ids[:4], 20, 21])  # the user edited the end
             assert runner.reused_tokens == 4
-            warm = runner.prime([*ids[:4], 20, 21, 22])
+            warm = runner.prime([*ids[:4], 20, 21, 22]).logprobs
             assert runner.reused_tokens == 6
-            shorter = runner.prime(ids[:3])  # the user deleted text
+            shorter = runner.prime(ids[:3]).logprobs  # the user deleted text
         torch.testing.assert_close(
             warm, reference_logprobs(model, [*ids[:4], 20, 21, 22]), atol=tolerance, rtol=0
         )
@@ -91,13 +90,13 @@ def test_prefix_reuse_equals_a_cold_start(model, ids: list[int]) -> None:
 def test_decoding_does_not_touch_the_stored_context(model, ids: list[int]) -> None:
     for runner, _ in runners(model):
         with torch.inference_mode():
-            before = runner.prime(ids).clone()
-            rows = runner.fork(2, capacity=4)
+            before = runner.prime(ids).logprobs.clone()
+            rows = runner.fork(runner.prime(ids), 2, capacity=4)
             for token in (30, 31, 32):
                 runner.step(rows, torch.tensor([token, token + 1]))
             runner.select(rows, torch.tensor([1]))
-            again = runner.prime(ids)
-            extended = runner.prime([*ids, 40])
+            again = runner.prime(ids).logprobs
+            extended = runner.prime([*ids, 40]).logprobs
         torch.testing.assert_close(again, before, atol=0, rtol=0)
         fresh = (
             type(runner)(model)
@@ -105,7 +104,8 @@ def test_decoding_does_not_touch_the_stored_context(model, ids: list[int]) -> No
             else runner_for_model(model, half_weights=runner.half_weights)
         )
         with torch.inference_mode():
-            torch.testing.assert_close(extended, fresh.prime([*ids, 40]), atol=1e-5, rtol=0)
+            expected = fresh.prime([*ids, 40]).logprobs
+            torch.testing.assert_close(extended, expected, atol=1e-5, rtol=0)
 
 
 def test_context_length_is_checked(model) -> None:
@@ -121,7 +121,7 @@ def test_gpt2_checkpoints_load_without_transformers(model, ids: list[int], defau
     runner = load_runner(default_model_dir)
     assert isinstance(runner, GPT2Runner)
     with torch.inference_mode():
-        actual = runner.prime(ids)
+        actual = runner.prime(ids).logprobs
     torch.testing.assert_close(actual, reference_logprobs(model, ids), atol=2e-2, rtol=0)
 
 
@@ -147,9 +147,8 @@ def test_a_token_tree_scores_each_node_after_its_own_path(model, ids: list[int])
     paths = [[5], [5, 6], [5, 7], [5, 7, 8]]
     for runner, tolerance in runners(model):
         with torch.inference_mode():
-            runner.prime(ids)
-            logits = runner.logits_tree(tokens, parents)
-            unchanged = runner.prime(ids)
+            logits = runner.logits_tree(runner.prime(ids), tokens, parents)
+            unchanged = runner.prime(ids).logprobs
         assert runner.context_ids == ids and runner.reused_tokens == len(ids)
         expected = reference_logprobs(model, ids)
         torch.testing.assert_close(unchanged, expected, atol=tolerance, rtol=0)
@@ -200,3 +199,30 @@ class TestVocabulary:
         banned = torch.ones(vocab.size, dtype=torch.bool)
         kept = vocab.allowed(ids, typed, banned).tolist()
         assert kept and all(len(vocab.token_bytes[t] or b"") <= len(typed) for t in kept)
+
+
+def test_a_primed_context_is_continued_even_after_another_is_primed(
+    model, tokenizer, ids: list[int]
+) -> None:
+    """The blend primes the line before the typed word between the engine's ``prime`` and its
+    ``fork``: decoding must continue the context it was handed, whatever was primed since."""
+    other = [
+        tokenizer.eos_token_id,
+        *tokenizer.encode("a castle on a hill", add_special_tokens=False),
+    ]
+    for runner, tolerance in runners(model):
+        with torch.inference_mode():
+            first = runner.prime(ids)
+            runner.prime(other)
+            if isinstance(runner, HFRunner):  # one cache, edited in place: refused, not wrong
+                with pytest.raises(RuntimeError, match="prime it again"):
+                    runner.fork(first, 1, capacity=2)
+                continue
+            rows = runner.fork(first, 1, capacity=2)
+            logits = runner.step(rows, torch.tensor([5]))
+            tree = runner.logits_tree(first, [5], [-1])
+        expected = reference_logprobs(model, [*ids, 5])
+        torch.testing.assert_close(
+            torch.log_softmax(logits[0], -1), expected, atol=tolerance, rtol=0
+        )
+        torch.testing.assert_close(torch.log_softmax(tree[0], -1), expected, atol=tolerance, rtol=0)

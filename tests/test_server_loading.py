@@ -13,6 +13,8 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types
 
+from model_store.checkpoint import read_manifest
+from model_store.ngram import counting, storage
 from model_store.store import ModelStore
 from tests.conftest import DEFAULT_MODEL_DIR
 from tests.server_support import (
@@ -149,3 +151,53 @@ def progress_of(session: Session, title_part: str) -> list[object]:
 
 async def _model_is(session: Session, ref: str) -> bool:
     return (await status(session.client))["model"] == ref
+
+
+async def test_the_statistics_pack_serves_before_the_model_and_the_blend_after(
+    open_session,
+) -> None:
+    """A fresh install (empty store, no corpus): the pack in the package answers while torch
+    loads, then the model takes over; status and $/progress say so."""
+    session = await open_session()
+    text = "portrait of a woman, highly det"
+    uri = session.documents.open(text)
+    seen: list[tuple[str, bool]] = []
+    while True:
+        current = await status(session.client)
+        items = (await complete(session.client, uri, 0, len(text))).items
+        seen.append((current["state"], bool(items)))
+        if current["state"] in ("ready", "failed"):
+            break
+    assert current["state"] == "ready" and current["statistics"] == "pack", current
+    assert ("statistics", True) in seen, seen  # answered from the pack before the model
+    assert any(item.label.startswith("detailed") for item in items)
+    assert any(
+        "serving from the corpus statistics" in (getattr(value, "message", None) or "")
+        for value in progress_values(session)
+    )
+
+
+async def test_damaged_statistics_are_named_and_the_model_serves_alone(
+    open_session, tmp_path: Path
+) -> None:
+    """A truncated file of the store's statistics: the user is told which and how to repair
+    it, and completions come from the model meanwhile."""
+    model = copy_of_default_model(tmp_path / "model")
+    digest = read_manifest(model)["corpus"]["sha256"]
+    directory = storage.stats_dir(digest, tmp_path / "home" / "wordstats")
+    storage.save(
+        counting.build([PROMPT, "a castle on a hill at night"]),
+        directory,
+        quantised=False,
+        name="s",
+    )
+    victim = directory / "order3_words.npy"
+    victim.write_bytes(victim.read_bytes()[:20])
+    session = await open_session(model=str(model))
+    message = await message_containing(session.client, "corpus statistics not used")
+    assert message.type == types.MessageType.Warning
+    assert "order3_words.npy" in message.message and "prompt-models stats" in message.message
+    await wait_until_ready(session.client)
+    assert (await status(session.client))["statistics"] == "none"
+    uri = session.documents.open(PROMPT)
+    assert (await complete(session.client, uri, 0, len(PROMPT))).items

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from server.engine import Cancelled, EngineSettings
-from server.worker import EngineState, InFlight, ModelWorker
+from server.worker import EngineState, InFlight, Loading, ModelWorker
 
 WAIT_S = 10.0  # bounds a broken test; never reached when the code works
 
@@ -156,3 +156,37 @@ async def test_a_newer_load_supersedes_a_queued_one() -> None:
     assert (await second).current is True
     assert worker.model_ref == "two"
     assert worker.state is EngineState.READY
+
+
+async def test_the_statistics_serve_until_the_model_is_built_then_it_takes_over() -> None:
+    """The model is built on another thread while the early engine answers on the model
+    thread; the switch happens once it is ready, and says so in the progress."""
+    model_may_finish = threading.Event()
+    early, model = BlockingEngine(), BlockingEngine()
+    messages: list[str] = []
+
+    def build_model() -> BlockingEngine:
+        if not model_may_finish.wait(WAIT_S):
+            raise TimeoutError("never released")
+        return model
+
+    def loader(ref, threads, progress):
+        return Loading(full=build_model, early=early, statistics="pack")
+
+    worker = ModelWorker(loader=loader)
+    worker.set_settings(EngineSettings(max_items=3))
+    loading = asyncio.ensure_future(worker.load("default", None, lambda m, f: messages.append(m)))
+    for _ in range(int(WAIT_S * 100)):
+        if worker.state is EngineState.STATISTICS:
+            break
+        await asyncio.sleep(0.01)
+    assert worker.state is EngineState.STATISTICS and worker.statistics == "pack"
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is early
+    assert early.settings.max_items == 3
+    assert any("statistics" in message for message in messages)
+    assert not loading.done()
+    model_may_finish.set()
+    outcome = await loading
+    assert outcome.current and worker.state is EngineState.READY
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is model
+    assert model.settings.max_items == 3

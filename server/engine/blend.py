@@ -14,27 +14,25 @@ chosen on dev prompts outside the benchmark's KSR sample (docs/BENCHMARKS.md, th
 Once ``LM_LETTERS`` letters of the word are typed, ``P_KN`` ranks alone.
 
 Words are whitespace-separated with punctuation attached ("portrait,"), as the statistics
-count them (``model_store.wordstats``).
+count them (``model_store.ngram``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
-import torch
 
-from model_store.wordstats import KneserNeyNgram, split_typed
-from server.engine.decoding import Budget
-from server.engine.runner import Runner
-from server.engine.types import EngineSettings
-from server.engine.vocab import Vocabulary
+from model_store.ngram.model import WordNgram
+from server.engine.filters import has_content
+from server.engine.syntax import CursorContext, cut_unbalanced
+from server.engine.types import Budget, EngineSettings, Suggestion
+from server.engine.words import per_word, split_typed
 
 K = TypeVar("K")
 
@@ -44,10 +42,15 @@ LM_LETTERS = EngineSettings.blend_lm_letters
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
-RECENT_LINES = 8  # lines whose words' LM probabilities are kept
 REMEMBERED_PAIRS = 4096  # (word before, word) end-of-prompt probabilities kept
-REMEMBERED_WORDS = 4096  # words' token ids kept
-ROOM = 16  # positions kept free after the context for a candidate's tokens
+
+
+class WordScorer(Protocol):
+    """P_LM of each word after a line (``lm_words.LMWordScorer``)."""
+
+    def probabilities(
+        self, line: str, separator: str, texts: Sequence[str], budget: Budget
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -60,34 +63,19 @@ class RankedWord:
 
 
 class WordBlender:
-    """Ranks next words by the blended probability; strings in, strings out."""
+    """Ranks next words by the blended probability; strings in, strings out.
 
-    def __init__(
-        self,
-        stats: KneserNeyNgram,
-        runner: Runner,
-        vocab: Vocabulary,
-        encode: Callable[[str], list[int]],
-    ) -> None:
+    Without an LM (``lm`` None: the server serves the statistics while torch loads) the
+    corpus ranks alone. Needs numpy, never torch: the LM's part is ``lm_words``.
+    """
+
+    def __init__(self, stats: WordNgram, lm: WordScorer | None = None) -> None:
         self._stats = stats
-        self._runner = runner
-        self._vocab = vocab
-        self._encode = encode
-        # A whitespace word ends where a token starting with whitespace (or the prompt) ends.
-        ends = [bool(data) and data[:1].isspace() for data in vocab.token_bytes]
-        ends[vocab.eos_id] = True
-        self._word_end_ids = torch.tensor(
-            [i for i, end in enumerate(ends) if end], dtype=torch.long
-        )
+        self._lm = lm
         self._recent: OrderedDict[tuple[str, bool, float], list[RankedWord]] = OrderedDict()
-        # P_LM(word | line) by (line, separator): it does not change while the word is typed.
-        self._scored: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
         self._ends_known: dict[tuple[int, int], float] = {}
-        # A candidate word's tokens (" portrait,"): the same words come back at every keystroke.
-        self._tokens_of = functools.lru_cache(maxsize=REMEMBERED_WORDS)(
-            lambda text: tuple(encode(text)[: ROOM - 1])
-        )
-        self._context_of = functools.lru_cache(maxsize=RECENT_LINES)(self._context)
+        self._settings = EngineSettings()
+        self._allowed: Callable[[str], bool] = lambda _: True
 
     def rank(
         self,
@@ -105,25 +93,31 @@ class WordBlender:
         The LM's part is skipped, leaving the corpus ranking, without ``use_lm``, once
         ``lm_letters`` letters of the word are typed (None: never), or once the time budget
         is spent. The last few rankings are remembered: an editor asks for the menu and the
-        ghost text at the same place.
+        ghost text at the same place. One cut short by the time budget is not: it would
+        stand for the full ranking at that place from then on.
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
         typed = split_typed(before)
         if lm_letters is not None:
             use_lm = use_lm and len(typed[1]) < lm_letters
+        use_lm = use_lm and weight > 0 and self._lm is not None
         key = (before, use_lm, weight)
         known = self._recent.get(key)
         if known is not None:
             return known
-        ranked = self._rank(before, typed, budget, allowed, use_lm and weight > 0, weight)
-        self._recent[key] = ranked
-        while len(self._recent) > RECENT_RANKINGS:
-            self._recent.popitem(last=False)
+        ranked, complete = self._rank(before, typed, budget, allowed, use_lm, weight)
+        if complete:
+            self._recent[key] = ranked
+            while len(self._recent) > RECENT_RANKINGS:
+                self._recent.popitem(last=False)
         return ranked
 
-    def forget(self) -> None:
-        """Drop remembered rankings (the filters they were made under changed)."""
+    def configure(self, settings: EngineSettings, allowed: Callable[[str], bool]) -> None:
+        """The settings and word filter that menu and ghost items follow; remembered rankings
+        are dropped (they were made under the old ones)."""
+        self._settings = settings
+        self._allowed = allowed
         self._recent.clear()
 
     def _rank(
@@ -134,7 +128,9 @@ class WordBlender:
         allowed: Callable[[str], bool],
         use_lm: bool,
         weight: float,
-    ) -> list[RankedWord]:
+    ) -> tuple[list[RankedWord], bool]:
+        """The ranking, and whether it is what was asked for (False: the LM was to score but
+        the time ran out)."""
         stats = self._stats
         words, partial, start = typed
         history = stats.history(words)
@@ -149,18 +145,20 @@ class WordBlender:
             )
         )
         if not candidates:
-            return []
+            return [], True
         texts = ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates]
         corpus = np.array([p for _, p in candidates])
         blended = corpus
-        if use_lm and budget.left():
+        complete = not use_lm
+        if use_lm and self._lm is not None and budget.left():
             separator = " " if before[:start].strip() else ""
-            lm = self._lm_probabilities(before[:start].rstrip(), separator, texts, budget)
+            lm = self._lm.probabilities(before[:start].rstrip(), separator, texts, budget)
             # At weight 1 an LM probability can underflow to 0: keep every score loggable.
             blended = np.maximum((1 - weight) * corpus + weight * lm, np.finfo(np.float64).tiny)
+            complete = True
         ends = self._ends(history[-1], [token for token, _ in candidates])
         order = np.argsort(-blended, kind="stable")
-        return [RankedWord(texts[i], float(blended[i]), ends[i]) for i in order]
+        return [RankedWord(texts[i], float(blended[i]), ends[i]) for i in order], complete
 
     def ghost(
         self,
@@ -195,6 +193,53 @@ class WordBlender:
                 break
         return inserted, logprob
 
+    def menu_items(self, text: str, where: CursorContext, budget: Budget) -> list[Suggestion]:
+        """Menu words at the cursor, best first (under ``configure``'s settings and filter).
+
+        A word item replaces the typed part of the word and, like a tag completer, adds the
+        space that follows it unless the prompt likely ends there or a space follows already.
+        """
+        before = text[where.segment_start : where.cursor]
+        _, partial, start = split_typed(before)
+        spaced = not text[where.cursor : where.cursor + 1].isspace()
+        settings = self._settings
+        ranked = self.rank(
+            before,
+            budget,
+            self._allowed,
+            weight=settings.blend_weight,
+            lm_letters=settings.blend_lm_letters,
+        )
+        skipped = {partial}  # choosing the typed word itself gains nothing
+        if settings.menu_skips_ghost and ranked and _shown_in_ghost(ranked[0].text, partial, where):
+            skipped.add(ranked[0].text)  # the ghost text's first word: one keystroke away
+        items = []
+        for word in ranked:
+            if not word.text or word.text in skipped:
+                continue
+            if cut_unbalanced(word.text, where.brackets) != word.text:
+                continue
+            new_text = word.text + " " if spaced and word.ends_prompt < 0.5 else word.text
+            start_at = where.segment_start + start
+            items.append(
+                Suggestion("word", start_at, where.cursor, new_text, math.log(word.probability))
+            )
+        return items
+
+    def ghost_item(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
+        """Ghost text at the cursor: a few likeliest words, as the n-gram would chain them."""
+        before = text[where.segment_start : where.cursor]
+        settings = self._settings
+        ghost, logprob = self.ghost(
+            before, budget, self._allowed, settings.blend_weight, settings.blend_lm_letters
+        )
+        ghost = cut_unbalanced(ghost, where.brackets)
+        _, partial, _ = split_typed(before)
+        if not has_content(partial + ghost):
+            return None
+        score = per_word(logprob, partial + ghost)
+        return Suggestion("phrase", where.cursor, where.cursor, ghost, score)
+
     def _ends(self, previous: int, tokens: Sequence[int]) -> list[float]:
         """P_KN(end of prompt | the word before, each word), from the trigram.
 
@@ -210,88 +255,22 @@ class WordBlender:
             history = np.array(pairs, dtype=np.int64)
             return stats.probability(history, np.full(len(pairs), stats.eos, np.int64)).tolist()
 
-        return _remembered(self._ends_known, [(previous, t) for t in tokens], probabilities)
-
-    def _context(self, line: str) -> list[int]:
-        """The LM's context for ``line``: end-of-text first, room left for a word's tokens."""
-        context = [self._vocab.eos_id, *self._encode(line)]
-        return context[-(self._runner.max_positions - ROOM) :]
-
-    def _lm_probabilities(
-        self, line: str, separator: str, texts: Sequence[str], budget: Budget
-    ) -> np.ndarray:
-        """P_LM of each word (its tokens, then a word boundary) after ``line``.
-
-        Scores are remembered per line: while a word is typed, the line before it stays the
-        same and its candidates keep coming back, so the LM runs only for words it has not
-        scored after this line yet.
-        """
-        key = (line, separator)
-        scored = self._scored.pop(key, {})
-        self._scored[key] = scored  # the most recent line last
-        while len(self._scored) > RECENT_LINES:
-            self._scored.popitem(last=False)
-        logprobs = _remembered(
-            scored, list(texts), lambda missing: self._score(line, separator, missing, budget)
-        )
-        return np.exp(np.array(logprobs, dtype=np.float64))
-
-    @torch.inference_mode()
-    def _score(
-        self, line: str, separator: str, texts: Sequence[str], budget: Budget
-    ) -> list[float]:
-        """log P_LM of each word after ``line``, from one forward pass over a token tree."""
-        vocab, runner = self._vocab, self._runner
-        first = runner.prime(self._context_of(line))
-        # Each word's tokens are a path in a tree of shared prefixes; node i is the word
-        # prefix ``prefixes[i]``. An empty text (the prompt ends) is scored as EOS itself.
-        pieces = [self._tokens_of(separator + text) if text else () for text in texts]
-        nodes: dict[tuple[int, ...], int] = {}
-        for tokens in pieces:
-            for end in range(1, len(tokens) + 1):
-                nodes.setdefault(tuple(tokens[:end]), len(nodes))
-        prefixes = list(nodes)
-        budget.check()
-        logits = runner.logits_tree(
-            [prefix[-1] for prefix in prefixes],
-            [nodes[prefix[:-1]] if len(prefix) > 1 else -1 for prefix in prefixes],
-        ).float()
-        # Only a few entries of each node's distribution are needed: its normaliser, its
-        # word-end mass and the next token of each word through it. One exponential of the
-        # logits serves all three (a log-softmax and a log-sum-exp took twice as long).
-        top = logits.max(dim=1, keepdim=True).values
-        weights = (logits - top).exp_()
-        total = weights.sum(dim=1)
-        normaliser = top.squeeze(1) + total.log()
-        ends = weights.index_select(1, self._word_end_ids).sum(dim=1) / total
-        word_end = ends.clamp_min(torch.finfo(torch.float32).tiny).log().tolist()
-        paths = [
-            [nodes[tuple(tokens[:end])] for end in range(1, len(tokens) + 1)] for tokens in pieces
-        ]
-        steps = [
-            (node, token)
-            for path, tokens in zip(paths, pieces, strict=True)
-            for node, token in zip(path[:-1], tokens[1:], strict=True)
-        ]
-        rows = torch.tensor([node for node, _ in steps], dtype=torch.long)
-        taken = (
-            logits[rows, torch.tensor([token for _, token in steps], dtype=torch.long)]
-            - normaliser[rows]
-        ).tolist()
-        starts = first[[tokens[0] if tokens else vocab.eos_id for tokens in pieces]].tolist()
-        scores = []
-        used = 0
-        for path, tokens, start in zip(paths, pieces, starts, strict=True):
-            if not tokens:
-                scores.append(start)
-                continue
-            inner = len(tokens) - 1
-            scores.append(start + word_end[path[-1]] + sum(taken[used : used + inner]))
-            used += inner
-        return scores
+        return remembered(self._ends_known, [(previous, t) for t in tokens], probabilities)
 
 
-def _remembered(
+def _shown_in_ghost(word: str, partial: str, where: CursorContext) -> bool:
+    """Whether the blended ghost text starts by finishing ``word``, the best-ranked one: the
+    ghost chains from it, and shows it unless brackets cut it or it has no content."""
+    rest = word[len(partial) :]
+    return (
+        bool(word)
+        and where.mode == "text"
+        and cut_unbalanced(rest, where.brackets) == rest
+        and has_content(word)
+    )
+
+
+def remembered(
     known: dict[K, float], keys: list[K], compute: Callable[[list[K]], list[float]]
 ) -> list[float]:
     """``known[key]`` for each key, computing the missing ones in one batch and keeping them."""

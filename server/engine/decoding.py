@@ -9,53 +9,20 @@ steps.
 
 from __future__ import annotations
 
-import re
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from server.engine.requests import check_stop
-from server.engine.runner import Runner
+from server.engine.runner import Context, Runner
 from server.engine.syntax import is_word_char
+from server.engine.types import Budget
 from server.engine.vocab import WORD_JOINERS, Vocabulary
+from server.engine.words import per_word
 
 Tensor = torch.Tensor
 NEG_INF = float("-inf")
-
-
-class Budget:
-    """A request's deadline and stop flag, checked between decoding steps."""
-
-    def __init__(self, milliseconds: float, stop: threading.Event | None) -> None:
-        self.deadline = time.monotonic() + milliseconds / 1000
-        self.stop = stop
-
-    def check(self) -> None:
-        """Raise Cancelled if the caller set the stop flag."""
-        check_stop(self.stop)
-
-    def left(self) -> bool:
-        """Raise Cancelled when stopped; otherwise say whether time remains."""
-        self.check()
-        return time.monotonic() < self.deadline
-
-
-_WORDS = re.compile(r"\w+(?:['-]\w+)*")  # "sci-fi" and "artist's" are one word each
-
-
-def per_word(logprob: float, text: str) -> float:
-    """Log-probability per word of ``text``: the length unit a user sees.
-
-    Tokens are no fair unit: a word spelled by three unlikely tokens ("b" "lu" "a") would
-    beat the same word spelled by one likely token ("blue"). Characters are no fair unit
-    either: a long unlikely word would beat a short likely one. Alternatives for the word
-    being typed are all one word long, so they are ranked by their plain probability.
-    """
-    return logprob / max(1, len(_WORDS.findall(text)))
 
 
 @dataclass
@@ -93,7 +60,7 @@ class _Beam:
 def word_search(
     runner: Runner,
     vocab: Vocabulary,
-    first: Tensor,
+    context: Context,
     tail: bytes,
     word_offset: int,
     *,
@@ -104,7 +71,7 @@ def word_search(
 ) -> list[Word]:
     """Complete the typed word: a beam search constrained to ``tail``, ending at word ends.
 
-    ``first`` is the log-prob row after the context; ``tail[word_offset:]`` is the typed part
+    ``context`` is the primed context before the tail; ``tail[word_offset:]`` is the typed part
     of the word (before it: a leading space or punctuation that was backed off). A beam may
     end once it has produced the tail; its score counts the probability that a new word (or
     the end of the prompt) follows, so "portr" is not offered as a finished word. A beam grows
@@ -112,7 +79,7 @@ def word_search(
     are found that no remaining beam can beat on total log-probability.
     """
     beams = [_Beam([], b"", 0.0, 0)]
-    logprobs = first.unsqueeze(0)
+    logprobs = context.logprobs.unsqueeze(0)
     rows = None
     finished: dict[bytes, Word] = {}
     totals: list[float] = []  # log P(word and its end) of finished words, for stopping
@@ -165,7 +132,7 @@ def word_search(
         if not chosen or steps >= len(tail) + extra_steps or not budget.left():
             break
         if rows is None:
-            rows = runner.fork(1, capacity=len(tail) + extra_steps + 1)
+            rows = runner.fork(context, 1, capacity=len(tail) + extra_steps + 1)
         runner.select(rows, torch.tensor([parent for _, parent, _ in chosen]))
         logits = runner.step(rows, torch.tensor([token for _, _, token in chosen]))
         logprobs = torch.log_softmax(logits, dim=-1)
@@ -272,7 +239,7 @@ def sampling_policy(
 def decode_rows(
     runner: Runner,
     vocab: Vocabulary,
-    first: Tensor,
+    context: Context,
     rows: list[Row],
     tail: bytes,
     *,
@@ -290,10 +257,10 @@ def decode_rows(
     if not rows:
         return rows
     longest_forced = max(len(row.forced) for row in rows)
-    batch = runner.fork(1, capacity=longest_forced + max_new_tokens + 1)
+    batch = runner.fork(context, 1, capacity=longest_forced + max_new_tokens + 1)
     runner.select(batch, torch.zeros(len(rows), dtype=torch.long))
     active = list(rows)
-    logprobs = first.unsqueeze(0).expand(len(rows), -1)
+    logprobs = context.logprobs.unsqueeze(0).expand(len(rows), -1)
     tail_chars = len(tail.decode("utf-8"))
     while True:
         allowed: list[Tensor | None] = []

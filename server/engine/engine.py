@@ -13,7 +13,7 @@ A request is answered in four steps:
    (``phrases.py``), and seeded top-k sampling writes expansions (``expansions.py``).
 4. Filters (``filters.py``, trimming in ``text.py``) drop empty, looping, repeated,
    duplicate, blocked and unsafe candidates; survivors are ranked by log-probability per word
-   (``decoding.per_word``; a word completion is one word, so its plain log-probability
+   (``words.per_word``; a word completion is one word, so its plain log-probability
    including its ending). The menu lists words first, then phrases (``ranking.py``).
 
 With corpus statistics, words and ghost text come from the blend (``blend.py``) instead; the
@@ -22,21 +22,20 @@ last ghost text is followed as typed (``ghost.py``).
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
 
-from model_store.wordstats import KneserNeyNgram, split_typed
+from model_store.ngram.model import WordNgram
 from server.engine import decoding
 from server.engine.blend import WordBlender
-from server.engine.decoding import Budget, Word
+from server.engine.decoding import Word
 from server.engine.expansions import sample_expansions
-from server.engine.filters import has_content
 from server.engine.ghost import GhostMemory
 from server.engine.healing import Request, prepare
+from server.engine.lm_words import LMWordScorer
 from server.engine.phrases import PhraseDecoder, phrase_suggestions
 from server.engine.ranking import merge, option_suggestions, rank
 from server.engine.requests import (
@@ -47,8 +46,8 @@ from server.engine.requests import (
     set_threads,
 )
 from server.engine.runner import Runner, load_runner
-from server.engine.syntax import CursorContext, analyse, cut_unbalanced
-from server.engine.types import EngineSettings, Suggestion
+from server.engine.syntax import CursorContext, analyse
+from server.engine.types import Budget, EngineSettings, Suggestion
 from server.engine.vocab import Vocabulary, load_tokenizer
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
@@ -77,7 +76,7 @@ class CompletionEngine:
         eos_id: int,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyNgram | None = None,
+        word_stats: WordNgram | None = None,
         source: Path | None = None,
     ) -> None:
         """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
@@ -96,7 +95,7 @@ class CompletionEngine:
         self.source = source
         self._vocab = Vocabulary(tokenizer, eos_id, runner.vocab_size)
         self._blender = (
-            WordBlender(word_stats, self._runner, self._vocab, self._encode)
+            WordBlender(word_stats, LMWordScorer(self._runner, self._vocab, self._encode))
             if word_stats is not None
             else None
         )
@@ -111,7 +110,7 @@ class CompletionEngine:
         path: Path,
         settings: EngineSettings | None = None,
         threads: int | None = None,
-        word_stats: KneserNeyNgram | None = None,
+        word_stats: WordNgram | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -148,7 +147,7 @@ class CompletionEngine:
             self._ghost.forget()  # chosen under the old settings, as were the cached phrases
             self._phrases.forget()
             if self._blender is not None:
-                self._blender.forget()
+                self._blender.configure(settings, self._allowed)
 
     # Public requests -----------------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class CompletionEngine:
                 return []
             if where.mode == "options":
                 return option_suggestions(where)[:limit]
-            blended = self._blended_words(text, where, budget)  # before _prepare: both prime
+            blended = self._blended_words(text, where, budget)
             request = self._prepare(text, where)
             if request is None:
                 return []
@@ -270,61 +269,16 @@ class CompletionEngine:
     def _blended_words(
         self, text: str, where: CursorContext, budget: Budget
     ) -> list[Suggestion] | None:
-        """Menu words from the blend, or None without statistics or inside a word.
-
-        A word item replaces the typed part of the word and, like a tag completer, adds the
-        space that follows it unless the prompt likely ends there or a space follows already.
-        """
+        """Menu words from the blend, or None without statistics or inside a word."""
         if self._blender is None or not self._settings.corpus_statistics or where.inside_word:
             return None
-        before = text[where.segment_start : where.cursor]
-        _, partial, start = split_typed(before)
-        spaced = not text[where.cursor : where.cursor + 1].isspace()
-        ranked = self._blender.rank(
-            before,
-            budget,
-            self._allowed,
-            weight=self._settings.blend_weight,
-            lm_letters=self._settings.blend_lm_letters,
-        )
-        skipped = {partial}  # choosing the typed word itself gains nothing
-        if (
-            self._settings.menu_skips_ghost
-            and ranked
-            and _shown_in_ghost(ranked[0].text, partial, where)
-        ):
-            skipped.add(ranked[0].text)  # the ghost text's first word: one keystroke away
-        items = []
-        for word in ranked:
-            if not word.text or word.text in skipped:
-                continue
-            if cut_unbalanced(word.text, where.brackets) != word.text:
-                continue
-            new_text = word.text + " " if spaced and word.ends_prompt < 0.5 else word.text
-            start_at = where.segment_start + start
-            items.append(
-                Suggestion("word", start_at, where.cursor, new_text, math.log(word.probability))
-            )
-        return items
+        return self._blender.menu_items(text, where, budget)
 
     def _blended_ghost(self, text: str, where: CursorContext, budget: Budget) -> Suggestion | None:
         """Ghost text from the blend: a few likeliest words, as the n-gram would chain them."""
         if self._blender is None or not self._settings.corpus_statistics:
             return None
-        before = text[where.segment_start : where.cursor]
-        ghost, logprob = self._blender.ghost(
-            before,
-            budget,
-            self._allowed,
-            self._settings.blend_weight,
-            self._settings.blend_lm_letters,
-        )
-        ghost = cut_unbalanced(ghost, where.brackets)
-        _, partial, _ = split_typed(before)
-        if not has_content(partial + ghost):
-            return None
-        score = decoding.per_word(logprob, partial + ghost)
-        return Suggestion("phrase", where.cursor, where.cursor, ghost, score)
+        return self._blender.ghost_item(text, where, budget)
 
     # Preparation ---------------------------------------------------------------------------
 
@@ -350,7 +304,7 @@ class CompletionEngine:
         words = decoding.word_search(
             self._runner,
             self._vocab,
-            request.first,
+            request.context,
             request.tail_bytes,
             request.word_offset,
             width=width,
@@ -400,14 +354,3 @@ class CompletionEngine:
             self._terms,
         )
 
-
-def _shown_in_ghost(word: str, partial: str, where: CursorContext) -> bool:
-    """Whether the blended ghost text starts by finishing ``word``, the best-ranked one: the
-    ghost chains from it, and shows it unless brackets cut it or it has no content."""
-    rest = word[len(partial) :]
-    return (
-        bool(word)
-        and where.mode == "text"
-        and cut_unbalanced(rest, where.brackets) == rest
-        and has_content(word)
-    )

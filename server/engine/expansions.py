@@ -7,13 +7,14 @@ from collections import deque
 import torch
 
 from server.engine import decoding
-from server.engine.decoding import Budget, Row, Word
+from server.engine.decoding import Row, Word
 from server.engine.filters import TermFilter, clean_expansion, dedupe_key
 from server.engine.healing import Request
 from server.engine.runner import Runner
 from server.engine.text import end_of_line, starts_fresh, whole_phrases
-from server.engine.types import EngineSettings
+from server.engine.types import Budget, EngineSettings
 from server.engine.vocab import Vocabulary
+from server.engine.words import per_word
 
 TOP_K = 40
 EXPANSION_MIN_TOKENS = 16  # an expansion is a detailed prompt, not one more word
@@ -54,7 +55,7 @@ def sample_expansions(
         policy = decoding.sampling_policy(
             vocab,
             banned,
-            request.context_ids,
+            list(request.context.ids),
             temperature=settings.temperature,
             top_k=TOP_K,
             repetition_penalty=REPETITION_PENALTY,
@@ -64,7 +65,7 @@ def sample_expansions(
         decoding.decode_rows(
             runner,
             vocab,
-            request.first,
+            request.context,
             rows,
             request.tail_bytes,
             policy=policy,
@@ -85,7 +86,7 @@ def sample_expansions(
             continuation = clean_expansion(request.before, generated, request.where.brackets, terms)
             if continuation is None:
                 continue
-            score = decoding.per_word(row.logprob, request.partial + generated)
+            score = per_word(row.logprob, request.partial + generated)
             key = dedupe_key(continuation)
             if key not in found or found[key][1] < score:
                 found[key] = (continuation, score)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-
-import torch
+from typing import TYPE_CHECKING
 
 from server.engine.safety import PATTERNS, SAFE_MODE_TERMS
 from server.engine.syntax import SEPARATOR as _SEPARATOR
 from server.engine.syntax import cut_unbalanced, normalize_phrase, split_phrases
-from server.engine.vocab import Vocabulary
+
+if TYPE_CHECKING:  # the statistics serve, through the term filter, before torch loads
+    import torch
+
+    from server.engine.vocab import Vocabulary
 
 _WORD = re.compile(r"\w+")
 _CHARACTER_LOOP = re.compile(r"(.{1,4}?)\1{5,}", re.DOTALL)
@@ -159,6 +162,8 @@ class TermFilter:
 
     def banned_tokens(self, vocab: Vocabulary) -> torch.Tensor:
         """Boolean mask of tokens that are a blocked word on their own."""
+        import torch
+
         mask = torch.zeros(vocab.size, dtype=torch.bool)
         for term, ids in vocab.word_terms().items():
             if term in self.words or (

@@ -11,11 +11,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from tokenizers import Tokenizer
 
 from server.engine.decoding import Row
-from server.engine.runner import Runner
+from server.engine.runner import Context, Runner
 from server.engine.syntax import CursorContext
 
 MAX_TAIL_BYTES = 64  # a "word" longer than this is not something to complete
@@ -31,8 +30,7 @@ class Request:
     before: str  # the segment up to the cursor
     tail: str  # typed text after the last safe token boundary, reproduced by decoding
     partial: str  # the typed part of the current word (a suffix of ``tail``)
-    context_ids: list[int]
-    first: torch.Tensor  # next-token log-probs after the context
+    context: Context  # primed: what decoding continues
 
     @property
     def tail_bytes(self) -> bytes:
@@ -80,10 +78,9 @@ def prepare(
     if len(context) > room:
         cut = math.ceil((len(context) - room) / CONTEXT_CHUNK) * CONTEXT_CHUNK
         context = context[cut:]
-    context_ids = [eos_id, *context]
-    first = runner.prime(context_ids)
+    primed = runner.prime([eos_id, *context])
     partial = before[word_start:] if where.in_word else ""
-    return Request(where, segment, before, tail, partial, context_ids, first)
+    return Request(where, segment, before, tail, partial, primed)
 
 
 def tail_start(tokenizer: Tokenizer, before: str, word_start: int) -> int:

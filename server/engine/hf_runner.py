@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from server.engine.runner import GPT2Runner, Rows, Runner, check_context
+from server.engine.runner import Context, GPT2Runner, Rows, Runner, check_context
 
 Tensor = torch.Tensor
 
@@ -41,25 +41,26 @@ class HFRunner(Runner):
         self.max_positions = int(
             getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
         )
-        self._ids: list[int] = []
         self._cache = DynamicCache(config=config)
-        self._logprobs = torch.empty(0)
 
-    def prime(self, ids: Sequence[int]) -> Tensor:
+    def prime(self, ids: Sequence[int]) -> Context:
+        """The cache is cropped and extended in place, so only the last context can be forked."""
         ids = check_context(ids, self.max_positions)
         keep = self._cached_prefix(ids)
-        if keep is None:
-            return self._logprobs
-        if keep == 0:
+        if keep is None and self._last is not None:
+            return self._last
+        if not keep:
             self._cache = DynamicCache(config=self.model.config)
         elif self._cache.get_seq_length() > keep:
             self._cache.crop(keep - self._cache.get_seq_length())  # negative: tokens to remove
         output = self.model(input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True)
-        self._ids = ids
-        self._logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
-        return self._logprobs
+        logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+        self._last = Context(tuple(ids), logprobs, self._cache)
+        return self._last
 
-    def fork(self, rows: int, capacity: int) -> Rows:
+    def fork(self, context: Context, rows: int, capacity: int) -> Rows:
+        if context is not self._last:
+            raise RuntimeError("this runner forks only the context it primed last: prime it again")
         cache = copy.deepcopy(self._cache)
         cache.batch_repeat_interleave(rows)
         return _CacheRows(cache)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from server.engine.types import EngineSettings, Suggestion
 
 if TYPE_CHECKING:
-    from model_store.wordstats import KneserNeyNgram
+    from model_store.ngram.model import WordNgram
 
 
 class Engine(Protocol):
@@ -36,22 +36,22 @@ class Engine(Protocol):
     ) -> list[str]: ...
 
 
-Loader = Callable[[Path, "int | None", "KneserNeyNgram | None"], Engine]
+Loader = Callable[[Path, "int | None", "WordNgram | None"], Engine]
 
 
-def _causal(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _causal(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
     from server.engine.causal_fill import InfillingEngine
 
     return InfillingEngine.from_checkpoint(path, threads=threads, word_stats=word_stats)
 
 
-def _word_lstm(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _word_lstm(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
     from server.engine.study.lstm_engine import WordLSTMEngine
 
     return WordLSTMEngine.from_checkpoint(path, threads=threads)
 
 
-def _masked(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _masked(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
     from server.engine.study.mlm_engine import MaskedLMEngine
 
     return MaskedLMEngine.from_checkpoint(path, threads=threads)
@@ -65,7 +65,7 @@ def engine_for(
     path: Path,
     threads: int | None = None,
     *,
-    word_stats: KneserNeyNgram | None = None,
+    word_stats: WordNgram | None = None,
 ) -> Engine:
     """The engine for a verified checkpoint directory of ``kind`` (its manifest's).
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from server.engine import decoding
-from server.engine.decoding import Budget, Row, Word
+from server.engine.decoding import Row, Word
 from server.engine.filters import TermFilter, has_content, known_phrases, loop_start, repeats_known
 from server.engine.healing import Request
 from server.engine.runner import Runner
@@ -25,8 +25,9 @@ from server.engine.text import (
     only_word,
     starts_fresh,
 )
-from server.engine.types import Suggestion
+from server.engine.types import Budget, Suggestion
 from server.engine.vocab import Vocabulary
+from server.engine.words import per_word
 
 WORD_BRANCHES = 2  # best words whose continuations are explored as phrases
 PHRASE_PLAUSIBILITY = 5.0  # phrases this many nats per word less likely than the best: dropped
@@ -83,7 +84,7 @@ class PhraseDecoder:
             if tail:
                 never = torch.ones_like(never)
                 never[self._vocab.allowed(self._vocab.consistent(tail), tail, banned)] = False
-            starts = [(request.first.masked_fill(never, decoding.NEG_INF), 0.0, [])]
+            starts = [(request.context.logprobs.masked_fill(never, decoding.NEG_INF), 0.0, [])]
         branches: list[tuple[float, int, list[int]]] = []
         for group, (scores, prior, forced) in enumerate(starts):
             top = torch.topk(scores, count)
@@ -113,7 +114,7 @@ class PhraseDecoder:
             return phrase_end(generated, brackets, in_word)
 
         # In a word the rows' forced tokens cover the typed tail; otherwise it constrains them.
-        common = (tuple(request.context_ids), max_tokens, brackets, in_word)
+        common = (request.context.ids, max_tokens, brackets, in_word)
         common += (b"" if in_word else request.tail_bytes,)
         tail_chars = len(request.tail)
         todo: list[tuple[tuple[object, ...], Row]] = []
@@ -133,7 +134,7 @@ class PhraseDecoder:
         decoding.decode_rows(
             self._runner,
             self._vocab,
-            request.first,
+            request.context,
             [row for _, row in todo],
             request.tail_bytes,
             policy=decoding.greedy_policy(banned),
@@ -192,7 +193,7 @@ def phrase_suggestions(
             or repeats_known(current_phrase + generated, known)
         ):
             continue
-        score = decoding.per_word(row.logprob, request.partial + generated)
+        score = per_word(row.logprob, request.partial + generated)
         if menu and where.in_word:
             suggestion = Suggestion("phrase", where.word_start, where.cursor, new_text, score)
         else:

@@ -10,8 +10,10 @@ fast path is tested against.
 
 Both keep the last context (token ids plus KV states) so the next request for the same prompt
 only feeds the tokens that changed: the user typing one more word costs one or two tokens.
-Decoding forks copies of that context into a batch, so the stored context is never modified
-by candidates.
+``prime`` returns that context as a handle (``Context``) and decoding forks copies of the
+handle it is given into a batch, so the stored context is never modified by candidates and
+priming another context in between (the blend scores the line before the typed word) cannot
+change what a later ``fork`` continues.
 """
 
 from __future__ import annotations
@@ -49,7 +51,16 @@ def check_context(ids: Sequence[int], max_positions: int) -> list[int]:
 
 
 class Rows(ABC):  # noqa: B024 - a marker base: each runner has its own batch state
-    """A batch of decoding rows that all continue the runner's current context."""
+    """A batch of decoding rows that all continue one primed context."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """A primed context, as ``prime`` returns it: what ``fork`` and ``logits_tree`` continue."""
+
+    ids: tuple[int, ...]
+    logprobs: Tensor  # of the next token, shape (V,)
+    state: Any  # the runner's cache after ``ids`` (GPT-2: each layer's keys and values)
 
 
 class Runner(ABC):
@@ -58,32 +69,33 @@ class Runner(ABC):
     vocab_size: int
     max_positions: int
     reused_tokens: int = 0  # how many context tokens the last ``prime`` took from the cache
-    _ids: list[int]
+    _last: Context | None = None
 
     @property
     def context_ids(self) -> list[int]:
-        """The current context (what the last ``prime`` was given)."""
-        return list(self._ids)
+        """The context the last ``prime`` was given (kept for the next one to reuse)."""
+        return list(self._last.ids) if self._last is not None else []
 
     def _cached_prefix(self, ids: list[int]) -> int | None:
         """How many leading tokens of ``ids`` the cache holds and the next pass can skip
-        (sets ``reused_tokens``); None when ``ids`` is the current context itself.
+        (sets ``reused_tokens``); None when ``ids`` is the last context itself.
 
         At least the last token is always run again: its output is the answer.
         """
-        if ids == self._ids:
+        last = list(self._last.ids) if self._last is not None else []
+        if ids == last:
             self.reused_tokens = len(ids)
             return None
-        self.reused_tokens = min(common_prefix_length(self._ids, ids), len(ids) - 1)
+        self.reused_tokens = min(common_prefix_length(last, ids), len(ids) - 1)
         return self.reused_tokens
 
     @abstractmethod
-    def prime(self, ids: Sequence[int]) -> Tensor:
-        """Make ``ids`` the current context and return the next token's log-probs, shape (V,)."""
+    def prime(self, ids: Sequence[int]) -> Context:
+        """Run ``ids`` (reusing the cache of the last context) and return them primed."""
 
     @abstractmethod
-    def fork(self, rows: int, capacity: int) -> Rows:
-        """``rows`` copies of the current context, with room for ``capacity`` more tokens."""
+    def fork(self, context: Context, rows: int, capacity: int) -> Rows:
+        """``rows`` copies of ``context``, with room for ``capacity`` more tokens."""
 
     @abstractmethod
     def step(self, rows: Rows, tokens: Tensor) -> Tensor:
@@ -93,12 +105,14 @@ class Runner(ABC):
     def select(self, rows: Rows, indices: Tensor) -> None:
         """Keep (and reorder or repeat) the rows at ``indices``."""
 
-    def logits_tree(self, tokens: Sequence[int], parents: Sequence[int]) -> Tensor:
-        """Next-token logits after each node of a token tree that continues the context.
+    def logits_tree(
+        self, context: Context, tokens: Sequence[int], parents: Sequence[int]
+    ) -> Tensor:
+        """Next-token logits after each node of a token tree that continues ``context``.
 
         Node ``i`` is token ``tokens[i]`` following node ``parents[i]`` (-1: the end of the
-        current context); parents come before their children. Returns shape (nodes, V); the
-        stored context is left as it is. Candidate words share their first tokens ("portrait",
+        context); parents come before their children. Returns shape (nodes, V); the context
+        is left as it is. Candidate words share their first tokens ("portrait",
         "portrait,", "portraits"), so a tree scores them all with each prefix computed once.
         """
         paths: list[list[int]] = []
@@ -108,7 +122,7 @@ class Runner(ABC):
             return torch.empty(0, self.vocab_size)
         depth = max(len(path) for path in paths)
         padded = torch.tensor([path + [path[-1]] * (depth - len(path)) for path in paths])
-        rows = self.fork(len(paths), depth)
+        rows = self.fork(context, len(paths), depth)
         logits = [self.step(rows, padded[:, index]) for index in range(depth)]
         last = torch.tensor([len(path) - 1 for path in paths])
         return torch.stack(logits, dim=1)[torch.arange(len(paths)), last]
@@ -266,10 +280,6 @@ class GPT2Runner(Runner):
         )
         self.output = _Linear(weight(head).t().contiguous(), None, half)
         self.vocab_size = int(self.token_embedding.shape[0])
-        self._ids: list[int] = []
-        self._keys: list[Tensor] = []
-        self._values: list[Tensor] = []
-        self._logprobs = torch.empty(0)
 
     def _layer_norm(self, x: Tensor, weight_bias: tuple[Tensor, Tensor]) -> Tensor:
         return F.layer_norm(x, (self.width,), weight_bias[0], weight_bias[1], self.eps)
@@ -292,13 +302,15 @@ class GPT2Runner(Runner):
             x = x + block.mlp_out(h).view_as(x)
         return self._layer_norm(x, self.final_norm)
 
-    def prime(self, ids: Sequence[int]) -> Tensor:
+    def prime(self, ids: Sequence[int]) -> Context:
         ids = check_context(ids, self.max_positions)
         keep = self._cached_prefix(ids)
-        if keep is None:
-            return self._logprobs
-        past_keys = [k[:, :, :keep] for k in self._keys]
-        past_values = [v[:, :, :keep] for v in self._values]
+        if keep is None and self._last is not None:
+            return self._last
+        keep = keep or 0
+        past_keys, past_values = self._last.state if keep and self._last is not None else ([], [])
+        past_keys = [k[:, :, :keep] for k in past_keys]
+        past_values = [v[:, :, :keep] for v in past_values]
         keys: list[Tensor] = []
         values: list[Tensor] = []
 
@@ -318,16 +330,18 @@ class GPT2Runner(Runner):
 
         positions = torch.arange(keep, len(ids))
         hidden = self._forward(torch.tensor([ids[keep:]]), positions, attend)[0, -1]
-        self._ids, self._keys, self._values = ids, keys, values
-        self._logprobs = torch.log_softmax(self.output(hidden.unsqueeze(0))[0], dim=-1)
-        return self._logprobs
+        # New tensors, never written in place: an earlier Context keeps its own keys and values.
+        logprobs = torch.log_softmax(self.output(hidden.unsqueeze(0))[0], dim=-1)
+        self._last = Context(tuple(ids), logprobs, (keys, values))
+        return self._last
 
-    def fork(self, rows: int, capacity: int) -> Rows:
-        length = len(self._ids)
+    def fork(self, context: Context, rows: int, capacity: int) -> Rows:
+        length = len(context.ids)
         if length + capacity > self.max_positions:
             capacity = self.max_positions - length
         keys, values = [], []
-        for k, v in zip(self._keys, self._values, strict=True):
+        past_keys, past_values = context.state
+        for k, v in zip(past_keys, past_values, strict=True):
             shape = (rows, self.heads, length + capacity, self.head_dim)
             key_buffer, value_buffer = k.new_empty(shape), v.new_empty(shape)
             key_buffer[:, :, :length] = k
@@ -356,9 +370,12 @@ class GPT2Runner(Runner):
         rows.length += 1
         return self.output(hidden)
 
-    def logits_tree(self, tokens: Sequence[int], parents: Sequence[int]) -> Tensor:
+    def logits_tree(
+        self, context: Context, tokens: Sequence[int], parents: Sequence[int]
+    ) -> Tensor:
         """One forward pass over all nodes, each attending to the context and its ancestors."""
-        count, length = len(tokens), len(self._ids)
+        count, length = len(tokens), len(context.ids)
+        past_keys, past_values = context.state
         if count == 0:
             return torch.empty(0, self.vocab_size)
         depths: list[int] = []
@@ -374,8 +391,8 @@ class GPT2Runner(Runner):
             raise RuntimeError("the token tree runs past the model's positions")
 
         def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            k = torch.cat([self._keys[index], k], dim=2)
-            v = torch.cat([self._values[index], v], dim=2)
+            k = torch.cat([past_keys[index], k], dim=2)
+            v = torch.cat([past_values[index], v], dim=2)
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=visible, scale=self.blocks[index].scale
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,6 +12,24 @@ SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
 
 class Cancelled(Exception):
     """Raised inside the engine when the caller's stop flag was set between decoding steps."""
+
+
+class Budget:
+    """A request's deadline and stop flag, checked between decoding steps."""
+
+    def __init__(self, milliseconds: float, stop: threading.Event | None) -> None:
+        self.deadline = time.monotonic() + milliseconds / 1000
+        self.stop = stop
+
+    def check(self) -> None:
+        """Raise Cancelled if the caller set the stop flag."""
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled
+
+    def left(self) -> bool:
+        """Raise Cancelled when stopped; otherwise say whether time remains."""
+        self.check()
+        return time.monotonic() < self.deadline
 
 
 @dataclass(frozen=True)
