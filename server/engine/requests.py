@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 
-import torch
-
 from server.engine.filters import TermFilter
 from server.engine.types import Cancelled, EngineSettings
 
@@ -84,4 +82,6 @@ def set_threads(threads: int | None) -> None:
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    import torch  # here: the statistics engine shares these checks and serves before torch
+
     torch.set_num_threads(threads or DEFAULT_THREADS)

@@ -13,8 +13,9 @@ import threading
 from model_store.ngram.model import WordNgram
 from server.engine.blend import WordBlender
 from server.engine.filters import TermFilter
-from server.engine.masks import check_cursor
-from server.engine.syntax import analyse, option_suggestions
+from server.engine.ranking import option_suggestions
+from server.engine.requests import check_cursor
+from server.engine.syntax import analyse
 from server.engine.types import Budget, EngineSettings, Suggestion
 
 

@@ -13,8 +13,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from server.engine.types import Suggestion
-
 OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 CLOSERS = {closer: opener for opener, closer in OPENERS.items()}
 PHRASE_SEPARATORS = ",;"
@@ -325,13 +323,3 @@ def normalize_phrase(phrase: str) -> str:
     phrase = _SPACES.sub(" ", phrase.casefold()).strip()
     return phrase.strip(" .:!?\"'")
 
-
-def option_suggestions(where: CursorContext) -> list[Suggestion]:
-    """Fixed choices (parameter names, aspect ratios, weights), most common first.
-
-    They have no model score; a small decreasing one keeps their order when ranked.
-    """
-    return [
-        Suggestion("word", where.option_start, where.cursor, option, -0.01 * rank)
-        for rank, option in enumerate(where.options)
-    ]
