@@ -28,8 +28,15 @@ EDITOR_WAIT_S = 420  # bounds a hung editor on a loaded 2-core machine; not a sp
 
 
 def editor(name: str, package: str) -> str:
-    """The editor's executable; its absence is a failure (never a skip)."""
-    path = shutil.which(name)
+    """The system's editor (not a wrapper in this virtual environment); its absence is a
+    failure, never a skip."""
+    environment_bin = Path(sys.executable).parent
+    search = os.pathsep.join(
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry) != environment_bin
+    )
+    path = shutil.which(name, path=search)
     if path is None:
         pytest.fail(f"{name} is not installed (apt-get install {package}; .ci/run installs it)")
     return path
