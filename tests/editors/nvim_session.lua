@@ -139,6 +139,13 @@ local function main()
   result.line_after_expand = wait_until("the expansion", function()
     return line() ~= "a portrait of a woman" and line()
   end, 120000)
+
+  -- *.prompt files get the filetype "prompt" and the same server.
+  vim.cmd("edit " .. vim.fn.fnameescape(vim.fn.fnamemodify(os.getenv("PROMPT_TEST_FILE"), ":h") .. "/scene.prompt"))
+  result.prompt_file_filetype = vim.bo.filetype
+  result.prompt_file_attached = wait_until("prompt_ls on the .prompt file", function()
+    return require("prompt_autocomplete.compat").clients(0, "prompt_ls")[1] ~= nil
+  end)
   finish()
 end
 
