@@ -82,3 +82,21 @@ def run_editor(argv: list[str], home: Path, **env: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
     assert "error" not in result, f"{result['error']}\n{output.decode(errors='replace')[-4000:]}"
     return result
+
+
+def assert_word_then_rest_accepted(result: dict[str, Any], typed: str) -> None:
+    """One word of the ghost accepted, then the rest: the keys of both editor integrations."""
+    ghost, word_line, rest = result["ghost"], result["line_after_word"], result["ghost_after_word"]
+    word = word_line.removeprefix(typed)
+    assert word_line.startswith(typed) and word and ghost.startswith(word), word_line
+    if word != ghost:  # the rest stays shown after one word, without asking the server
+        assert rest == ghost[len(word) :]
+    assert result["line_after_accept"] == word_line + rest
+
+
+def assert_expanded(result: dict[str, Any], line: str) -> None:
+    """Two expansions of ``line`` were offered and the first picked replaced the line."""
+    expansions = result["expansions"]
+    assert 1 <= len(expansions) <= 2
+    assert all(text.startswith(line) for text in expansions), expansions
+    assert result["line_after_expand"] == expansions[0]

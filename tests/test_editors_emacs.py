@@ -6,7 +6,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.editor_support import EDITORS_DIR, SCRIPTS_DIR, editor, run_editor
+from tests.editor_support import (
+    EDITORS_DIR,
+    SCRIPTS_DIR,
+    assert_expanded,
+    assert_word_then_rest_accepted,
+    editor,
+    run_editor,
+)
 
 TYPED = "a portrait of a wom"
 PACKAGE = EDITORS_DIR / "emacs" / "prompt-autocomplete.el"
@@ -50,17 +57,9 @@ def test_emacs_eglot_on_a_text_file(tmp_path: Path) -> None:
     assert result["line_with_ghost"] == TYPED
     assert result["ghost_next"] != ghost and result["ghost_back"] == ghost
 
-    word_line, rest = result["line_after_word"], result["ghost_after_word"]
-    word = word_line.removeprefix(TYPED)
-    assert word_line.startswith(TYPED) and word and ghost.startswith(word), word_line
-    if word != ghost:  # the rest stays shown after one word, without asking the server
-        assert rest == ghost[len(word) :]
-    assert result["line_after_accept"] == word_line + rest
+    assert_word_then_rest_accepted(result, TYPED)
     assert result["overlays_after_moving"] == []  # moving away dismisses the ghost
 
-    expansions = result["expansions"]
-    assert 1 <= len(expansions) <= 2
-    assert all(text.startswith("a portrait of a woman") for text in expansions), expansions
-    assert result["line_after_expand"] == expansions[0]
+    assert_expanded(result, "a portrait of a woman")
 
     assert result["prompt_file_mode"] == "prompt-mode" and result["prompt_file_managed"] is True

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.editor_support import EDITORS_DIR, SCRIPTS_DIR, editor, run_editor
+from tests.editor_support import (
+    EDITORS_DIR,
+    SCRIPTS_DIR,
+    assert_expanded,
+    assert_word_then_rest_accepted,
+    editor,
+    run_editor,
+)
 
 TYPED = "a portrait of a wom"
 
@@ -56,15 +63,8 @@ def test_neovim_plugin_on_a_text_file(nvim: str, tmp_path: Path) -> None:
     assert "".join(result["ghost_marks"]) == ghost  # virtual text in the plugin's namespace
     assert result["ghost_next"] != ghost
 
-    word_line, rest = result["line_after_word"], result["ghost_after_word"]
-    word = word_line.removeprefix(TYPED)
-    assert word_line.startswith(TYPED) and word and ghost.startswith(word), word_line
-    if word != ghost:  # the rest stays shown after one word, without asking the server
-        assert rest == ghost[len(word) :]
-    assert result["line_after_accept"] == word_line + rest
+    assert_word_then_rest_accepted(result, TYPED)
     assert result["marks_after_leaving"] == []  # leaving insert mode removes the ghost
 
-    expansions = result["expansions"]
-    assert 1 <= len(expansions) <= 2
-    assert all(text.startswith("a portrait of a woman") for text in expansions), expansions
-    assert result["line_after_expand"] == expansions[0]
+    assert_expanded(result, "a portrait of a woman")
+    assert result["prompt_file_filetype"] == "prompt" and result["prompt_file_attached"] is True
