@@ -32,7 +32,8 @@ class ServerSettings:
 
     model: str = "default"
     threads: int | None = None  # None: let the engine choose
-    language_ids: tuple[str, ...] = ("plaintext", "markdown", "prompt")
+    # Plain-text ids as editors send them: VS Code "plaintext", Neovim/Emacs/Helix "text".
+    language_ids: tuple[str, ...] = ("plaintext", "text", "txt", "markdown", "prompt")
     file_patterns: tuple[str, ...] = ("*.prompt",)
     engine: EngineSettings = field(default_factory=EngineSettings)
 

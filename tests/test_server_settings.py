@@ -126,6 +126,7 @@ def test_zero_or_null_threads_mean_automatic() -> None:
     ("language_id", "path", "served"),
     [
         ("plaintext", None, True),
+        ("text", "/tmp/notes.txt", True),  # Neovim's and Emacs' id for *.txt
         ("markdown", "/tmp/notes.md", True),
         ("python", "/tmp/a.py", False),
         ("python", "/tmp/scene.prompt", True),
