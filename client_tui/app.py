@@ -38,6 +38,7 @@ STYLE = Style.from_dict(
         "prompt": "ansicyan bold",
         "bottom-toolbar": "noreverse bg:#303030 #d0d0d0",
         "bottom-toolbar.status": "bold",
+        "bottom-toolbar.tokens": "#87d7ff",
         "bottom-toolbar.message": "#ffd75f",
         "bottom-toolbar.keys": "#8a8a8a",
     }
@@ -94,6 +95,7 @@ class Repl:
         self._message_time = 0.0
         self._last_notice = lsp.notice
         self._was_serving = False
+        self._tokens = ""  # "63/75": the line's CLIP tokens and budget, from the server
         self.session: PromptSession[str] = PromptSession(
             message=[("class:prompt", "prompt> ")],
             auto_suggest=self.suggester,
@@ -168,6 +170,7 @@ class Repl:
         self.lsp.sync(buffer.text)
         app = self.session.app
         if app.is_running:
+            app.create_background_task(self._count_tokens(buffer.text))
             # prompt-toolkit asks for ghost text only after insertions; ask after deletions too.
             app.create_background_task(self._suggest_after_change())
 
@@ -175,6 +178,17 @@ class Repl:
         if menu_item_selected(self.buffer):
             return  # walking the menu: a ghost would fight Tab for the next item
         await self.buffer._async_suggester()  # the buffer's own guarded runner
+
+    async def _count_tokens(self, text: str) -> None:
+        """Refresh the toolbar's token count; it shows nothing while the server cannot say."""
+        try:
+            counted, budget = await self.lsp.tokens(text)
+        except LspError:
+            counted = budget = None
+        if self.buffer.text != text:
+            return  # a newer edit asked already
+        self._tokens = "" if counted is None or not text else f"{counted}/{budget}"
+        self.session.app.invalidate()
 
     def _on_cursor_moved(self, buffer: Buffer) -> None:
         # Editing clears the suggestion before the cursor event fires, so a suggestion still
@@ -252,6 +266,8 @@ class Repl:
 
     def _toolbar(self) -> StyleAndTextTuples:
         parts: StyleAndTextTuples = [("class:bottom-toolbar.status", f" {self.lsp.status_text()}")]
+        if self._tokens:
+            parts.append(("class:bottom-toolbar.tokens", f"  {self._tokens}"))
         message = self._message
         if message and time.monotonic() - self._message_time > MESSAGE_SECONDS:
             message = self._message = ""

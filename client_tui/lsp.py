@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 DOCUMENT_URI = "untitled:prompt-repl.prompt"
 LANGUAGE_ID = "prompt"
 EXPAND_COMMAND = "promptAutocomplete.expand"
+TOKENS_COMMAND = "promptAutocomplete.tokens"
 CLIENT_NAME = "prompt-repl"
 
 
@@ -715,3 +716,13 @@ class PromptServerClient:
         if not isinstance(result, list):
             return []
         return [str(item) for item in result if isinstance(item, str) and item.strip()]
+
+    async def tokens(self, text: str) -> tuple[int, int]:
+        """CLIP tokens of ``text`` as SD front ends count them, and the budget to show them
+        against: the token limit, or whole 75-token chunks when there is none."""
+        params = types.ExecuteCommandParams(command=TOKENS_COMMAND, arguments=[text])
+        result = await self._request(types.WORKSPACE_EXECUTE_COMMAND, params)
+        counted, chunks, limit = (_field(result, name) for name in ("tokens", "chunks", "limit"))
+        if not isinstance(counted, int) or not isinstance(limit, int) or not chunks:
+            raise RequestFailed(f"{TOKENS_COMMAND}: unexpected answer {result!r}")
+        return counted, limit or 75 * len(chunks)

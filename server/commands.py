@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 EXPAND = "promptAutocomplete.expand"
+TOKENS = "promptAutocomplete.tokens"
 DEFAULT_EXPANSIONS = 4
 MAX_EXPANSIONS = 16
 MAX_EXPAND_TEXT = 4000  # code points; longer prompts are refused, not silently cut
@@ -20,12 +21,24 @@ def expand_arguments(arguments: Sequence[Any]) -> tuple[str, int]:
     usage = f"{EXPAND} takes [text] or [text, n] with 1 <= n <= {MAX_EXPANSIONS}"
     if not 1 <= len(arguments) <= 2:
         raise BadArguments(f"{usage}; got {len(arguments)} arguments")
-    text = arguments[0]
-    if not isinstance(text, str):
-        raise BadArguments(f"{usage}; text must be a string, got {type(text).__name__}")
-    if len(text) > MAX_EXPAND_TEXT:
-        raise BadArguments(f"{usage}; text is longer than {MAX_EXPAND_TEXT} characters")
+    text = _text(arguments[0], usage)
     n = arguments[1] if len(arguments) == 2 else DEFAULT_EXPANSIONS
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_EXPANSIONS:
         raise BadArguments(f"{usage}; got n={n!r}")
     return text, n
+
+
+def tokens_arguments(arguments: Sequence[Any]) -> str:
+    """``[text]`` -> text."""
+    usage = f"{TOKENS} takes [text]"
+    if len(arguments) != 1:
+        raise BadArguments(f"{usage}; got {len(arguments)} arguments")
+    return _text(arguments[0], usage)
+
+
+def _text(text: Any, usage: str) -> str:
+    if not isinstance(text, str):
+        raise BadArguments(f"{usage}; text must be a string, got {type(text).__name__}")
+    if len(text) > MAX_EXPAND_TEXT:
+        raise BadArguments(f"{usage}; text is longer than {MAX_EXPAND_TEXT} characters")
+    return text

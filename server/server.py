@@ -22,7 +22,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from server import __version__, commands, items, stdio
+from server.diagnostics import token_diagnostics
 from server.documents import PromptContext, context_at
+from server.engine import clip_tokens
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
@@ -138,6 +140,13 @@ class PromptLanguageServer(LanguageServer):
             self._warn_about_settings(validated.problems)
         previous = self.settings
         self.settings = validated.settings
+        if (previous.token_limit, previous.language_ids, previous.file_patterns) != (
+            self.settings.token_limit,
+            self.settings.language_ids,
+            self.settings.file_patterns,
+        ):
+            for uri in list(self.workspace.text_documents):
+                self.publish_token_diagnostics(uri)
         reload = self.worker.state is EngineState.IDLE or (previous.model, previous.threads) != (
             self.settings.model,
             self.settings.threads,
@@ -211,6 +220,16 @@ class PromptLanguageServer(LanguageServer):
         if document is None or not self.settings.serves(document.language_id, document.path):
             return None
         return PreparedRequest(uri, document.version, context_at(document, position))
+
+    def publish_token_diagnostics(self, uri: str) -> None:
+        """The CLIP chunks of a served document (none for others, or once it is closed)."""
+        document = self.workspace.text_documents.get(uri)
+        served = document is not None and self.settings.serves(document.language_id, document.path)
+        found = token_diagnostics(document, self.settings.token_limit) if served else []
+        version = document.version if document is not None else None
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=version)
+        )
 
     def _is_current(self, request: PreparedRequest) -> bool:
         document = self.workspace.text_documents.get(request.uri)
@@ -295,14 +314,21 @@ async def did_change_configuration(
     await ls.apply_settings(ls.settings_from(configuration))
 
 
+@SERVER.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: PromptLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.publish_token_diagnostics(params.text_document.uri)
+
+
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: PromptLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
     ls.in_flight.document_changed(params.text_document.uri)
+    ls.publish_token_diagnostics(params.text_document.uri)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: PromptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.in_flight.document_changed(params.text_document.uri)
+    ls.publish_token_diagnostics(params.text_document.uri)
 
 
 @SERVER.feature(
@@ -359,6 +385,21 @@ async def expand(ls: PromptLanguageServer, *arguments: Any) -> list[str]:
         raise JsonRpcInvalidParams(str(exc)) from None
     expansions = await ls.run_model(None, lambda engine, stop: engine.expand(text, n, stop=stop))
     return list(expansions or [])[:n]
+
+
+@SERVER.command(commands.TOKENS)
+def tokens(ls: PromptLanguageServer, *arguments: Any) -> dict[str, Any]:
+    """CLIP tokens as A1111's counter shows them, tokens per 75-token chunk, and the limit."""
+    try:
+        text = commands.tokens_arguments(arguments)
+    except commands.BadArguments as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
+    counted = clip_tokens.budget(text)
+    return {
+        "tokens": counted.tokens,
+        "chunks": counted.chunk_tokens,
+        "limit": ls.settings.token_limit,
+    }
 
 
 @SERVER.feature(STATUS_METHOD)

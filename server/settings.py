@@ -24,6 +24,7 @@ MAX_ITEMS_LIMIT = 100
 MAX_EXPANSION_TOKENS_LIMIT = 1024
 MAX_THREADS = 256
 MAX_TIME_BUDGET_MS = 600_000
+MAX_TOKEN_LIMIT = 75 * 100
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ServerSettings:
     # Plain-text ids as editors send them: VS Code "plaintext", Neovim/Emacs/Helix "text".
     language_ids: tuple[str, ...] = ("plaintext", "text", "txt", "markdown", "prompt")
     file_patterns: tuple[str, ...] = ("*.prompt",)
+    token_limit: int = 75  # CLIP tokens before a warning; 0: chunks are only noted
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     def serves(self, language_id: str | None, path: str | None) -> bool:
@@ -126,6 +128,7 @@ _SERVER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "threads": ("threads", _threads),
     "languageIds": ("language_ids", _strings),
     "filePatterns": ("file_patterns", _strings),
+    "tokenLimit": ("token_limit", _int_in(0, MAX_TOKEN_LIMIT)),
 }
 _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "maxItems": ("max_items", _int_in(1, MAX_ITEMS_LIMIT)),

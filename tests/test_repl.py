@@ -235,3 +235,13 @@ async def test_typing_a_mask_opens_a_menu_of_fillers_for_it(repl: ReplDriver) ->
     await wait_for(lambda: repl.buffer.complete_state is None, "the menu to close")
     assert repl.buffer.text == before + first.text
     assert "<mask>" not in repl.buffer.text
+
+
+async def test_the_toolbar_shows_the_lines_clip_tokens(repl: ReplDriver) -> None:
+    def shown() -> str:
+        return "".join(text for style, text, *_ in repl.repl._toolbar() if "tokens" in style)
+
+    await repl.type("red cat")
+    await wait_for(lambda: shown().strip() == "2/75", "2/75 in the toolbar")
+    await repl.type(" BREAK dog")
+    await wait_for(lambda: shown().strip() == "76/75", "76/75 once BREAK starts chunk 2")

@@ -1,0 +1,34 @@
+"""CLIP token-budget diagnostics: the engine's notes on each line, as LSP diagnostics."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from pygls.workspace import TextDocument
+
+from server.documents import client_units, document_lines
+from server.engine import clip_tokens
+
+SOURCE = "CLIP tokens"
+_SEVERITIES = {
+    "information": types.DiagnosticSeverity.Information,
+    "warning": types.DiagnosticSeverity.Warning,
+}
+
+
+def token_diagnostics(document: TextDocument, limit: int) -> list[types.Diagnostic]:
+    """Where each 75-token chunk past the first starts, and the text past ``limit`` tokens."""
+    codec = document.position_codec
+    found = []
+    for number, line in enumerate(document_lines(document)):
+        for note in clip_tokens.notes(line, limit):
+            start = types.Position(number, client_units(codec, line[: note.start]))
+            end = types.Position(number, client_units(codec, line[: note.end]))
+            found.append(
+                types.Diagnostic(
+                    range=types.Range(start, end),
+                    message=note.message,
+                    severity=_SEVERITIES[note.severity],
+                    source=SOURCE,
+                )
+            )
+    return found
