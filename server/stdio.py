@@ -100,13 +100,33 @@ class FrameReader:
             if length > MAX_CONTENT_LENGTH:
                 self._skip(body_start, f"Content-Length {length} over {MAX_CONTENT_LENGTH}")
                 continue
-            while len(self._buffer) < body_start + length:
-                if not await self._fill():
-                    self._skip(len(self._buffer), "input ended inside a body")
-                    return None
-            body = bytes(self._buffer[body_start : body_start + length])
-            del self._buffer[: body_start + length]
-            return body
+            return await self._body(body_start, body_start + length)
+
+    async def _body(self, start: int, end: int) -> bytes | None:
+        """The bytes from ``start`` to ``end``, or up to a header that starts before ``end``.
+
+        A JSON body cannot contain a Content-Length line (a line break inside a JSON string is
+        escaped), so one inside means the declared length was too long: the body is cut there
+        (and answered as a parse error) and the next frame survives.
+        """
+        scanned = start
+        while True:
+            inner = _CONTENT_LENGTH.search(
+                self._buffer, max(start, scanned - _KEEP_TAIL), end + _KEEP_TAIL
+            )
+            if inner is not None and inner.start() < end:
+                log.warning("a body is shorter than its Content-Length; the next frame is kept")
+                end = inner.start()
+                break
+            if len(self._buffer) >= end:
+                break
+            scanned = len(self._buffer)
+            if not await self._fill():
+                self._skip(len(self._buffer), "input ended inside a body")
+                return None
+        body = bytes(self._buffer[start:end])
+        del self._buffer[:end]
+        return body
 
     async def _end_of_headers(self, position: int) -> int | None:
         """Where the body starts, after the header lines from ``position`` and a blank line.

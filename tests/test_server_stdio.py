@@ -48,7 +48,9 @@ async def test_well_formed_frames_come_out_whole_even_split_across_reads() -> No
     [
         pytest.param(GOOD, [], id="body without a header"),
         pytest.param(frame(b"", b"Content-Length: 0\r\n\r\n") + GOOD, [b""], id="length 0"),
-        pytest.param(frame(GOOD, b"Content-Length: 37\r\n\r\n"), [GOOD[:37]], id="one byte short"),
+        pytest.param(frame(GOOD, b"Content-Length: 37\r\n\r\n"), [GOOD[:37]], id="length short"),
+        pytest.param(frame(GOOD, b"Content-Length: 39\r\n\r\n"), [GOOD], id="body short"),
+        pytest.param(frame(GOOD, b"Content-Length: 999\r\n\r\n"), [GOOD], id="length long"),
         pytest.param(frame(GOOD, b"content-length: %d\r\n\r\n"), [GOOD], id="lower-case header"),
         pytest.param(frame(GOOD, b"Content-Length: %d\n\n"), [GOOD], id="LF line ends"),
         pytest.param(
