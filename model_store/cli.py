@@ -135,11 +135,12 @@ def cmd_verify(store: ModelStore, args: argparse.Namespace) -> int:
         write_manifest(directory, directory.name, kind="causal-lm", source={"local": True})
     if "/" in args.name or args.name.startswith("."):
         directory = Path(args.name).expanduser()
-        checkpoint = verify(directory, directory.name, f"restore the files of {directory}")
-    elif args.name == "default":
-        checkpoint = store.resolve("default")
+        checkpoint = verify(
+            directory, directory.name, f"restore the files of {directory}", rehash=True
+        )
     else:
-        checkpoint = verify(store.path_of(args.name), args.name, store.repair_hint(args.name))
+        path = store.path_of(args.name)
+        checkpoint = verify(path, args.name, store.repair_hint(args.name), rehash=True)
     print(f"{checkpoint.name}: {len(checkpoint.manifest['files'])} files verified")
     return 0
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from model_store import cli
-from model_store.checkpoint import CheckpointError, verify, write_manifest
+from model_store import checkpoint, cli
+from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
 from model_store.corpus import (
     CorpusError,
     clean_prompt,
@@ -363,3 +366,67 @@ def test_two_processes_share_one_training_run(dev_corpus: Path, tmp_path: Path) 
     logs = [err for _, err in results]
     assert sum("training a 1024-token BPE tokenizer" in log for log in logs) == 1
     assert sum("waiting for another process preparing tiny" in log for log in logs) == 1
+
+
+def flip_a_byte_keeping_mtime(file: Path) -> None:
+    """Bit rot: the content changes, the size and mtime do not."""
+    before = file.stat()
+    data = bytearray(file.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    file.write_bytes(bytes(data))
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_bit_rot_with_an_unchanged_mtime_fails_verify_and_load(checkpoint_copy: Path) -> None:
+    ModelStore().resolve(str(checkpoint_copy))  # verified once: a cache would now trust it
+    flip_a_byte_keeping_mtime(checkpoint_copy / "model.safetensors")
+    assert cli.main(["verify", str(checkpoint_copy)]) == 1
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        ModelStore().resolve(str(checkpoint_copy))
+
+
+def test_verify_hashes_even_what_this_process_verified(
+    checkpoint_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify(checkpoint_copy, "copy", "repair me")
+    hashed: list[Path] = []
+    real = checkpoint.sha256_file
+    monkeypatch.setattr(checkpoint, "sha256_file", lambda path: hashed.append(path) or real(path))
+    verify(checkpoint_copy, "copy", "repair me")
+    assert hashed == []  # the same file, seen by this process: trusted
+    verify(checkpoint_copy, "copy", "repair me", rehash=True)
+    assert len(hashed) == len(read_manifest(checkpoint_copy)["files"])
+
+
+def rewrite_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest = read_manifest(directory)
+    change(manifest)
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize("escape", ["../outside.txt", "/etc/passwd", "a/../../outside.txt"])
+def test_manifest_paths_that_leave_the_directory_are_refused(
+    checkpoint_copy: Path, escape: str
+) -> None:
+    (checkpoint_copy.parent / "outside.txt").write_text("secret", encoding="utf-8")
+    entry = {"sha256": "0" * 64, "size": 6}
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest["files"].update({escape: entry}))
+    with pytest.raises(CheckpointError, match="leaves the model directory"):
+        verify(checkpoint_copy, "copy", "repair me")
+
+
+def test_a_link_out_of_the_directory_is_refused(checkpoint_copy: Path) -> None:
+    (checkpoint_copy.parent / "outside.txt").write_text("secret", encoding="utf-8")
+    (checkpoint_copy / "notes.txt").symlink_to(checkpoint_copy.parent / "outside.txt")
+    write_manifest(checkpoint_copy, "copy")
+    with pytest.raises(CheckpointError, match="links outside"):
+        verify(checkpoint_copy, "copy", "repair me")
+
+
+def test_an_empty_or_incomplete_file_list_is_refused(checkpoint_copy: Path) -> None:
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest["files"].pop("config.json"))
+    with pytest.raises(CheckpointError, match=r"config\.json: not in the manifest"):
+        verify(checkpoint_copy, "copy", "repair me")
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest.update(files={}))
+    with pytest.raises(CheckpointError, match="lists no files"):
+        ModelStore().resolve(str(checkpoint_copy))
