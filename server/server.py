@@ -32,7 +32,7 @@ from server.documents import PromptContext, context_at
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
-from server.worker import EngineState, InFlight, ModelWorker
+from server.worker import EngineState, InFlight, ModelWorker, Priority
 
 if TYPE_CHECKING:
     from server.engine.kinds import Engine
@@ -249,6 +249,7 @@ class PromptLanguageServer(LanguageServer):
         uri: str | None,
         job: Callable[[Engine, threading.Event], T],
         request: PreparedRequest | None = None,
+        priority: Priority = Priority.KEYSTROKE,
     ) -> T | None:
         """``job`` on the model thread; None if not ready, stopped, stale or failed.
 
@@ -258,7 +259,7 @@ class PromptLanguageServer(LanguageServer):
             return None
         with self.in_flight.track(self.protocol.msg_id, uri) as ticket:
             try:
-                result = await self.worker.run(job, ticket.stop)
+                result = await self.worker.run(job, ticket.stop, priority)
             except Cancelled:
                 return None  # stale, or a cancelled command (pygls already answered it)
             except Exception:
@@ -384,7 +385,9 @@ async def expand(ls: PromptLanguageServer, *arguments: Any) -> list[str]:
         text, n = commands.expand_arguments(arguments)
     except commands.BadArguments as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
-    expansions = await ls.run_model(None, lambda engine, stop: engine.expand(text, n, stop=stop))
+    expansions = await ls.run_model(
+        None, lambda engine, stop: engine.expand(text, n, stop=stop), priority=Priority.EXPANSION
+    )
     return list(expansions or [])[:n]
 
 
