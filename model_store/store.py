@@ -87,6 +87,7 @@ class ModelStore:
         ref = ref.strip()
         if not ref:
             raise StoreError("empty model reference")
+        self.remove_leftovers()
         if ref == "default":
             progress("verifying the default model", None)
             return verify(DEFAULT_MODEL_DIR, "default", _REINSTALL_HINT)
@@ -150,6 +151,18 @@ class ModelStore:
 
         digest = _corpus_digest(checkpoint)
         return wordstats.find(digest, self.root / "wordstats") if digest else None
+
+    def remove_leftovers(self) -> list[Path]:
+        """Temporary directories of writers that were killed (their pid is not running):
+        ``models/.tmp-NAME-PID`` installs and ``wordstats/*.PID.tmp`` statistics."""
+        candidates = [*_glob(self.models_dir, ".tmp-*-*"), *_glob(self.root / "wordstats", "*.tmp")]
+        removed = []
+        for path in candidates:
+            owner = _LEFTOVER_PID.search(path.name)
+            if owner is not None and path.is_dir() and not _running(int(owner.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
 
     def path_of(self, name: str) -> Path:
         if name == "default":
@@ -344,6 +357,27 @@ def _corpus_digest(checkpoint: Checkpoint) -> str | None:
     corpus = checkpoint.manifest.get("corpus")
     digest = corpus.get("sha256") if isinstance(corpus, dict) else None
     return digest if isinstance(digest, str) else None
+
+
+_LEFTOVER_PID = re.compile(r"[-.](\d+)(?:\.tmp)?$")
+
+
+def _glob(directory: Path, pattern: str) -> list[Path]:
+    try:
+        return list(directory.glob(pattern))
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _looks_like_path(ref: str) -> bool:

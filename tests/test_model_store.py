@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import math
@@ -430,3 +431,45 @@ def test_an_empty_or_incomplete_file_list_is_refused(checkpoint_copy: Path) -> N
     rewrite_manifest(checkpoint_copy, lambda manifest: manifest.update(files={}))
     with pytest.raises(CheckpointError, match="lists no files"):
         ModelStore().resolve(str(checkpoint_copy))
+
+
+def test_a_read_only_store_is_one_line_naming_the_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /sys refuses new directories even to root, as a read-only store would
+    monkeypatch.setenv("PROMPT_AUTOCOMPLETE_HOME", "/sys/prompt-store")
+    assert cli.main(["pull", "tiny", "--data", "unused.txt"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "/sys/prompt-store" in error and "PROMPT_AUTOCOMPLETE_HOME" in error
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_manifest(
+    checkpoint_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (checkpoint_copy / "manifest.json").unlink()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    assert cli.main(["verify", str(checkpoint_copy), "--write-manifest"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "free some disk space" in error
+    assert sorted(p.name for p in checkpoint_copy.iterdir() if "manifest" in p.name) == []
+
+
+def test_leftovers_of_killed_writers_are_removed_at_the_next_start(store_home: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = [
+        store_home / "models" / f".tmp-tiny-{dead.pid}",
+        store_home / "wordstats" / f"0123456789abcdef-v3.{dead.pid}.tmp",
+    ]
+    alive = store_home / "models" / f".tmp-small-{os.getpid()}"
+    for directory in [*leftovers, alive]:
+        directory.mkdir(parents=True)
+        (directory / "model.safetensors").write_bytes(b"half")
+    ModelStore().resolve("default")
+    assert [path.exists() for path in leftovers] == [False, False]
+    assert alive.exists()  # its writer is still running
