@@ -135,7 +135,9 @@ def causal_lm_perplexity(
 
         if threads:
             torch.set_num_threads(threads)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, local_files_only=True, use_safetensors=True
+        )
         tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
         return perplexity(model, tokenizer, prompts)
 

@@ -1,8 +1,8 @@
 """A checkpoint is a model directory plus ``manifest.json`` that describes and protects it.
 
 The manifest records the sha256 of every file, so a flipped byte or a truncated download is
-caught before the model is loaded. Hashing a 10 MB file costs ~20 ms, so verified digests are
-cached by (path, size, mtime) and only changed files are hashed again.
+caught before the model is loaded. Every file a loader may read must be listed, inside the
+directory. Hashing a 10 MB file costs ~20 ms: each process hashes a file once.
 
 Manifest fields: ``format``, ``name``, ``version``, ``created`` and ``files`` (path -> sha256
 and size) always; then what the writer knows: ``kind``, ``preset``, ``corpus``, ``training``,
@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from model_store import paths
 
 MANIFEST = "manifest.json"
 FORMAT = "prompt-autocompletion/checkpoint-1"
@@ -58,8 +56,8 @@ def write_manifest(directory: Path, name: str, **fields: Any) -> dict[str, Any]:
     """Hash every file under ``directory`` and write the manifest atomically."""
     _check_metrics(fields.get("metrics"))
     files = {}
-    for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
-        rel = file.relative_to(directory).as_posix()
+    for rel in _payload_files(directory):
+        file = directory / rel
         files[rel] = {"sha256": sha256_file(file), "size": file.stat().st_size}
     manifest = {
         "format": FORMAT,
@@ -101,13 +99,29 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(directory: Path, name: str, repair_hint: str) -> Checkpoint:
-    """Check every file against the manifest; raise CheckpointError naming the first bad one."""
+def verify(directory: Path, name: str, repair_hint: str, *, rehash: bool = False) -> Checkpoint:
+    """Check every file against the manifest; raise CheckpointError naming the first bad one.
+
+    A file's digest is trusted without hashing only if this process hashed the very same
+    file (``_VERIFIED``); ``rehash`` (``prompt-models verify``) hashes everything regardless.
+    A digest cache on disk keyed on size and mtime let bit rot pass forever, so there is none.
+    """
     manifest = read_manifest(directory)
-    cache = _DigestCache.load()
-    for rel, entry in manifest["files"].items():
-        file = directory / rel
-        if not file.is_file():
+    root = directory.resolve()
+    files = manifest["files"]
+    if not files:
+        raise CheckpointError(
+            f"{directory / MANIFEST}: lists no files, so it protects nothing; {repair_hint}"
+        )
+    unlisted = sorted(set(_payload_files(directory)) - set(files))
+    if unlisted:
+        raise CheckpointError(
+            f"{directory / unlisted[0]}: not in the manifest of checkpoint {name!r}, so it "
+            f"cannot be verified; {repair_hint}"
+        )
+    for rel, entry in files.items():
+        file = _inside(root, directory, rel, name)
+        if not isinstance(entry, dict) or not file.is_file():
             raise CheckpointError(f"{file}: missing from checkpoint {name!r}; {repair_hint}")
         stat = file.stat()
         if stat.st_size != entry.get("size"):
@@ -115,16 +129,60 @@ def verify(directory: Path, name: str, repair_hint: str) -> Checkpoint:
                 f"{file}: size {stat.st_size} bytes, manifest says {entry.get('size')}; "
                 f"checkpoint {name!r} is partial or corrupt; {repair_hint}"
             )
-        if cache.get(file, stat) != entry.get("sha256"):
-            actual = sha256_file(file)
-            if actual != entry.get("sha256"):
+        key = _identity(file, stat)
+        if rehash or _VERIFIED.get(key) != entry.get("sha256"):
+            if sha256_file(file) != entry.get("sha256"):
                 raise CheckpointError(
                     f"{file}: sha256 does not match the manifest; checkpoint {name!r} is "
                     f"corrupt; {repair_hint}"
                 )
-            cache.put(file, stat, actual)
-    cache.save()
+            _VERIFIED[key] = entry["sha256"]
     return Checkpoint(name=name, path=directory, manifest=manifest)
+
+
+# Files this process has hashed: (path, device, inode, size, mtime, ctime) -> sha256.
+_VERIFIED: dict[tuple[Any, ...], str] = {}
+
+
+def _identity(file: Path, stat: os.stat_result) -> tuple[Any, ...]:
+    """Any rewrite or replacement changes one of these (ctime cannot be set back)."""
+    return (
+        str(file.resolve()),
+        stat.st_dev,
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
+
+
+def _payload_files(directory: Path) -> list[str]:
+    """Files a loader may read: all but the manifest and hidden files (temporaries, caches)."""
+    found = []
+    for file in directory.rglob("*"):
+        rel = file.relative_to(directory)
+        hidden = any(part.startswith(".") for part in rel.parts)
+        if file.is_file() and rel.as_posix() != MANIFEST and not hidden:
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def _inside(root: Path, directory: Path, rel: Any, name: str) -> Path:
+    """``directory / rel`` if it stays inside the checkpoint; a manifest naming an absolute
+    path, ``..`` or a link out of the directory is refused, never read."""
+    if not isinstance(rel, str) or not rel or "\\" in rel:
+        raise CheckpointError(f"checkpoint {name!r}: manifest names an invalid path {rel!r}")
+    path = Path(rel)
+    if path.is_absolute() or ".." in path.parts or path.drive:
+        raise CheckpointError(
+            f"checkpoint {name!r}: manifest path {rel!r} leaves the model directory; refused"
+        )
+    file = directory / path
+    if not file.resolve().is_relative_to(root):
+        raise CheckpointError(
+            f"checkpoint {name!r}: {file} links outside the model directory; refused"
+        )
+    return file
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -138,42 +196,3 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class _DigestCache:
-    """sha256 of files already verified, keyed by path, size and mtime."""
-
-    def __init__(self, path: Path, entries: dict[str, list[Any]]):
-        self.path = path
-        self.entries = entries
-        self.dirty = False
-
-    @classmethod
-    def load(cls) -> _DigestCache:
-        path = paths.cache_dir() / "digests.json"
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(entries, dict):
-                entries = {}
-        except (OSError, ValueError):
-            entries = {}
-        return cls(path, entries)
-
-    def get(self, file: Path, stat: os.stat_result) -> str | None:
-        entry = self.entries.get(str(file.resolve()))
-        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            return str(entry[2])
-        return None
-
-    def put(self, file: Path, stat: os.stat_result, digest: str) -> None:
-        self.entries[str(file.resolve())] = [stat.st_size, stat.st_mtime_ns, digest]
-        self.dirty = True
-
-    def save(self) -> None:
-        if not self.dirty:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(self.entries))
-        except OSError:
-            pass  # the cache only saves time; a read-only or full disk must not block loading

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
 from model_store.corpus import CORPUS_ENV, CorpusError
+from model_store.paths import STORE_ENV
 from model_store.presets import PRESETS
 from model_store.store import (
     DEFAULT_MODEL_DIR,
@@ -166,13 +168,16 @@ def cmd_verify(store: ModelStore, args: argparse.Namespace) -> int:
         write_manifest(directory, directory.name, kind="causal-lm", source={"local": True})
     if "/" in args.name or args.name.startswith("."):
         directory = Path(args.name).expanduser()
-        checkpoint = verify(directory, directory.name, f"restore the files of {directory}")
+        checkpoint = verify(
+            directory, directory.name, f"restore the files of {directory}", rehash=True
+        )
     elif args.name == "default":
-        checkpoint = store.resolve("default")
-        pack = verify(DEFAULT_STATS_DIR, "default statistics", REINSTALL_HINT)
+        checkpoint = verify(DEFAULT_MODEL_DIR, "default", REINSTALL_HINT, rehash=True)
+        pack = verify(DEFAULT_STATS_DIR, "default statistics", REINSTALL_HINT, rehash=True)
         print(f"{pack.name}: {len(pack.manifest['files'])} files verified")
     else:
-        checkpoint = verify(store.path_of(args.name), args.name, store.repair_hint(args.name))
+        path = store.path_of(args.name)
+        checkpoint = verify(path, args.name, store.repair_hint(args.name), rehash=True)
     print(f"{checkpoint.name}: {len(checkpoint.manifest['files'])} files verified")
     return 0
 
@@ -338,9 +343,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if exc.args else str(exc)
         print(f"prompt-models: error: {message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a read-only store, a full disk, a file where a directory belongs
+        print(f"prompt-models: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("prompt-models: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: the path, what went wrong and what to do (never a traceback)."""
+    where = exc.filename or "the model store"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        advice = f"free some disk space or point ${STORE_ENV} at a disk with room"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = f"make it writable or point ${STORE_ENV} at a writable directory"
+    else:
+        advice = f"check that path, or point ${STORE_ENV} at another directory"
+    return f"{where}: {reason}; {advice}; nothing was installed"
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class ModelStore:
         ref = ref.strip()
         if not ref:
             raise StoreError("empty model reference")
+        self.remove_leftovers()
         if ref == "default":
             progress("verifying the default model", None)
             return verify(DEFAULT_MODEL_DIR, "default", REINSTALL_HINT)
@@ -110,6 +111,8 @@ class ModelStore:
         )
 
     def repair_hint(self, name: str) -> str:
+        if name == "default":
+            return _REINSTALL_HINT
         return f"repair it with `prompt-models rm {name}` then `prompt-models pull {name}`"
 
     def _resolve_directory(self, directory: Path, progress: ProgressCallback) -> Checkpoint:
@@ -178,6 +181,18 @@ class ModelStore:
         if directory == DEFAULT_STATS_DIR:
             return storage.load(directory, REINSTALL_HINT, name="default statistics")
         return storage.load(directory, storage.rebuild_hint(directory))
+
+    def remove_leftovers(self) -> list[Path]:
+        """Temporary directories of writers that were killed (their pid is not running):
+        ``models/.tmp-NAME-PID`` installs and ``wordstats/*.PID.tmp`` statistics."""
+        candidates = [*_glob(self.models_dir, ".tmp-*-*"), *_glob(self.root / "wordstats", "*.tmp")]
+        removed = []
+        for path in candidates:
+            owner = _LEFTOVER_PID.search(path.name)
+            if owner is not None and path.is_dir() and not _running(int(owner.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
 
     def path_of(self, name: str) -> Path:
         if name == "default":
@@ -380,6 +395,27 @@ def _corpus_digest_of(directory: Path) -> str | None:
     except CheckpointError:
         return None
     return _corpus_digest(Checkpoint(directory.name, directory, manifest))
+
+
+_LEFTOVER_PID = re.compile(r"[-.](\d+)(?:\.tmp)?$")
+
+
+def _glob(directory: Path, pattern: str) -> list[Path]:
+    try:
+        return list(directory.glob(pattern))
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _looks_like_path(ref: str) -> bool:

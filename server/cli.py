@@ -71,4 +71,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         # training resumes, so nothing is left half written.
         logging.getLogger(__name__).warning("exiting while the model thread is still busy")
         logging.shutdown()
-        os._exit(0)
+        os._exit(SERVER.exit_code)
+    sys.exit(SERVER.exit_code)

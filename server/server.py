@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import (
+    FeatureRequestError,
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -28,7 +34,7 @@ from server.engine import clip_tokens
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
-from server.worker import EngineState, InFlight, ModelWorker
+from server.worker import EngineState, InFlight, ModelWorker, Priority
 
 if TYPE_CHECKING:
     from server.engine.kinds import Engine
@@ -40,10 +46,11 @@ STATUS_METHOD = "promptAutocomplete/status"
 TRIGGER_CHARACTERS = [" ", ",", "(", ">"]  # ">": a <mask> was just typed
 CONFIGURATION_TIMEOUT_S = 10.0
 EMPTY_COMPLETIONS = types.CompletionList(is_incomplete=True, items=[])
+INTERNAL_ERROR = "internal error in prompt-ls (details in its log)"
 
 
 class PromptProtocol(LanguageServerProtocol):
-    """pygls' protocol plus two repairs the server needs.
+    """pygls' protocol plus the repairs the server needs.
 
     - ``$/cancelRequest`` also sets the request's stop flag: pygls cancels only the outer
       future of ``workspace/executeCommand``, which would leave the model thread running.
@@ -62,6 +69,26 @@ class PromptProtocol(LanguageServerProtocol):
             if "method" in data and data.get("id") is not None:
                 self._send_response(data["id"], error=error.to_response_error())
             raise
+
+    def handle_message(self, message: Any) -> None:
+        """After ``shutdown`` a request is answered InvalidRequest (the specification);
+        pygls drops it silently, which leaves the client waiting."""
+        method = getattr(message, "method", None)
+        if self._shutdown and method not in (None, types.EXIT) and hasattr(message, "id"):
+            error = JsonRpcInvalidRequest(f"the server is shut down; {method} refused")
+            self._send_response(message.id, error=error.to_response_error())
+            return
+        super().handle_message(message)
+
+    def _send_response(
+        self, msg_id: Any, result: Any = None, error: types.ResponseError | None = None
+    ) -> None:
+        """pygls puts a Python traceback in an internal error's message: the log keeps it,
+        the client gets one line."""
+        if error is not None and error.code == JsonRpcInternalError.CODE:
+            log.error("internal error answering request %r: %s", msg_id, error.message)
+            error = types.ResponseError(code=error.code, message=INTERNAL_ERROR)
+        super()._send_response(msg_id, result, error)
 
 
 @dataclass(frozen=True)
@@ -89,15 +116,23 @@ class PromptLanguageServer(LanguageServer):
         self.initialization_options: Any = None
         self.client_shows_ghost_text = False  # it declared textDocument/inlineCompletion
         self._load_task: asyncio.Task[None] | None = None
+        self.exit_code = 0  # 1 after `exit` without `shutdown`
         self._loads = 0
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
-        """pygls' stdio server, reading a pipe on the event loop (``server.stdio``)."""
+        """Serve stdio with frames that resynchronise after bad input (``server.stdio``)."""
         stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
-        if stdio.pollable(stdin):
-            stdio.serve(self, stdin, stdout)
-        else:
-            super().start_io(stdin, stdout)
+        self.exit_code = stdio.serve(self, stdin, stdout)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors outside a request (a bad notification, say) go to the log and the client's
+        log window; pygls pops them at the user, who can do nothing about them."""
+        log.warning("%s: %s", getattr(source, "__name__", source), error)
+        if source is FeatureRequestError:
+            return  # the response carries it
+        self.window_log_message(
+            types.LogMessageParams(type=types.MessageType.Error, message=f"prompt-ls: {error}")
+        )
 
     # -- settings ------------------------------------------------------------------------
 
@@ -240,6 +275,7 @@ class PromptLanguageServer(LanguageServer):
         uri: str | None,
         job: Callable[[Engine, threading.Event], T],
         request: PreparedRequest | None = None,
+        priority: Priority = Priority.KEYSTROKE,
     ) -> T | None:
         """``job`` on the model thread; None if not ready, stopped, stale or failed.
 
@@ -249,7 +285,7 @@ class PromptLanguageServer(LanguageServer):
             return None
         with self.in_flight.track(self.protocol.msg_id, uri) as ticket:
             try:
-                result = await self.worker.run(job, ticket.stop)
+                result = await self.worker.run(job, ticket.stop, priority)
             except Cancelled:
                 return None  # stale, or a cancelled command (pygls already answered it)
             except Exception:
@@ -383,7 +419,9 @@ async def expand(ls: PromptLanguageServer, *arguments: Any) -> list[str]:
         text, n = commands.expand_arguments(arguments)
     except commands.BadArguments as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
-    expansions = await ls.run_model(None, lambda engine, stop: engine.expand(text, n, stop=stop))
+    expansions = await ls.run_model(
+        None, lambda engine, stop: engine.expand(text, n, stop=stop), priority=Priority.EXPANSION
+    )
     return list(expansions or [])[:n]
 
 

@@ -4,7 +4,9 @@ Model calls take tens to hundreds of milliseconds and torch is not safe to drive
 threads at once, so every call runs on one dedicated single-thread executor, never on pygls'
 own pool (which also reads stdin). A request's ``threading.Event`` is set when the client
 cancels it or edits its document; the engine checks it between decoding steps and raises
-``Cancelled``, which frees the thread for the next request.
+``Cancelled``, which frees the thread for the next request. Keystroke requests (completion,
+ghost text) jump the queue ahead of expansions, and only a few expansions may wait, so a burst
+of expansions cannot make typing wait (it waited 30 s behind 100).
 
 Loading comes in two steps. The corpus statistics (numpy arrays, mapped in milliseconds) serve
 words and ghost text at once; the language model, which needs torch (seconds to import),
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -100,6 +104,27 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Lo
 
         early = StatisticsEngine(word_stats)
     return Loading(full, early, statistics, notice)
+
+
+class Priority(enum.IntEnum):
+    """Which waiting job the model thread takes first (lower first)."""
+
+    KEYSTROKE = 0  # completion and ghost text: the user is typing and waits for them
+    EXPANSION = 1  # whole prompts: asked for explicitly, seconds are acceptable
+
+
+MAX_WAITING_EXPANSIONS = 2  # more waiting than this: the oldest are dropped
+
+
+@dataclass(order=True)
+class _Waiting:
+    """A job waiting for the model thread, ordered by priority then arrival."""
+
+    priority: Priority
+    sequence: int
+    job: Callable[[Any, threading.Event], Any] = field(compare=False)
+    stop: threading.Event = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
 
 
 class EngineState(enum.Enum):
@@ -189,6 +214,10 @@ class ModelWorker:
         self.error: str | None = None
         self.statistics = "none"  # which corpus statistics serve: "full", "pack" or "none"
         self.stats = WorkerStats()
+        self._queue: list[_Waiting] = []
+        self._sequence = itertools.count()
+        self._running = False
+        self._executor_closed = False
 
     @property
     def ready(self) -> bool:
@@ -304,24 +333,63 @@ class ModelWorker:
         return engine, settings, None
 
     async def run(
-        self, job: Callable[[Engine, threading.Event], T], stop: threading.Event
+        self,
+        job: Callable[[Engine, threading.Event], T],
+        stop: threading.Event,
+        priority: Priority = Priority.KEYSTROKE,
     ) -> T | None:
         """``job(engine, stop)`` on the model thread; None while no engine is ready.
 
-        Raises ``Cancelled`` when ``stop`` was set before or during the job. If the awaiting
-        task is cancelled, ``stop`` is set so the thread is freed at the next decoding step.
+        Waiting jobs start in ``priority`` order, oldest first within one priority. Raises
+        ``Cancelled`` when ``stop`` was set before or during the job, or when newer
+        expansions pushed it out of the queue. If the awaiting task is cancelled, ``stop`` is
+        set so the thread is freed at the next decoding step.
         """
         if self._engine is None:
             return None
         loop = asyncio.get_running_loop()
+        waiting = _Waiting(priority, next(self._sequence), job, stop, loop.create_future())
+        heapq.heappush(self._queue, waiting)
+        self._drop_oldest_expansions()
         self.stats.pending += 1
+        self._start_next()
         try:
-            return await loop.run_in_executor(self._executor, self._run_job, job, stop)
+            return await waiting.future
         except asyncio.CancelledError:
             stop.set()
             raise
         finally:
             self.stats.pending -= 1
+
+    def _drop_oldest_expansions(self) -> None:
+        """Beyond ``MAX_WAITING_EXPANSIONS`` waiting, the oldest are stopped: a burst of
+        expansions must not hold the thread for long, and the newest is the one wanted."""
+        expansions = sorted(w for w in self._queue if w.priority is Priority.EXPANSION)
+        for waiting in expansions[: max(0, len(expansions) - MAX_WAITING_EXPANSIONS)]:
+            waiting.stop.set()  # started next: ends at once with Cancelled
+
+    def _start_next(self) -> None:
+        """Hand the most urgent waiting job to the model thread, one at a time."""
+        if self._running or not self._queue:
+            return
+        waiting = heapq.heappop(self._queue)
+        self._running = True
+        done = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run_job, waiting.job, waiting.stop
+        )
+        done.add_done_callback(lambda finished: self._finished(finished, waiting.future))
+
+    def _finished(self, finished: asyncio.Future[Any], future: asyncio.Future[Any]) -> None:
+        self._running = False
+        if not future.done():
+            if finished.cancelled():
+                future.cancel()
+            elif (error := finished.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(finished.result())
+        if not self._executor_closed:
+            self._start_next()
 
     def _run_job(
         self, job: Callable[[Engine, threading.Event], T], stop: threading.Event
@@ -347,5 +415,11 @@ class ModelWorker:
         return result
 
     def shutdown(self) -> None:
+        self._executor_closed = True
+        for waiting in self._queue:
+            waiting.stop.set()
+            if not waiting.future.done():
+                waiting.future.cancel()
+        self._queue.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._builder.shutdown(wait=False, cancel_futures=True)

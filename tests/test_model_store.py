@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from model_store import cli
-from model_store.checkpoint import CheckpointError, verify, write_manifest
+from model_store import checkpoint, cli
+from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
 from model_store.corpus import (
     CorpusError,
     clean_prompt,
@@ -363,3 +367,109 @@ def test_two_processes_share_one_training_run(dev_corpus: Path, tmp_path: Path) 
     logs = [err for _, err in results]
     assert sum("training a 1024-token BPE tokenizer" in log for log in logs) == 1
     assert sum("waiting for another process preparing tiny" in log for log in logs) == 1
+
+
+def flip_a_byte_keeping_mtime(file: Path) -> None:
+    """Bit rot: the content changes, the size and mtime do not."""
+    before = file.stat()
+    data = bytearray(file.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    file.write_bytes(bytes(data))
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_bit_rot_with_an_unchanged_mtime_fails_verify_and_load(checkpoint_copy: Path) -> None:
+    ModelStore().resolve(str(checkpoint_copy))  # verified once: a cache would now trust it
+    flip_a_byte_keeping_mtime(checkpoint_copy / "model.safetensors")
+    assert cli.main(["verify", str(checkpoint_copy)]) == 1
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        ModelStore().resolve(str(checkpoint_copy))
+
+
+def test_verify_hashes_even_what_this_process_verified(
+    checkpoint_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify(checkpoint_copy, "copy", "repair me")
+    hashed: list[Path] = []
+    real = checkpoint.sha256_file
+    monkeypatch.setattr(checkpoint, "sha256_file", lambda path: hashed.append(path) or real(path))
+    verify(checkpoint_copy, "copy", "repair me")
+    assert hashed == []  # the same file, seen by this process: trusted
+    verify(checkpoint_copy, "copy", "repair me", rehash=True)
+    assert len(hashed) == len(read_manifest(checkpoint_copy)["files"])
+
+
+def rewrite_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest = read_manifest(directory)
+    change(manifest)
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize("escape", ["../outside.txt", "/etc/passwd", "a/../../outside.txt"])
+def test_manifest_paths_that_leave_the_directory_are_refused(
+    checkpoint_copy: Path, escape: str
+) -> None:
+    (checkpoint_copy.parent / "outside.txt").write_text("secret", encoding="utf-8")
+    entry = {"sha256": "0" * 64, "size": 6}
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest["files"].update({escape: entry}))
+    with pytest.raises(CheckpointError, match="leaves the model directory"):
+        verify(checkpoint_copy, "copy", "repair me")
+
+
+def test_a_link_out_of_the_directory_is_refused(checkpoint_copy: Path) -> None:
+    (checkpoint_copy.parent / "outside.txt").write_text("secret", encoding="utf-8")
+    (checkpoint_copy / "notes.txt").symlink_to(checkpoint_copy.parent / "outside.txt")
+    write_manifest(checkpoint_copy, "copy")
+    with pytest.raises(CheckpointError, match="links outside"):
+        verify(checkpoint_copy, "copy", "repair me")
+
+
+def test_an_empty_or_incomplete_file_list_is_refused(checkpoint_copy: Path) -> None:
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest["files"].pop("config.json"))
+    with pytest.raises(CheckpointError, match=r"config\.json: not in the manifest"):
+        verify(checkpoint_copy, "copy", "repair me")
+    rewrite_manifest(checkpoint_copy, lambda manifest: manifest.update(files={}))
+    with pytest.raises(CheckpointError, match="lists no files"):
+        ModelStore().resolve(str(checkpoint_copy))
+
+
+def test_a_read_only_store_is_one_line_naming_the_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /sys refuses new directories even to root, as a read-only store would
+    monkeypatch.setenv("PROMPT_AUTOCOMPLETE_HOME", "/sys/prompt-store")
+    assert cli.main(["pull", "tiny", "--data", "unused.txt"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "/sys/prompt-store" in error and "PROMPT_AUTOCOMPLETE_HOME" in error
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_manifest(
+    checkpoint_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (checkpoint_copy / "manifest.json").unlink()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    assert cli.main(["verify", str(checkpoint_copy), "--write-manifest"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "free some disk space" in error
+    assert sorted(p.name for p in checkpoint_copy.iterdir() if "manifest" in p.name) == []
+
+
+def test_leftovers_of_killed_writers_are_removed_at_the_next_start(store_home: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = [
+        store_home / "models" / f".tmp-tiny-{dead.pid}",
+        store_home / "wordstats" / f"0123456789abcdef-v3.{dead.pid}.tmp",
+    ]
+    alive = store_home / "models" / f".tmp-small-{os.getpid()}"
+    for directory in [*leftovers, alive]:
+        directory.mkdir(parents=True)
+        (directory / "model.safetensors").write_bytes(b"half")
+    ModelStore().resolve("default")
+    assert [path.exists() for path in leftovers] == [False, False]
+    assert alive.exists()  # its writer is still running

@@ -8,7 +8,14 @@ import threading
 import pytest
 
 from server.engine import Cancelled, EngineSettings
-from server.worker import EngineState, InFlight, Loading, ModelWorker
+from server.worker import (
+    MAX_WAITING_EXPANSIONS,
+    EngineState,
+    InFlight,
+    Loading,
+    ModelWorker,
+    Priority,
+)
 
 WAIT_S = 10.0  # bounds a broken test; never reached when the code works
 
@@ -190,3 +197,56 @@ async def test_the_statistics_serve_until_the_model_is_built_then_it_takes_over(
     assert outcome.current and worker.state is EngineState.READY
     assert await worker.run(lambda engine, stop: engine, threading.Event()) is model
     assert model.settings.max_items == 3
+
+
+async def occupy_thread(
+    worker: ModelWorker, engine: BlockingEngine
+) -> tuple[threading.Event, asyncio.Future[object]]:
+    """A job holding the model thread until the returned flag is set (it then ends Cancelled)."""
+    release = threading.Event()
+    job = asyncio.ensure_future(
+        worker.run(lambda e, s: e.block(release), release, Priority.EXPANSION)
+    )
+    await asyncio.to_thread(engine.started.wait, WAIT_S)
+    return release, job
+
+
+async def test_keystroke_requests_start_before_waiting_expansions() -> None:
+    worker, (engine,) = await loaded_worker()
+    release, running = await occupy_thread(worker, engine)
+    order: list[str] = []
+
+    def job(name: str):
+        return lambda engine, stop: order.append(name)
+
+    waiting = [
+        asyncio.ensure_future(worker.run(job("expand-1"), threading.Event(), Priority.EXPANSION)),
+        asyncio.ensure_future(worker.run(job("expand-2"), threading.Event(), Priority.EXPANSION)),
+        asyncio.ensure_future(worker.run(job("complete"), threading.Event())),
+        asyncio.ensure_future(worker.run(job("inline"), threading.Event())),
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*waiting), WAIT_S)
+    with pytest.raises(Cancelled):
+        await running
+    assert order == ["complete", "inline", "expand-1", "expand-2"]
+
+
+async def test_a_burst_of_expansions_keeps_only_the_newest_waiting() -> None:
+    worker, (engine,) = await loaded_worker()
+    release, running = await occupy_thread(worker, engine)
+    burst = [
+        asyncio.ensure_future(
+            worker.run(lambda e, s, n=n: n, threading.Event(), Priority.EXPANSION)
+        )
+        for n in range(10)
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*burst, return_exceptions=True), WAIT_S)
+    with pytest.raises(Cancelled):
+        await running
+    kept = len(results) - MAX_WAITING_EXPANSIONS
+    assert all(isinstance(result, Cancelled) for result in results[:kept])
+    assert results[kept:] == list(range(kept, 10))

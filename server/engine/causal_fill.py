@@ -39,7 +39,9 @@ class InfillingEngine(CompletionEngine):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         source = str(self.source)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=True, use_safetensors=True
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         return model.eval(), tokenizer
 

@@ -30,7 +30,7 @@ class HFRunner(Runner):
     @classmethod
     def from_directory(cls, path: Path) -> HFRunner:
         model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32
+            str(path), local_files_only=True, dtype=torch.float32, use_safetensors=True
         )
         return cls(model.eval())
 
