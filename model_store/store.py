@@ -112,7 +112,7 @@ class ModelStore:
 
     def repair_hint(self, name: str) -> str:
         if name == "default":
-            return _REINSTALL_HINT
+            return REINSTALL_HINT
         return f"repair it with `prompt-models rm {name}` then `prompt-models pull {name}`"
 
     def _resolve_directory(self, directory: Path, progress: ProgressCallback) -> Checkpoint:
