@@ -55,8 +55,11 @@ def test_neovim_plugin_on_a_text_file(nvim: str, tmp_path: Path) -> None:
 
     assert result["filetype"] == "text"  # Neovim's languageId for *.txt, which prompt-ls serves
     assert result["omnifunc"] == "v:lua.vim.lsp.omnifunc"
-    words = result["completion_words"]
-    assert words and all(word.startswith("wom") for word in words), words
+    labels = result["completion_labels"]
+    assert labels and all(label.startswith("wom") for label in labels), labels
+    # A phrase picked from the menu is inserted whole (Neovim 0.11 inserts only its first word).
+    assert result["phrase"] in labels, labels
+    assert result["line_after_menu"].rstrip() == f"a portrait of a {result['phrase']}"
 
     ghost = result["ghost"]
     assert result["line_with_ghost"] == TYPED  # drawn, not inserted

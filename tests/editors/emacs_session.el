@@ -68,10 +68,23 @@
        180)
 
       (test-type "a SPC portrait SPC of SPC a SPC wom")
+      ;; completion-at-point, and a phrase picked as completion UIs (corfu, company) do it:
+      ;; the candidate replaces the typed text, then the capf's exit function runs.
       (let* ((capf (eglot-completion-at-point))
-             (typed (buffer-substring-no-properties (nth 0 capf) (nth 1 capf))))
+             (start (nth 0 capf))
+             (typed (buffer-substring-no-properties start (nth 1 capf)))
+             (candidates (all-completions typed (nth 2 capf)))
+             (phrase (cl-find-if (lambda (text) (string-match-p " " text)) candidates)))
         (test-record "completion_prefix" typed)
-        (test-record "candidates" (vconcat (all-completions typed (nth 2 capf)))))
+        (test-record "candidates" (vconcat (mapcar #'substring-no-properties candidates)))
+        (test-record "phrase" (and phrase (substring-no-properties phrase)))
+        (delete-region start (nth 1 capf))
+        (goto-char start)
+        (insert phrase)
+        (funcall (plist-get (nthcdr 3 capf) :exit-function) phrase 'finished)
+        (test-record "line_after_menu" (test-line)))
+      (delete-region (line-beginning-position) (line-end-position))
+      (test-type "a SPC portrait SPC of SPC a SPC wom")
 
       (let ((ghost (test-record "ghost" (test-wait-until "ghost text"
                                                          #'prompt-autocomplete-ghost-text))))

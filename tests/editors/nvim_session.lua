@@ -84,24 +84,30 @@ local function main()
     return request_status(client).state == "ready"
   end, 180000)
 
-  -- The completion menu through omnifunc.
+  -- The completion menu through omnifunc; a phrase is picked from it.
   type_keys("ia portrait of a wom<C-x><C-o>")
-  result.completion_words = wait_until("completion items", function()
-    local items = vim.fn.complete_info({ "items" }).items
-    if #items == 0 then
-      return nil
-    end
-    local words = {}
-    for _, item in ipairs(items) do
-      table.insert(words, item.word)
-    end
-    return words
+  local items = wait_until("completion items", function()
+    local found = vim.fn.complete_info({ "items" }).items
+    return #found > 0 and found
   end)
-  type_keys("<C-e>")
-  wait_until("the menu to close", function() return vim.fn.pumvisible() == 0 and line() == "a portrait of a wom" end)
+  result.completion_words, result.completion_labels = {}, {}
+  local phrase_at
+  for position, item in ipairs(items) do
+    table.insert(result.completion_words, item.word)
+    table.insert(result.completion_labels, item.abbr)
+    if phrase_at == nil and item.abbr:find(" ") then
+      phrase_at = position
+    end
+  end
+  result.phrase = phrase_at and items[phrase_at].abbr
+  -- The menu opens on the first item: step down to the phrase, accept it.
+  type_keys(string.rep("<C-n>", (phrase_at or 1) - 1) .. "<C-y>")
+  result.line_after_menu = wait_until("the phrase inserted", function()
+    return vim.fn.pumvisible() == 0 and line() ~= "a portrait of a wom" and line()
+  end)
 
-  -- Ghost text while typing: retype the last letter.
-  type_keys("<BS>m")
+  -- Ghost text while typing, on a fresh line.
+  type_keys("<Esc>Sa portrait of a wom")
   result.ghost = wait_until("ghost text", function() return plugin.ghost_text() end)
   result.ghost_marks = ghost_marks()
   result.line_with_ghost = line()

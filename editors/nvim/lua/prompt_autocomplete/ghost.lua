@@ -174,18 +174,17 @@ function M.on_text_changed(client, bufnr, debounce_ms)
     and vim.startswith(before, state.before)
   then
     local typed = before:sub(#state.before + 1)
-    local kept = {}
+    local kept, shown_at = {}, nil
     for position, text in ipairs(state.texts) do
       if vim.startswith(text, typed) and #text > #typed then
         table.insert(kept, text:sub(#typed + 1))
         if position == state.index then
-          kept.current = #kept
+          shown_at = #kept
         end
       end
     end
-    if kept.current ~= nil then
-      state.col, state.before, state.texts, state.index = col, before, kept, kept.current
-      kept.current = nil
+    if shown_at ~= nil then
+      state.col, state.before, state.texts, state.index = col, before, kept, shown_at
       state.tick = vim.api.nvim_buf_get_changedtick(bufnr)
       draw(bufnr)
       return

@@ -69,11 +69,48 @@ local function map_key(bufnr, key, action)
   end, { buffer = bufnr, desc = "prompt_autocomplete" })
 end
 
+--- After a menu item is accepted, insert the rest of its edit when Neovim inserted less.
+--- Neovim 0.11 inserts only the first word of a plain-text edit ("woman" of "woman with long
+--- hair") and applies the rest only for snippets; earlier versions insert it all (no-op).
+local function complete_phrase(client)
+  local reason = (vim.v.event or {}).reason
+  if reason ~= nil and reason ~= "accept" then
+    return
+  end
+  local completed = vim.v.completed_item
+  local user_data = type(completed) == "table" and completed.user_data
+  local lsp_data = type(user_data) == "table" and user_data.nvim and user_data.nvim.lsp
+  local item = lsp_data and lsp_data.completion_item
+  if item == nil or (lsp_data.client_id ~= nil and lsp_data.client_id ~= client.id) then
+    return
+  end
+  local new_text = item.textEdit and item.textEdit.newText
+  local word = completed.word
+  if type(new_text) ~= "string" or #new_text <= #word or new_text:sub(1, #word) ~= word then
+    return
+  end
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  local line = vim.api.nvim_get_current_line()
+  if line:sub(col - #word + 1, col) ~= word then
+    return
+  end
+  local rest = new_text:sub(#word + 1)
+  vim.api.nvim_buf_set_text(0, row - 1, col, row - 1, col, { rest })
+  vim.api.nvim_win_set_cursor(0, { row, col + #rest })
+end
+
 local function attach(client, bufnr)
   local options = M.options
   if vim.bo[bufnr].omnifunc == "" then
     vim.bo[bufnr].omnifunc = "v:lua.vim.lsp.omnifunc"
   end
+  vim.api.nvim_create_autocmd("CompleteDone", {
+    group = vim.api.nvim_create_augroup("prompt_autocomplete_menu_" .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      complete_phrase(client)
+    end,
+  })
   if options.ghost_text then
     local group = vim.api.nvim_create_augroup("prompt_autocomplete_buffer_" .. bufnr, { clear = true })
     vim.api.nvim_create_autocmd("TextChangedI", {
