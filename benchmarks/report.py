@@ -566,8 +566,9 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
     parts = [
         "## Language server: latency, cold start, memory",
         "",
-        "The driver (`benchmarks/lsp_driver.py`, a pygls client over stdio) types each prompt "
-        "character by character: a full-text didChange, then completion and inline completion "
+        "The driver (`benchmarks/lsp_driver.py`, timing the REPL's own client "
+        "`client_tui/lsp.py` over stdio) types each prompt "
+        "character by character: a didChange, then completion and inline completion "
         "at the end of the line, one after the other, each timed from request to reply. "
         "Cold start: spawn to the initialize reply, and spawn to the first non-empty "
         "completion, each the median of several spawns (`cold_starts_s` in results.json "

@@ -27,14 +27,7 @@ from typing import Any
 
 from benchmarks import data, expansion, report
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
-from benchmarks.lsp_driver import (
-    SERVER_COMMAND,
-    LoopThread,
-    LspDriver,
-    LspSystem,
-    ServerUnavailable,
-    server_available,
-)
+from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ServerUnavailable
 from benchmarks.stats import percentiles
 from benchmarks.systems import (
     PENDING,
@@ -45,6 +38,7 @@ from benchmarks.systems import (
     parse_spec,
     resolve_model,
 )
+from client_tui.lsp import default_server_command
 from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
@@ -178,13 +172,11 @@ def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Ben
     # The server blends the statistics in when they exist; only their presence matters here.
     blended = store.word_stats_dir(store.resolve("default")) is not None
     name = f"prompt-ls: default{' + corpus statistics' if blended else ''} (LSP)"
-    reason = server_available()
-    if reason or runner is None:
-        return Benchmarked(name=name, model_backed=True, unavailable=reason or "no event loop")
+    if runner is None:
+        return Benchmarked(name=name, model_backed=True, unavailable="no event loop")
     driver = LspDriver(server_command, log_path=_server_log())
     try:
         runner.run(driver.start(), timeout=180)
-        driver.open("")
     except ServerUnavailable as exc:
         runner.run(driver.stop(), timeout=30)
         return Benchmarked(name=name, model_backed=True, unavailable=str(exc))
@@ -405,7 +397,6 @@ async def cold_start(command: Sequence[str], cold_text: str) -> tuple[float, flo
     driver = LspDriver(command, log_path=_server_log())
     try:
         initialize = await driver.start()
-        driver.open("")
         return initialize, await driver.first_completion_seconds(cold_text)
     finally:
         await driver.stop()
@@ -423,7 +414,6 @@ async def measure_server(
     driver = LspDriver(command, log_path=_server_log())
     try:
         initialize = await driver.start()
-        driver.open("")
         starts.append((initialize, await driver.first_completion_seconds(cold_text)))
         driver.latencies = {"completion": [], "inline": []}
         typed: list[str] = []
@@ -509,10 +499,6 @@ def run_server(
     sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None, meta: dict[str, Any]
 ) -> dict[str, Any]:
     began = _clock()
-    reason = server_available()
-    if reason:
-        _log(f"server section skipped: {reason}")
-        return _stamp({"unavailable": reason}, meta, began)
     prompts = data.ksr_sample(data.dev_lines(directory), data.KSR_SAMPLE_SIZE)
     prompts = prompts[: sizes.latency_prompts]
     _log(f"server latency: typing {len(prompts)} prompts through {shlex.join(command)}")
@@ -578,7 +564,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
-        "--server-command", default=shlex.join(SERVER_COMMAND), help="how to start prompt-ls"
+        "--server-command",
+        default=shlex.join(default_server_command()),
+        help="how to start prompt-ls (default: as the REPL starts it)",
     )
     parser.add_argument("--fresh", action="store_true", help="discard earlier results")
     return parser.parse_args(argv)
