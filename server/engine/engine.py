@@ -22,6 +22,7 @@ last ghost text is followed as typed (``ghost.py``).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
@@ -46,7 +47,7 @@ from server.engine.requests import (
     check_settings,
     set_threads,
 )
-from server.engine.runner import Runner, load_runner
+from server.engine.runner import GPT2Runner, Runner
 from server.engine.syntax import CursorContext, analyse, cut_unbalanced
 from server.engine.types import EngineSettings, Suggestion
 from server.engine.vocab import Vocabulary, load_tokenizer
@@ -411,3 +412,17 @@ def _shown_in_ghost(word: str, partial: str, where: CursorContext) -> bool:
         and cut_unbalanced(rest, where.brackets) == rest
         and has_content(word)
     )
+
+
+def load_runner(path: Path) -> Runner:
+    """The runner for a checkpoint directory: the fast path for GPT-2, transformers otherwise.
+
+    It lives here rather than in runner.py because hf_runner.py builds on runner.py: the
+    choice between them belongs to their user.
+    """
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if GPT2Runner.supports(config):
+        return GPT2Runner.from_directory(path)
+    from server.engine.hf_runner import HFRunner
+
+    return HFRunner.from_directory(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
@@ -44,4 +44,3 @@ class EngineSettings:
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
     seed: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
