@@ -1,7 +1,7 @@
 """Regenerate docs/BENCHMARKS.md: ``python -m benchmarks.run [--quick] [--systems ...]``.
 
 Results are kept in ``benchmarks/results.json`` beside the report and merged run by run, so a later
-run of one section or one system (the engine once it exists, say) replaces only its rows;
+run of one section or one system (the engine, say) replaces only its rows;
 ``--fresh`` starts over. Every row records the command, date and commit that produced it.
 """
 
@@ -26,18 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import data, expansion, report
+from benchmarks.benchmarked import Benchmarked, Context, model_identity, resolve_model
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
 from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ServerUnavailable
 from benchmarks.stats import percentiles
-from benchmarks.systems import (
-    PENDING,
-    REGISTRY,
-    Benchmarked,
-    Context,
-    model_identity,
-    parse_spec,
-    resolve_model,
-)
+from benchmarks.systems import REGISTRY, parse_spec
 from client_tui.lsp import default_server_command
 from model_store.store import ModelStore
 
@@ -143,6 +136,8 @@ def _stamp(
     system: Benchmarked | None = None,
 ) -> dict[str, Any]:
     row.update(command=meta["command"], date=meta["date"], commit=meta["commit"], **_elapsed(began))
+    if system is not None and system.spec:
+        row["system"] = system.spec
     if system is not None and system.model:
         row["model"] = system.model
     return row
@@ -158,13 +153,16 @@ def _build(
 ) -> Benchmarked:
     """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
     key, argument = parse_spec(spec)
-    if key == "lsp":
-        return _lsp_system(runner, server_command)
     try:
-        return REGISTRY[key](context, argument)
+        if key == "lsp":
+            built = _lsp_system(runner, server_command)
+        else:
+            built = REGISTRY[key](context, argument)
     except Exception as exc:
         _log(f"cannot prepare {spec}:\n{traceback.format_exc()}")
-        return Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
+        built = Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
+    built.spec = spec
+    return built
 
 
 def _lsp_system(runner: LoopThread | None, server_command: Sequence[str]) -> Benchmarked:
@@ -611,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(str(exc)) from exc
     default_output = "build/benchmarks-quick/BENCHMARKS.md" if args.quick else "docs/BENCHMARKS.md"
     output = args.output or data.REPO_ROOT / default_output
-    results_path = output.parent / "benchmarks" / "results.json"
+    results_path = report.results_path(output)
     results: dict[str, Any] = {}
     if results_path.is_file() and not args.fresh:
         results = json.loads(results_path.read_text(encoding="utf-8"))
@@ -653,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             system.close()
         if runner is not None:
             runner.close()
-    results["last_run"] = {**meta, **_elapsed(began), "sizes": asdict(sizes), "pending": PENDING}
+    results["last_run"] = {**meta, **_elapsed(began), "sizes": asdict(sizes)}
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(
         json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
