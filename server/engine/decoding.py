@@ -9,7 +9,6 @@ steps.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
@@ -20,8 +19,8 @@ import torch
 
 from server.engine.requests import check_stop
 from server.engine.runner import Runner
-from server.engine.syntax import is_word_char
-from server.engine.vocab import WORD_JOINERS, Vocabulary
+from server.engine.syntax import count_words, is_word_char, is_word_part
+from server.engine.vocab import Vocabulary
 
 Tensor = torch.Tensor
 NEG_INF = float("-inf")
@@ -44,9 +43,6 @@ class Budget:
         return time.monotonic() < self.deadline
 
 
-_WORDS = re.compile(r"\w+(?:['-]\w+)*")  # "sci-fi" and "artist's" are one word each
-
-
 def per_word(logprob: float, text: str) -> float:
     """Log-probability per word of ``text``: the length unit a user sees.
 
@@ -55,7 +51,7 @@ def per_word(logprob: float, text: str) -> float:
     either: a long unlikely word would beat a short likely one. Alternatives for the word
     being typed are all one word long, so they are ranked by their plain probability.
     """
-    return logprob / max(1, len(_WORDS.findall(text)))
+    return logprob / max(1, count_words(text))
 
 
 @dataclass
@@ -75,11 +71,7 @@ def _valid_word(data: bytes) -> bool:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return (
-        bool(text)
-        and all(is_word_char(char) or char in WORD_JOINERS for char in text)
-        and is_word_char(text[-1])
-    )
+    return bool(text) and is_word_part(text) and is_word_char(text[-1])
 
 
 @dataclass

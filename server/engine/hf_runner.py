@@ -72,4 +72,3 @@ class HFRunner(Runner):
     def select(self, rows: Rows, indices: Tensor) -> None:
         assert isinstance(rows, _CacheRows)
         rows.cache.batch_select_indices(indices)
-

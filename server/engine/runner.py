@@ -387,4 +387,3 @@ class GPT2Runner(Runner):
         assert isinstance(rows, _BufferRows)
         rows.keys = [k.index_select(0, indices) for k in rows.keys]
         rows.values = [v.index_select(0, indices) for v in rows.values]
-
