@@ -1,14 +1,24 @@
-"""Render results.json into docs/BENCHMARKS.md and its PNG charts (matplotlib, Agg)."""
+"""Render results.json into docs/BENCHMARKS.md and its PNG charts (matplotlib, Agg).
+
+``python -m benchmarks.report [--output docs/BENCHMARKS.md]`` re-renders without measuring
+anything, e.g. after merging branches that each added rows to results.json.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.data import REPO_ROOT
+
 # Figures measured for the project before this suite existed, on the same 300-prompt sample:
 # the suite's simulator is checked against them (they are expectations, not results).
-REFERENCE_KSR = {"word trigram (KN)": (0.616, 0.591), "prefix history": (0.061, None)}
+# Rows are found by their system's --systems spec, never by their display name.
+REFERENCE_KSR = {"ngram": (0.616, 0.591), "prefix": (0.061, None)}
 
 # (label, where in the results, comparison, target)
 TARGETS: list[tuple[str, str, str, float]] = [
@@ -28,10 +38,21 @@ TARGETS: list[tuple[str, str, str, float]] = [
     ("fresh install KSR ghost+menu (prompt-ls, empty store)", "ksr.fresh", ">=", 0.70),
     ("fresh install KSR ghost only (prompt-ls, empty store)", "ksr.fresh_ghost", ">=", 0.65),
 ]
-FRESH_ROW = "prompt-ls: fresh install, empty store, no corpus (LSP)"
-PRODUCT_KSR_ROW = "LM engine + corpus statistics: default"  # what prompt-ls serves with stats
-TRIGRAM_ROW = "word trigram (KN)"
+PRODUCT_SYSTEM = "blend"  # what prompt-ls serves once the corpus statistics are built
+TRIGRAM_SYSTEM = "ngram"
+FRESH_SYSTEM = "lsp:fresh"  # prompt-ls with an empty store and no corpus
 KSR_AND_LATENCY = ["KSR ghost+menu", "KSR ghost only", "p50 ms", "p95 ms", "p99 ms"]
+NOTES = "benchmarks-notes.md"  # the hand-written account of what helped, citing these tables
+
+
+def row_of(rows: dict[str, Any], spec: str) -> dict[str, Any]:
+    """The row measured for the system ``spec`` (empty if none was)."""
+    return next((row for row in rows.values() if row.get("system") == spec), {})
+
+
+def results_path(output: Path) -> Path:
+    """Where the results behind the report at ``output`` are kept."""
+    return output.parent / "benchmarks" / "results.json"
 
 
 def write(results: dict[str, Any], output: Path) -> None:
@@ -139,6 +160,7 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
         "    PYTHONPATH=. python -m benchmarks.run --quick    # smoke run into build/",
         "    PYTHONPATH=. python -m benchmarks.run --sections ksr --systems ngram,prefix",
         "    PYTHONPATH=. python -m benchmarks.run --systems engine --models path/to/model",
+        "    PYTHONPATH=. python -m benchmarks.report    # re-render results.json, no measuring",
         "",
         "Sizes of the last run: " + ", ".join(f"{k} = {v}" for k, v in sizes.items()) + ". "
         "KSR targets are `random.Random(1234).sample(dev_lines, 300)` (dev lines: non-empty "
@@ -169,16 +191,6 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
     parts += _perplexity_section(results.get("perplexity", {}), assets, rel)
     parts += _expansion_section(results.get("expansion", {}), assets, rel)
     parts += _server_section(results, assets, rel)
-    pending = run.get("pending", {})
-    if pending:
-        parts += ["## Not measured yet", ""]
-        parts += [f"- `{key}`: {reason}" for key, reason in pending.items()]
-        parts += [
-            "",
-            "Add them in `benchmarks/systems.py` (`REGISTRY`); they then get rows "
-            "in every section they support.",
-            "",
-        ]
     return "\n".join(parts)
 
 
@@ -259,14 +271,14 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
         ]
     checks = [
         [
-            n,
-            REFERENCE_KSR[n][0],
-            measured[n]["ksr"],
-            REFERENCE_KSR[n][1],
-            measured[n]["ksr_ghost_only"],
+            name,
+            REFERENCE_KSR[row["system"]][0],
+            row["ksr"],
+            REFERENCE_KSR[row["system"]][1],
+            row["ksr_ghost_only"],
         ]
-        for n in REFERENCE_KSR
-        if n in measured and measured[n]["prompts"] == 300
+        for name, row in measured.items()
+        if row.get("system") in REFERENCE_KSR and row["prompts"] == 300
     ]
     if checks:
         parts += [
@@ -299,24 +311,13 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
             _table(["system", "inline p50", "p95", "p99", "complete p50", "p95", "p99"], by_kind),
             "",
         ]
-    if PRODUCT_KSR_ROW in measured:
-        parts += [
-            "What helped, in the order it was tried: training the small LM longer on these "
-            "CPUs closes the gap to the trigram only slowly (the LM alone is the `LM engine: "
-            "default` row). Blending the training corpus's word statistics with the LM for "
-            "words and ghost text (`server/engine/blend.py`) beat the trigram by about 0.01. "
-            "Counting those statistics up to five words instead of three (`model_store/"
-            "ngram/`; the `word 5-gram (KN)` row is them alone) added about 0.05 with "
-            "and without the menu. Leaving the ghost text's next word out of the menu, so "
-            "that its five items are alternatives to the ghost (the `menuSkipsGhost` setting, "
-            "on for clients that show ghost text), added about 0.03 with the menu; the "
-            "n-gram rows keep the issue's menu, which repeats the ghost's word. The "
-            "`LM engine + corpus statistics: default` row is what `prompt-ls` serves once "
-            "`prompt-models stats` has built the statistics. Longer ghost text (3, 5 or 6 "
-            "words instead of 4), re-ranking every ghost word with the LM, and dropping the "
-            "LM's phrase from the menu did not help. The ablation below varies the LM's share.",
-            "",
-        ]
+    parts += [
+        f"What helped the keystroke savings, in the order it was tried, is told in [{NOTES}]"
+        f"({NOTES}); the `{PRODUCT_SYSTEM}` row is what `prompt-ls` serves once "
+        "`prompt-models stats` has built the statistics. The ablation below varies the LM's "
+        "share.",
+        "",
+    ]
     unavailable = [f"- {n}: {r['unavailable']}" for n, r in rows.items() if "unavailable" in r]
     if unavailable:
         parts += ["Not measured in the last run that tried:", "", *unavailable, ""]
@@ -625,8 +626,9 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
     parts = [
         "## Language server: latency, cold start, memory",
         "",
-        "The driver (`benchmarks/lsp_driver.py`, a pygls client over stdio) types each prompt "
-        "character by character: a full-text didChange, then completion and inline completion "
+        "The driver (`benchmarks/lsp_driver.py`, timing the REPL's own client "
+        "`client_tui/lsp.py` over stdio) types each prompt "
+        "character by character: a didChange, then completion and inline completion "
         "at the end of the line, one after the other, each timed from request to reply. "
         "Cold start: spawn to the initialize reply, and spawn to the first non-empty "
         "completion, each the median of several spawns (`cold_starts_s` in results.json "
@@ -634,19 +636,7 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
         'default model through `transformers.pipeline("text-generation")` asked for the next '
         "phrase (8 new tokens, greedy) on a subsample of the same typed prefixes.",
         "",
-        "What brought completion under its budget (the completion p50 through the driver on "
-        "the same 20 prompts, measured while making each change; single runs vary by about "
-        "1.5 ms on this machine): the server reads stdin on its event loop "
-        "(`server/stdio.py`) instead of pygls' worker-thread read per line, three thread "
-        "hops per message (17.0 -> 15.5 ms); the blend scores a candidate word with the LM "
-        "once per line, since the line before a word does not change while the word is "
-        "typed (-> 12.7 ms); and it remembers words' tokens and end-of-prompt scores and "
-        "takes what it needs from the tree's logits with one exponential (in-process "
-        "10.2 -> 9.0 ms at the typical keystroke); once four letters of a word are typed "
-        "the corpus ranks the words that finish it alone (the ablation above; 15.0 -> "
-        "11.8 ms on an hour-later, slower machine). The rest of the gap between in-process "
-        "and served latency is pygls and lsprotocol (parsing, cattrs, the model thread's "
-        "hop) on both ends.",
+        f"What brought completion under its budget is told in [{NOTES}]({NOTES}).",
         "",
     ]
     if "unavailable" in server:
@@ -734,14 +724,14 @@ def _target_rows(results: dict[str, Any]) -> list[list[Any]]:
     pipeline_p50 = server.get("pipeline_ms", {}).get("p50")
     if inline_p50 and pipeline_p50:
         values["speedup"] = round(pipeline_p50 / inline_p50, 2)
-    for name, row in results.get("expansion", {}).get("rows", {}).items():
-        if name == "LM engine: default" and row.get("latency_ms"):
-            values["expand.p50"] = row["latency_ms"]["p50"]
+    expanded = row_of(results.get("expansion", {}).get("rows", {}), "engine")
+    if expanded.get("latency_ms"):
+        values["expand.p50"] = expanded["latency_ms"]["p50"]
     ksr = results.get("ksr", {})
-    fresh = ksr.get(FRESH_ROW, {})
+    fresh = row_of(ksr, FRESH_SYSTEM)
     if "ksr" in fresh:
         values["ksr.fresh"], values["ksr.fresh_ghost"] = fresh["ksr"], fresh["ksr_ghost_only"]
-    product, trigram = ksr.get(PRODUCT_KSR_ROW, {}), ksr.get(TRIGRAM_ROW, {})
+    product, trigram = row_of(ksr, PRODUCT_SYSTEM), row_of(ksr, TRIGRAM_SYSTEM)
     if "ksr" in product:
         values["ksr.full"], values["ksr.ghost"] = product["ksr"], product["ksr_ghost_only"]
         if "ksr" in trigram and trigram["prompts"] == product["prompts"]:
@@ -758,3 +748,28 @@ def _target_rows(results: dict[str, Any]) -> list[list[Any]]:
         met = {"<=": value <= goal, ">=": value >= goal, ">": value > goal}[comparison]
         rows.append([label, f"{comparison} {goal}", value, "yes" if met else "**no**"])
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description="Re-render the benchmark report from its results.json; measures nothing.",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=REPO_ROOT / "docs" / "BENCHMARKS.md",
+        help="report path; its results are benchmarks/results.json beside it",
+    )
+    args = parser.parse_args(argv)
+    source = results_path(args.output)
+    if not source.is_file():
+        print(f"python -m benchmarks.report: error: no results at {source}", file=sys.stderr)
+        return 1
+    write(json.loads(source.read_text(encoding="utf-8")), args.output)
+    print(f"wrote {args.output} from {source}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Regenerate docs/BENCHMARKS.md: ``python -m benchmarks.run [--quick] [--systems ...]``.
 
 Results are kept in ``benchmarks/results.json`` beside the report and merged run by run, so a later
-run of one section or one system (the engine once it exists, say) replaces only its rows;
+run of one section or one system (the engine, say) replaces only its rows;
 ``--fresh`` starts over. Every row records the command, date and commit that produced it.
 """
 
@@ -27,25 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import data, expansion, report
+from benchmarks.benchmarked import Benchmarked, Context, model_identity, resolve_model
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
-from benchmarks.lsp_driver import (
-    SERVER_COMMAND,
-    LoopThread,
-    LspDriver,
-    LspSystem,
-    ServerUnavailable,
-    server_available,
-)
+from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ServerUnavailable
 from benchmarks.stats import percentiles
-from benchmarks.systems import (
-    PENDING,
-    REGISTRY,
-    Benchmarked,
-    Context,
-    model_identity,
-    parse_spec,
-    resolve_model,
-)
+from benchmarks.systems import REGISTRY, parse_spec
+from client_tui.lsp import default_server_command
 from model_store.corpus import CORPUS_ENV
 from model_store.paths import CACHE_ENV, STORE_ENV
 from model_store.store import ModelStore
@@ -157,6 +144,8 @@ def _stamp(
     system: Benchmarked | None = None,
 ) -> dict[str, Any]:
     row.update(command=meta["command"], date=meta["date"], commit=meta["commit"], **_elapsed(began))
+    if system is not None and system.spec:
+        row["system"] = system.spec
     if system is not None and system.model:
         row["model"] = system.model
     return row
@@ -172,13 +161,16 @@ def _build(
 ) -> Benchmarked:
     """The system for ``spec``; a failure becomes a row saying why rather than ending the run."""
     key, argument = parse_spec(spec)
-    if key == "lsp":
-        return _lsp_system(runner, server_command, fresh=argument == "fresh")
     try:
-        return REGISTRY[key](context, argument)
+        if key == "lsp":
+            built = _lsp_system(runner, server_command, fresh=argument == "fresh")
+        else:
+            built = REGISTRY[key](context, argument)
     except Exception as exc:
         _log(f"cannot prepare {spec}:\n{traceback.format_exc()}")
-        return Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
+        built = Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
+    built.spec = spec
+    return built
 
 
 def _lsp_system(
@@ -195,13 +187,11 @@ def _lsp_system(
         store = ModelStore()
         statistics = store.statistics_label(store.resolve("default").path)
         name = f"prompt-ls: default + {statistics} corpus statistics (LSP)"
-    reason = server_available()
-    if reason or runner is None:
-        return Benchmarked(name=name, model_backed=True, unavailable=reason or "no event loop")
+    if runner is None:
+        return Benchmarked(name=name, model_backed=True, unavailable="no event loop")
     driver = LspDriver(server_command, log_path=_server_log(), environment=environment)
     try:
         runner.run(driver.start(), timeout=180)
-        driver.open("")
     except ServerUnavailable as exc:
         runner.run(driver.stop(), timeout=30)
         return Benchmarked(name=name, model_backed=True, unavailable=str(exc))
@@ -492,7 +482,6 @@ async def cold_start(command: Sequence[str], cold_text: str) -> tuple[float, flo
     driver = LspDriver(command, log_path=_server_log())
     try:
         initialize = await driver.start()
-        driver.open("")
         return initialize, await driver.first_completion_seconds(cold_text)
     finally:
         await driver.stop()
@@ -510,7 +499,6 @@ async def measure_server(
     driver = LspDriver(command, log_path=_server_log())
     try:
         initialize = await driver.start()
-        driver.open("")
         starts.append((initialize, await driver.first_completion_seconds(cold_text)))
         driver.latencies = {"completion": [], "inline": []}
         typed: list[str] = []
@@ -596,10 +584,6 @@ def run_server(
     sizes: Sizes, directory: Path, command: Sequence[str], threads: int | None, meta: dict[str, Any]
 ) -> dict[str, Any]:
     began = _clock()
-    reason = server_available()
-    if reason:
-        _log(f"server section skipped: {reason}")
-        return _stamp({"unavailable": reason}, meta, began)
     prompts = data.ksr_sample(data.dev_lines(directory), data.KSR_SAMPLE_SIZE)
     prompts = prompts[: sizes.latency_prompts]
     _log(f"server latency: typing {len(prompts)} prompts through {shlex.join(command)}")
@@ -670,7 +654,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
-        "--server-command", default=shlex.join(SERVER_COMMAND), help="how to start prompt-ls"
+        "--server-command",
+        default=shlex.join(default_server_command()),
+        help="how to start prompt-ls (default: as the REPL starts it)",
     )
     parser.add_argument("--fresh", action="store_true", help="discard earlier results")
     return parser.parse_args(argv)
@@ -716,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(str(exc)) from exc
     default_output = "build/benchmarks-quick/BENCHMARKS.md" if args.quick else "docs/BENCHMARKS.md"
     output = args.output or data.REPO_ROOT / default_output
-    results_path = output.parent / "benchmarks" / "results.json"
+    results_path = report.results_path(output)
     results: dict[str, Any] = {}
     if results_path.is_file() and not args.fresh:
         results = json.loads(results_path.read_text(encoding="utf-8"))
@@ -760,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             system.close()
         if runner is not None:
             runner.close()
-    results["last_run"] = {**meta, **_elapsed(began), "sizes": asdict(sizes), "pending": PENDING}
+    results["last_run"] = {**meta, **_elapsed(began), "sizes": asdict(sizes)}
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(
         json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"

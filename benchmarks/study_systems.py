@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.benchmarked import Benchmarked, Context, model_identity, model_label
 from benchmarks.engine_system import EngineSystem
-from benchmarks.systems import Benchmarked, Context, model_identity, model_label
 from model_store.checkpoint import MANIFEST, Checkpoint
 from model_store.store import ModelStore
 

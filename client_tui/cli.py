@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--server-command",
         metavar="CMD",
-        help="command that starts prompt-ls on stdio (default: this Python with -m server)",
+        help="command that starts prompt-ls on stdio (default: the installed prompt-ls)",
     )
     server.add_argument(
         "--timeout",

@@ -16,6 +16,7 @@ import importlib.util
 import itertools
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -104,12 +105,15 @@ class _Pending:
 
 
 def default_server_command() -> list[str]:
-    """prompt-ls as a child of this interpreter (works without the console script installed)."""
-    return [sys.executable, "-m", "server"]
+    """The ``prompt-ls`` installed beside this interpreter; in a source checkout without the
+    console script, the server package run as a module by this interpreter."""
+    installed = shutil.which("prompt-ls", path=str(Path(sys.executable).parent))
+    return [installed] if installed else [sys.executable, "-m", "server"]
 
 
 def default_server_env() -> dict[str, str]:
-    """The current environment, plus PYTHONPATH for a source checkout that is not installed."""
+    """The current environment, plus PYTHONPATH for a source checkout that is not installed
+    (for the module fallback of ``default_server_command``)."""
     env = dict(os.environ)
     spec = importlib.util.find_spec("server")
     if spec is not None and spec.origin is not None:
@@ -563,11 +567,6 @@ class PromptServerClient:
         if self.text_provider is not None and text != self.text_provider():
             raise StaleRequest("the text changed before the request was sent")
         self.sync(text)
-
-    def cancel_all(self) -> None:
-        """Give up on every request in flight (the user moved on)."""
-        for msg_id, pending in list(self._pending.items()):
-            self._cancel(msg_id, pending)
 
     def _cancel(self, msg_id: int, pending: _Pending) -> None:
         self._pending.pop(msg_id, None)

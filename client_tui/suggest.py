@@ -175,9 +175,6 @@ class AlternativeCycler:
     ghosts: list[str] = field(default_factory=list)
     index: int = 0
 
-    def reset(self) -> None:
-        self.text, self.ghosts, self.index = None, [], 0
-
     def position(self, buffer: Buffer) -> tuple[int, int] | None:
         """(1-based index, count) while cycling on this buffer text, for the toolbar."""
         if self.text == buffer.text and self.ghosts and ghost_shown(buffer):

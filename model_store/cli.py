@@ -7,6 +7,7 @@ import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
@@ -24,7 +25,7 @@ from model_store.store import (
 DATA_HELP = f"prompt corpus: file, directory or dataset id (default: ${CORPUS_ENV})"
 
 
-def _progress(message: str, fraction: float | None) -> None:
+def print_progress(message: str, fraction: float | None) -> None:
     suffix = f" ({fraction:.0%})" if fraction is not None else ""
     print(f"{message}{suffix}", file=sys.stderr)
 
@@ -58,7 +59,7 @@ def cmd_info(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def cmd_pull(store: ModelStore, args: argparse.Namespace) -> int:
-    checkpoint = store.resolve(args.name, progress=_progress, data=args.data)
+    checkpoint = store.resolve(args.name, progress=print_progress, data=args.data)
     print(checkpoint.path)
     return 0
 
@@ -73,7 +74,7 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         data=args.data,
         name=args.name,
         max_minutes=args.max_minutes,
-        progress=_progress,
+        progress=print_progress,
     )
     metrics = checkpoint.manifest.get("metrics", {})
     figures = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith("perplexity"))
@@ -130,7 +131,7 @@ def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
     from model_store.evaluation import perplexity
     from model_store.loading import load_causal_lm
 
-    checkpoint = store.resolve(args.name, progress=_progress)
+    checkpoint = store.resolve(args.name, progress=print_progress)
     corpus = load_corpus(args.data)
     prompts = corpus.prompts[: args.limit] if args.limit else corpus.prompts
     print(f"model          {checkpoint.name} ({checkpoint.kind})")
@@ -206,56 +207,28 @@ def cmd_explore(store: ModelStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rate(store: ModelStore, args: argparse.Namespace) -> int:
-    from model_store.study import rating
-
-    out = Path(args.out)
-    if args.summary:
-        print(rating.format_summary(rating.summarize(rating.read_ratings(out))))
-        return 0
-    if not args.models:
-        raise rating.RatingError("name two models: --models A B")
-    if args.ideas:
-        ideas = rating.read_ideas(Path(args.ideas))
-    else:
-        from model_store.corpus import load_corpus
-
-        ideas = rating.default_ideas(load_corpus(args.data).prompts, args.n, args.seed)
-    pairs = rating.plan(ideas, args.models, args.seed)
-    expanders = {ref: _rating_expander(store, ref, args.seed) for ref in args.models}
-    rows = rating.run_session(pairs, expanders, out, mode=args.mode, rater=args.rater)
-    print(f"\n{len(rows)} judgements appended to {out}")
-    print(rating.format_summary(rating.summarize(rating.read_ratings(out))) if rows else "")
-    return 0
+Handler = Callable[[ModelStore, argparse.Namespace], int]
+# Commands other packages add (the study's ``rate``, which needs the completion engine): each
+# entry point names a function that adds its sub-parser to ours and returns its handler.
+COMMANDS_GROUP = "prompt_models.commands"
 
 
-def _rating_expander(store: ModelStore, ref: str, seed: int) -> Callable[[str], str]:
-    """One expansion per idea, made the way the product makes them for the model's kind.
-
-    Expanding is completion logic, which lives in the server's engine: it is imported here,
-    inside the command, so that the rest of model_store never depends on the server.
-    """
-    checkpoint = store.resolve(ref, progress=_progress)
-    if checkpoint.kind == "word-lstm":
-        from model_store.study.lstm import WordLSTMPredictor
-
-        predictor = WordLSTMPredictor.from_checkpoint(checkpoint.path)
-        return lambda idea: next(iter(predictor.expand(idea, 1, seed=seed)), "")
-    if checkpoint.kind == "masked-lm":
-        from model_store.study.mlm import load_masked_lm
-        from server.engine.infill import expand_with_masked_lm
-
-        model, tokenizer = load_masked_lm(checkpoint.path)
-        return lambda idea: expand_with_masked_lm(model, tokenizer, idea, seed=seed)
-    from server.engine import CompletionEngine, EngineSettings
-
-    # offline rating: a whole expansion matters more than the interactive latency budget
-    settings = EngineSettings(seed=seed, time_budget_ms=60_000)
-    engine = CompletionEngine.from_checkpoint(checkpoint.path, settings)
-    return lambda idea: next(iter(engine.expand(idea, 1)), "")  # none inside a tag
+HANDLERS: dict[str, Handler] = {
+    "list": cmd_list,
+    "info": cmd_info,
+    "pull": cmd_pull,
+    "train": cmd_train,
+    "stats": cmd_stats,
+    "eval": cmd_eval,
+    "verify": cmd_verify,
+    "rm": cmd_rm,
+    "embed": cmd_embed,
+    "explore": cmd_explore,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The parser, and the handler of each command (installed packages' commands too)."""
     parser = argparse.ArgumentParser(
         prog="prompt-models",
         description="Manage the models behind prompt autocompletion.",
@@ -307,38 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     explore = commands.add_parser("explore", help="write the corpus analysis report with plots")
     explore.add_argument("data", help=DATA_HELP)
     explore.add_argument("--out", default="corpus-report", help="report directory")
-    rate = commands.add_parser("rate", help="rate two models' expansions blind (terminal)")
-    rate.add_argument("--models", nargs=2, metavar=("A", "B"), help="two model references")
-    rate.add_argument("--ideas", help="file of short ideas, one per line")
-    rate.add_argument("--data", help="without --ideas: take ideas from these prompts (dev)")
-    rate.add_argument("--n", type=int, default=20, help="without --ideas: how many ideas")
-    rate.add_argument("--seed", type=int, default=0, help="ideas, order, blinding, sampling")
-    rate.add_argument("--mode", choices=["scores", "preference"], default="scores")
-    rate.add_argument("--rater", default="anonymous", help="your name in the CSV")
-    rate.add_argument("--out", default="ratings.csv", help="CSV to append judgements to")
-    rate.add_argument("--summary", action="store_true", help="only summarise --out")
-    return parser
-
-
-HANDLERS = {
-    "list": cmd_list,
-    "info": cmd_info,
-    "pull": cmd_pull,
-    "train": cmd_train,
-    "stats": cmd_stats,
-    "eval": cmd_eval,
-    "verify": cmd_verify,
-    "rm": cmd_rm,
-    "embed": cmd_embed,
-    "explore": cmd_explore,
-    "rate": cmd_rate,
-}
+    handlers = dict(HANDLERS)
+    for entry in entry_points(group=COMMANDS_GROUP):
+        handlers[entry.name] = entry.load()(commands)
+    return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
     try:
-        return HANDLERS[args.command](ModelStore(), args)
+        return handlers[args.command](ModelStore(), args)
     except (StoreError, CheckpointError, CorpusError, KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"prompt-models: error: {message}", file=sys.stderr)

@@ -11,8 +11,9 @@ from pathlib import Path
 from model_store.checkpoint import write_manifest
 from model_store.corpus import Corpus
 from model_store.presets import get_preset
-from model_store.study.lstm import WordLSTMPredictor, train_word_lstm
+from model_store.study.lstm import train_word_lstm
 from model_store.study.mlm import build_roberta, train_roberta_tokenizer
+from server.engine.study.lstm_engine import WordLSTMPredictor
 from tests.study_prompts import make_prompts
 
 

@@ -1,4 +1,4 @@
-"""The LSP driver against a fake prompt-ls (a tiny pygls server written by the test)."""
+"""The benchmark's timing driver (over the REPL's client) against a fake prompt-ls."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lsprotocol import types
 
 from benchmarks.ksr import evaluate
-from benchmarks.lsp_driver import (
-    LoopThread,
-    LspDriver,
-    LspSystem,
-    ghost_from_inline,
-    menu_from_completion,
-    python_index,
-    utf16_length,
-)
+from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ghost_text, menu_items
 from benchmarks.run import measure_server
+from client_tui.lsp import Edit
 
 TARGET = "a 🐱 cat on a mat"  # the cat is 2 UTF-16 code units
 
@@ -60,27 +52,12 @@ server.start_io()
 """
 
 
-def test_utf16_offsets_round_trip() -> None:
-    assert utf16_length("a 🐱 c") == 6
-    assert python_index("a 🐱 c", 5) == 4
-    assert python_index("a 🐱 c", 99) == 5  # clamped to the text
-
-
-def test_replies_become_ghost_and_menu() -> None:
+def test_edits_become_ghost_and_menu() -> None:
     text = "a 🐱 c"
-    word = types.Range(
-        start=types.Position(line=0, character=5), end=types.Position(line=0, character=6)
-    )
-    inline = types.InlineCompletionList(
-        items=[types.InlineCompletionItem(insert_text="cat on a", range=word)]
-    )
-    assert ghost_from_inline(text, inline) == "at on a"
-    assert ghost_from_inline(text, None) == ""
-    items = [
-        types.CompletionItem(label="cow", sort_text="1", text_edit=types.TextEdit(word, "cow")),
-        types.CompletionItem(label="cat", sort_text="0", text_edit=types.TextEdit(word, "cat")),
-    ]
-    assert menu_from_completion(text, items) == [(4, "cat"), (4, "cow")]
+    assert ghost_text(text, [Edit(4, 5, "cat on a")]) == "at on a"
+    assert ghost_text(text, [Edit(0, 1, "b")]) == ""  # rewrites typed text: no ghost
+    assert ghost_text(text, []) == ""
+    assert menu_items(text, [Edit(4, 5, "cat"), Edit(4, 5, "cow")]) == [(4, "cat"), (4, "cow")]
 
 
 @pytest.fixture
@@ -101,7 +78,6 @@ def test_ksr_cold_start_and_memory_through_a_server(
 ) -> None:
     driver, runner = fake_server
     initialize = runner.run(driver.start(), timeout=60)
-    driver.open("")
     first = runner.run(driver.first_completion_seconds("a 🐱 cat on a "), timeout=60)
     assert 0 < initialize <= first
     # Type "a", " ", cat, " ", "c" (5); Tab takes the inline "at on a" (6); type " " (7);

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.benchmarked import Context
 from benchmarks.study_systems import study_lstm, study_mlm
-from benchmarks.systems import Context
 from tests.study_models import random_masked_lm, trained_lstm
 
 PROMPTS = ["a castle on a hill, oil painting, 8k", "a red fox in the snow, watercolor"]

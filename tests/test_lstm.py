@@ -26,7 +26,6 @@ from model_store.study.lstm import (
     UNK_ID,
     EncodedPrompts,
     Vocabulary,
-    WordLSTMPredictor,
     _TrainingState,
     detokenize,
     load_word_lstm,
@@ -34,6 +33,7 @@ from model_store.study.lstm import (
     tokenize,
     train_word_lstm,
 )
+from server.engine.study.lstm_engine import WordLSTMPredictor
 from tests.study_prompts import make_prompts, write_prompts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

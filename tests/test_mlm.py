@@ -25,7 +25,7 @@ from model_store.study.mlm import (
     train_masked_lm,
     train_roberta_tokenizer,
 )
-from server.engine.infill import expand_with_masked_lm, fill_mask
+from server.engine.study.mlm_infill import expand_with_masked_lm, fill_mask
 from server.engine.types import Cancelled
 from tests.study_prompts import make_prompts, write_prompts
 

@@ -26,6 +26,7 @@ from model_store.study.rating import (
     run_session,
     summarize,
 )
+from server.engine.study import rate_command
 
 IDEAS = ["a castle", "a red fox", "portrait of", "city at night"]
 
@@ -189,7 +190,7 @@ def test_cli_rate_with_scripted_stdin_then_summary(
 ) -> None:
     """The command itself, with fake expanders in place of models and answers on stdin."""
     expanders = fake_expanders()
-    monkeypatch.setattr(cli, "_rating_expander", lambda store, ref, seed: expanders[ref])
+    monkeypatch.setattr(rate_command, "_rating_expander", lambda store, ref, seed: expanders[ref])
     prompts = tmp_path / "dev.txt"
     prompts.write_text("\n".join(f"a castle number {i} on a hill, oil painting" for i in range(9)))
     out = tmp_path / "ratings.csv"

@@ -13,11 +13,11 @@ import pytest
 
 from server.engine import Cancelled, EngineSettings, Suggestion
 from server.engine.causal_fill import InfillingEngine
-from server.engine.infill import fill_mask
 from server.engine.kinds import engine_for
 from server.engine.masks import MaskSpan, joined, mask_at
 from server.engine.study.lstm_engine import WordLSTMEngine
 from server.engine.study.mlm_engine import MaskedLMEngine
+from server.engine.study.mlm_infill import fill_mask
 from tests.study_models import random_masked_lm, trained_lstm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

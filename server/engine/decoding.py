@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import torch
 
 from server.engine.runner import Context, Runner
-from server.engine.syntax import is_word_char
+from server.engine.syntax import is_word_char, is_word_part
 from server.engine.types import Budget
-from server.engine.vocab import WORD_JOINERS, Vocabulary
+from server.engine.vocab import Vocabulary
 from server.engine.words import per_word
 
 Tensor = torch.Tensor
@@ -42,11 +42,7 @@ def _valid_word(data: bytes) -> bool:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return (
-        bool(text)
-        and all(is_word_char(char) or char in WORD_JOINERS for char in text)
-        and is_word_char(text[-1])
-    )
+    return bool(text) and is_word_part(text) and is_word_char(text[-1])
 
 
 @dataclass

@@ -22,6 +22,7 @@ last ghost text is followed as typed (``ghost.py``).
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from server.engine.requests import (
     check_settings,
     set_threads,
 )
-from server.engine.runner import Runner, load_runner
+from server.engine.runner import GPT2Runner, Runner
 from server.engine.syntax import CursorContext, analyse
 from server.engine.types import Budget, EngineSettings, Suggestion
 from server.engine.vocab import Vocabulary, load_tokenizer
@@ -354,3 +355,16 @@ class CompletionEngine:
             self._terms,
         )
 
+
+def load_runner(path: Path) -> Runner:
+    """The runner for a checkpoint directory: the fast path for GPT-2, transformers otherwise.
+
+    It lives here rather than in runner.py because hf_runner.py builds on runner.py: the
+    choice between them belongs to their user.
+    """
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if GPT2Runner.supports(config):
+        return GPT2Runner.from_directory(path)
+    from server.engine.hf_runner import HFRunner
+
+    return HFRunner.from_directory(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from server.engine.runner import Context, GPT2Runner, Rows, Runner, check_context
+from server.engine.runner import Context, Rows, Runner, check_context
 
 Tensor = torch.Tensor
 
@@ -73,12 +73,3 @@ class HFRunner(Runner):
     def select(self, rows: Rows, indices: Tensor) -> None:
         assert isinstance(rows, _CacheRows)
         rows.cache.batch_select_indices(indices)
-
-
-def runner_for_model(model: PreTrainedModel, half_weights: bool | None = None) -> Runner:
-    """A runner for a model already in memory: the fast path when it is a plain GPT-2."""
-    model.eval()
-    config = model.config.to_dict()
-    if type(model).__name__ == "GPT2LMHeadModel" and GPT2Runner.supports(config):
-        return GPT2Runner(config, model.state_dict(), half_weights)
-    return HFRunner(model)

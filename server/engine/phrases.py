@@ -18,11 +18,10 @@ from server.engine.decoding import Row, Word
 from server.engine.filters import TermFilter, has_content, known_phrases, loop_start, repeats_known
 from server.engine.healing import Request
 from server.engine.runner import Runner
-from server.engine.syntax import cut_unbalanced, phrase_end
+from server.engine.syntax import cut_unbalanced, is_word_part, phrase_end
 from server.engine.text import (
     drop_trailing_function_words,
     drop_unfinished_word,
-    only_word,
     starts_fresh,
 )
 from server.engine.types import Budget, Suggestion
@@ -183,7 +182,7 @@ def phrase_suggestions(
         generated = drop_trailing_function_words(generated, partial)
         if starts_fresh(request.before):
             generated = generated.lstrip()
-        if menu and where.in_word and only_word(generated):
+        if menu and where.in_word and is_word_part(generated):
             continue  # it just finishes the word: the word item says the same
         new_text = partial + generated
         if (

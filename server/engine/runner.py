@@ -404,13 +404,3 @@ class GPT2Runner(Runner):
         assert isinstance(rows, _BufferRows)
         rows.keys = [k.index_select(0, indices) for k in rows.keys]
         rows.values = [v.index_select(0, indices) for v in rows.values]
-
-
-def load_runner(path: Path) -> Runner:
-    """The runner for a checkpoint directory: the fast path for GPT-2, transformers otherwise."""
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    if GPT2Runner.supports(config):
-        return GPT2Runner.from_directory(path)
-    from server.engine.hf_runner import HFRunner
-
-    return HFRunner.from_directory(path)

@@ -52,15 +52,31 @@ WEIGHTS = ("1.1", "1.2", "1.3", "1.4", "1.5", "0.9", "0.8", "0.7")
 Mode = Literal["text", "options", "none"]
 
 
+# What a word is, for every part of the engine: word characters, and joiners between them.
+# Characters that join word parts ("sci-fi", "artist's") without ending the word.
+WORD_JOINERS = "-'"
+# Words as counted for scores per word: "sci-fi" and "artist's" are one word each.
+_WORDS = re.compile(r"\w+(?:['-]\w+)*")
+
+
 def is_word_char(char: str) -> bool:
     """Letters, digits, underscore and combining marks ("cafe" + U+0301 stays one word)."""
     return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
 
 
+def is_word_part(text: str) -> bool:
+    """Whether ``text`` has only word characters and joiners: it can sit inside a word."""
+    return all(is_word_char(char) or char in WORD_JOINERS for char in text)
+
+
+def count_words(text: str) -> int:
+    return len(_WORDS.findall(text))
+
+
 def _is_joiner_at(text: str, index: int) -> bool:
     """A hyphen or apostrophe between word characters ("sci-fi", "artist's") is part of a word."""
     return (
-        text[index] in "-'"
+        text[index] in WORD_JOINERS
         and index > 0
         and is_word_char(text[index - 1])
         and index + 1 < len(text)
@@ -228,9 +244,7 @@ def phrase_end(generated: str, brackets: str, finishing_word: bool) -> int | Non
     content = False
     index = 0
     if finishing_word:
-        while index < len(generated) and (
-            is_word_char(generated[index]) or generated[index] in "-'"
-        ):
+        while index < len(generated) and is_word_part(generated[index]):
             index += 1
     innermost = brackets[-1:] if brackets else ""
     while index < len(generated):

@@ -6,6 +6,8 @@ these decide where it ends.
 
 from __future__ import annotations
 
+from server.engine.syntax import is_word_char, is_word_part
+
 # fmt: off
 FUNCTION_WORDS = frozenset({
     "a", "an", "the", "of", "with", "and", "in", "on", "at", "by", "for", "to", "from", "as",
@@ -17,7 +19,7 @@ FUNCTION_WORDS = frozenset({
 def first_word_end(text: str, start: int) -> int:
     """Where the word that ``text[start:]`` begins (or continues) ends."""
     end = start
-    while end < len(text) and (text[end].isalnum() or text[end] in "-'_"):
+    while end < len(text) and is_word_part(text[end]):
         end += 1
     return end
 
@@ -32,7 +34,7 @@ def drop_unfinished_word(generated: str, partial: str) -> str:
     text = partial + generated
     keep = first_word_end(text, len(partial)) if partial else 0
     cut = len(text)
-    while cut > keep and (text[cut - 1].isalnum() or text[cut - 1] in "-'_"):
+    while cut > keep and is_word_part(text[cut - 1]):
         cut -= 1
     return text[len(partial) : max(cut, len(partial))].rstrip()
 
@@ -44,7 +46,7 @@ def drop_trailing_function_words(generated: str, partial: str) -> str:
     while True:
         stripped = text.rstrip(" \t,;")
         start = len(stripped)
-        while start > 0 and stripped[start - 1].isalnum():
+        while start > 0 and is_word_char(stripped[start - 1]):
             start -= 1
         if start < keep or start == len(stripped) or stripped[start:].lower() not in FUNCTION_WORDS:
             break
@@ -61,10 +63,6 @@ def whole_phrases(generated: str) -> str:
 def starts_fresh(before: str) -> bool:
     """At the start of a prompt or after a space, a suggestion must not begin with a space."""
     return not before or before[-1].isspace()
-
-
-def only_word(text: str) -> bool:
-    return all(char.isalnum() or char in "-'_" for char in text)
 
 
 def end_of_line(generated: str) -> int | None:

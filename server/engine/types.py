@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
@@ -64,4 +64,3 @@ class EngineSettings:
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
     seed: int = 0
-    extra: dict[str, object] = field(default_factory=dict)

@@ -17,10 +17,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from server.engine.syntax import is_word_char
-
-# Characters that join word parts ("sci-fi", "artist's") without ending the word.
-WORD_JOINERS = "-'"
+from server.engine.syntax import WORD_JOINERS, is_word_char, is_word_part
 
 
 @lru_cache(maxsize=1)
@@ -90,7 +87,7 @@ def _is_word_piece(data: bytes) -> bool:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return data[0] >= 0x80  # part of a multi-byte character; checked when the word is complete
-    return bool(text) and all(is_word_char(char) or char in WORD_JOINERS for char in text)
+    return bool(text) and is_word_part(text)
 
 
 def _continues_word(data: bytes) -> bool:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from model_store.ngram.model import tokenize
+from server.engine.syntax import count_words
 
 
 def split_typed(typed: str) -> tuple[list[str], str, int]:
@@ -16,9 +15,6 @@ def split_typed(typed: str) -> tuple[list[str], str, int]:
     return tokens[:-1], partial, len(typed) - len(partial)
 
 
-_WORDS = re.compile(r"\w+(?:['-]\w+)*")  # "sci-fi" and "artist's" are one word each
-
-
 def per_word(logprob: float, text: str) -> float:
     """Log-probability per word of ``text``: the length unit a user sees.
 
@@ -27,4 +23,4 @@ def per_word(logprob: float, text: str) -> float:
     either: a long unlikely word would beat a short likely one. Alternatives for the word
     being typed are all one word long, so they are ranked by their plain probability.
     """
-    return logprob / max(1, len(_WORDS.findall(text)))
+    return logprob / max(1, count_words(text))

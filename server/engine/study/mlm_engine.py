@@ -15,9 +15,9 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model_store.study.mlm import load_masked_lm
-from server.engine.infill import expand_with_masked_lm, fill_mask
 from server.engine.masks import MASK, MaskSpan
 from server.engine.requests import check_stop
+from server.engine.study.mlm_infill import expand_with_masked_lm, fill_mask
 from server.engine.study.word_engine import WordEngine
 from server.engine.types import EngineSettings
 
