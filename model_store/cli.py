@@ -95,7 +95,8 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     if args.pack:
         print(f"pruning at relative entropy {args.prune:g}", file=sys.stderr)
         everything = storage.load(full, storage.rebuild_hint(full), piecewise=False)
-        pack = counting.prune(everything, args.prune)
+        scores = storage.pruning_scores(full, everything)
+        pack = counting.prune(everything, args.prune, scores)
         out = Path(args.pack).expanduser()
         command = (
             f"prompt-models stats --data {args.data} --pack {args.pack} --prune {args.prune:g}"
