@@ -88,7 +88,7 @@ QUICK = Sizes(
 )
 # Relative-entropy thresholds of the pack's size/quality curve (Stolcke pruning; larger:
 # smaller). The full statistics are the curve's last point.
-PACK_PRUNING = (3e-7, 1e-7, 3e-8, 1e-8)
+PACK_PRUNING = (1e-6, 3e-7, 1e-7, 3e-8)
 
 
 def _log(message: str) -> None:

@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--prune",
         type=float,
-        default=1e-8,
+        default=1e-7,
         help="the pack drops n-grams whose removal changes the model by less than this "
         "relative entropy (Stolcke pruning; larger: smaller pack)",
     )
