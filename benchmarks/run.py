@@ -75,7 +75,7 @@ QUICK = Sizes(
 )
 # Relative-entropy thresholds of the pack's size/quality curve (Stolcke pruning; larger:
 # smaller). The full statistics are the curve's last point.
-PACK_PRUNING = (3e-7, 1e-7, 3e-8, 1e-8)
+PACK_PRUNING = (1e-6, 3e-7, 1e-7, 3e-8)
 
 
 def _log(message: str) -> None:
@@ -346,7 +346,6 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
     full_dir = storage.stats_dir(digest)
     full = context.ngram  # built if need be, then mapped whole for pruning
     everything = storage.load(full_dir, storage.rebuild_hint(full_dir), piecewise=False)
-    scores: list[Any] = []  # pruning scores, computed once for every threshold
     rows = []
     for threshold in (*PACK_PRUNING, None):
         began = _clock()
@@ -357,7 +356,7 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
             directory = context.cache_root / "packs" / f"{digest[:16]}-{threshold:g}"
             if not (directory / storage.META).is_file():
                 _log(f"building the {name}")
-                scores = scores or counting.pruning_scores(everything)
+                scores = storage.pruning_scores(full_dir, everything)
                 pruned = counting.prune(everything, threshold, scores)
                 storage.save(pruned, directory, quantised=True, name=name)
             stats = storage.load(directory, f"remove {directory} and run again")

@@ -98,7 +98,8 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     if args.pack:
         print(f"pruning at relative entropy {args.prune:g}", file=sys.stderr)
         everything = storage.load(full, storage.rebuild_hint(full), piecewise=False)
-        pack = counting.prune(everything, args.prune)
+        scores = storage.pruning_scores(full, everything)
+        pack = counting.prune(everything, args.prune, scores)
         out = Path(args.pack).expanduser()
         command = (
             f"prompt-models stats --data {args.data} --pack {args.pack} --prune {args.prune:g}"
@@ -260,7 +261,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     stats.add_argument(
         "--prune",
         type=float,
-        default=1e-8,
+        default=1e-7,
         help="the pack drops n-grams whose removal changes the model by less than this "
         "relative entropy (Stolcke pruning; larger: smaller pack)",
     )

@@ -257,9 +257,13 @@ def test_cli_list_verify_and_errors(store_home: Path, capsys: pytest.CaptureFixt
     assert cli.main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "default" in listing and "small" in listing
+    assert "pack" in listing.splitlines()[1]  # the default model is served with the pack
     assert cli.main(["verify", "default"]) == 0
+    verified = capsys.readouterr().out
+    assert "default statistics:" in verified  # the pack is checked with the model
     assert cli.main(["info", "default"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["name"] == "default"
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "default" and info["statistics"] == "pack"
     assert cli.main(["rm", "nothing-here"]) == 1
     assert "no model 'nothing-here'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:

@@ -280,6 +280,24 @@ def find(corpus_sha256: str, root: Path | None = None) -> WordNgram | None:
     return load(directory, rebuild_hint(directory)) if directory is not None else None
 
 
+def pruning_scores(directory: Path, model: WordNgram) -> list[np.ndarray]:
+    """``counting.pruning_scores`` of the full statistics in ``directory`` (``model``, mapped
+    whole), computed once (minutes on the shared corpus) and kept beside them."""
+    cache = directory.with_name(directory.name + ".pruning")
+    files = [cache / f"order{order}.npy" for order in range(2, model.order + 1)]
+    if all(file.is_file() for file in files):
+        return [np.load(file, mmap_mode="r") for file in files]
+    scores = counting.pruning_scores(model)
+    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for file, score in zip(files, scores, strict=True):
+        np.save(tmp / file.name, score.astype(np.float32))
+    shutil.rmtree(cache, ignore_errors=True)
+    os.replace(tmp, cache)
+    return scores
+
+
 def corpus_fields(corpus: Corpus) -> dict[str, Any]:
     return {
         "corpus": {"name": corpus.name, "sha256": corpus.sha256, "prompts": len(corpus.prompts)}
