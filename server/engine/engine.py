@@ -46,6 +46,7 @@ from server.engine.runner import Runner, load_runner
 from server.engine.syntax import CursorContext, analyse, cut_unbalanced, phrase_end
 from server.engine.types import EngineSettings, Suggestion, SuggestionKind
 from server.engine.vocab import Vocabulary, load_tokenizer
+from server.engine.vocabulary import PromptVocabulary
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
 MENU_WORD_WIDTH = 6  # beams when finishing a word for the menu
@@ -159,6 +160,7 @@ class CompletionEngine:
         self._lock = threading.Lock()
         self._ghost: _Ghost | None = None
         self._phrase_cache: OrderedDict[tuple[object, ...], _Decoded] = OrderedDict()
+        self.vocabulary = PromptVocabulary()  # tags, LoRAs, embeddings, wildcards
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -223,6 +225,7 @@ class CompletionEngine:
             self._banned = banned
             self._ghost = None  # chosen under the old settings, as were the cached phrases
             self._phrase_cache.clear()
+            self.vocabulary.update_settings(settings)
             if self._blender is not None:
                 self._blender.forget()
 
@@ -249,6 +252,9 @@ class CompletionEngine:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
             where = analyse(text, cursor)
+            special = self.vocabulary.special(text, cursor) if limit else None
+            if special is not None:  # after <lora: or __: the user's files, not the model's
+                return special[:limit]
             if limit == 0 or where.mode == "none":
                 return []
             if where.mode == "options":
@@ -263,6 +269,7 @@ class CompletionEngine:
             else:
                 words = self._words(request, MENU_WORD_WIDTH, budget) if where.in_word else []
                 word_items = _rank(self._word_suggestions(request, words))
+            word_items = self.vocabulary.words(text, where, word_items, self._allowed)
             phrase_items: list[Suggestion] = []
             if not where.inside_word:
                 rows = self._phrase_rows(request, words, MENU_PHRASES)
