@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data, expansion, report
+from benchmarks import data, expansion, report, vocabulary
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
 from benchmarks.lsp_driver import (
     SERVER_COMMAND,
@@ -47,7 +47,7 @@ from benchmarks.systems import (
 )
 from model_store.store import ModelStore
 
-SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server")
+SECTIONS = ("ksr", "blend", "perplexity", "expansion", "server", "vocabulary")
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
 # ideas on 2 cores): it runs on its own so that the default run fits an hour.
 DEFAULT_SYSTEMS = "none,prefix,ngram,ngram:5,engine,blend,lsp,study-lstm"
@@ -69,6 +69,7 @@ class Sizes:
     latency_prompts: int = 20
     pipeline_calls: int = 200
     tune_prompts: int = 40  # dev prompts outside the KSR sample, per blend weight
+    vocabulary_sample: int = 100  # modern and dev prompts typed through prompt-ls per tag setting
 
 
 QUICK = Sizes(
@@ -80,6 +81,7 @@ QUICK = Sizes(
     latency_prompts=2,
     pipeline_calls=20,
     tune_prompts=2,
+    vocabulary_sample=2,
 )
 
 
@@ -576,6 +578,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tune-prompts", type=int, help="dev prompts outside the KSR sample per blend weight (40)"
     )
+    parser.add_argument(
+        "--vocabulary-sample", type=int, help="prompts per tag-pack KSR through prompt-ls (100)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
         "--server-command", default=shlex.join(SERVER_COMMAND), help="how to start prompt-ls"
@@ -597,6 +602,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             ("latency_prompts", args.latency_prompts),
             ("pipeline_calls", args.pipeline_calls),
             ("tune_prompts", args.tune_prompts),
+            ("vocabulary_sample", args.vocabulary_sample),
         )
         if value is not None
     }
@@ -660,6 +666,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 merged["examples"] = _merge_examples(merged["examples"], found["examples"])
         if "server" in sections:
             results["server"] = run_server(sizes, directory, server_command, args.threads, meta)
+        if "vocabulary" in sections:
+            results["vocabulary"] = vocabulary.run(
+                directory,
+                server_command,
+                sizes.vocabulary_sample,
+                _log,
+                lambda row, began: _stamp(row, meta, began),
+            )
     finally:
         for system in systems:
             system.close()
