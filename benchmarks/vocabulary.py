@@ -152,7 +152,7 @@ def lora_cost(
         began = time.perf_counter()
         found = scan([str(folder)], [], [])
         row["scan_s"] = round(time.perf_counter() - began, 3)
-        assert len(found.loras) == LORA_FILES
+        assert len(found.loras.files) == LORA_FILES
         models = UserModels()
         models.configure((str(folder),), (), ())
         models.wait(60)

@@ -174,8 +174,17 @@ def test_settings_carry_only_what_the_user_set() -> None:
 
 def test_folders_and_tag_flags_become_settings() -> None:
     args = build_parser().parse_args(
-        ["--lora-dir", "/a", "--lora-dir", "/b", "--wildcard-dir", "/w", "--no-tags"]
-        + ["--token-limit", "150"]
+        [
+            "--lora-dir",
+            "/a",
+            "--lora-dir",
+            "/b",
+            "--wildcard-dir",
+            "/w",
+            "--no-tags",
+            "--token-limit",
+            "150",
+        ]
     )
     assert settings_from_args(args) == {
         "safeMode": True,

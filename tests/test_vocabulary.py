@@ -195,5 +195,6 @@ def test_folders_are_rescanned_when_they_change(tokenizer, tmp_path: Path) -> No
 
 def test_a_scan_finds_names_without_reading_files(folders: Path) -> None:
     found = scan([str(folders / "lora")], [], [str(folders / "missing")])
-    assert sorted(found.loras) == ["kafkaHSR_v2", "styles/ink"]
-    assert found.wildcards == {}
+    assert found.loras.starting("", 10) == ["kafkaHSR_v2", "styles/ink"]
+    assert found.loras.starting("KAF", 10) == ["kafkaHSR_v2"]
+    assert found.wildcards.starting("", 10) == []

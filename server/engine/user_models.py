@@ -10,6 +10,7 @@ the ``safetensors`` library, which reads the header only, and are cached per fil
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -30,13 +31,34 @@ CHECK_INTERVAL_S = 1.0  # how often a request may start a check for changed fold
 TRIGGER_WORDS = 12  # the most frequent training tags offered after a LoRA
 
 
+class Names:
+    """Names (relative paths without suffix, ``/``-separated) of found files, sorted without
+    case once per scan, so that a keystroke after ``<lora:`` reads a slice, not 10,000 names."""
+
+    def __init__(self, files: dict[str, Path] | None = None) -> None:
+        self.files = files or {}
+        self._sorted = sorted((name.casefold(), name) for name in self.files)
+        self._keys = [key for key, _ in self._sorted]
+
+    def starting(self, typed: str, limit: int) -> list[str]:
+        """Up to ``limit`` names that start with ``typed`` (any case), in name order."""
+        key = typed.casefold()
+        at = bisect.bisect_left(self._keys, key)
+        found = []
+        for folded, name in self._sorted[at : at + limit]:
+            if not folded.startswith(key):
+                break
+            found.append(name)
+        return found
+
+
 @dataclass(frozen=True)
 class Found:
-    """What a scan found: names (relative paths without suffix, ``/``-separated) -> files."""
+    """What a scan found."""
 
-    loras: dict[str, Path] = field(default_factory=dict)
-    embeddings: dict[str, Path] = field(default_factory=dict)
-    wildcards: dict[str, Path] = field(default_factory=dict)
+    loras: Names = field(default_factory=Names)
+    embeddings: Names = field(default_factory=Names)
+    wildcards: Names = field(default_factory=Names)
     stamps: tuple[tuple[str, int], ...] = ()  # every folder scanned and its mtime
 
 
@@ -75,7 +97,7 @@ def scan(
     wildcards, wildcard_folders = _files(wildcard_dirs, (WILDCARD_SUFFIX,))
     roots = [*lora_dirs, *embedding_dirs, *wildcard_dirs]
     folders = dict.fromkeys([*roots, *lora_folders, *embedding_folders, *wildcard_folders])
-    return Found(loras, embeddings, wildcards, _stamps(folders))
+    return Found(Names(loras), Names(embeddings), Names(wildcards), _stamps(folders))
 
 
 class UserModels:
@@ -142,7 +164,7 @@ class UserModels:
 
     def trigger_words(self, name: str) -> list[str]:
         """A LoRA's trigger words, most frequent first ([] for unknown names and no metadata)."""
-        path = self.found.loras.get(name)
+        path = self.found.loras.files.get(name)
         if path is None or path.suffix.lower() != ".safetensors":
             return []
         try:

@@ -21,6 +21,7 @@ from server.engine.user_models import UserModels
 
 LORA_WEIGHTS = ("1", "0.8", "0.6", "0.5", "0.7", "0.9")
 DEFAULT_LORA_WEIGHT = LORA_WEIGHTS[0]
+NAMES_SHOWN = 100  # LoRA, embedding and wildcard names offered at most (the most a menu takes)
 MAX_TAG_WORDS = 4  # words back from the cursor a tag may start ("long h" -> "long hair")
 # A tag the model's words do not predict scores its share of the matching tags' posts times
 # this prior: high when the line so far is a tag list, low in prose.
@@ -77,7 +78,7 @@ class PromptVocabulary:
         if (match := _LORA_NAME.search(before)) is not None:
             typed = match.group(1)
             suffix = "" if closed else f":{DEFAULT_LORA_WEIGHT}>"
-            names = _prefixed(self.user_models.found.loras, typed)
+            names = self.user_models.found.loras.starting(typed, NAMES_SHOWN)
             return [
                 Suggestion(
                     "tag", cursor - len(typed), cursor, name + suffix, -0.01 * rank, name, "LoRA"
@@ -86,7 +87,7 @@ class PromptVocabulary:
             ]
         if (match := _WILDCARD.search(before)) is not None and self._settings.wildcard_dirs:
             typed = match.group(1)
-            names = _prefixed(self.user_models.found.wildcards, typed)
+            names = self.user_models.found.wildcards.starting(typed, NAMES_SHOWN)
             closing = "" if text.startswith("__", cursor) else "__"
             return [
                 Suggestion(
@@ -146,7 +147,9 @@ class PromptVocabulary:
             Suggestion(
                 "tag", where.word_start, where.cursor, name, 0.5 - 0.01 * rank, name, "embedding"
             )
-            for rank, name in enumerate(_prefixed(self.user_models.found.embeddings, partial))
+            for rank, name in enumerate(
+                self.user_models.found.embeddings.starting(partial, NAMES_SHOWN)
+            )
             if name != partial
         ]
 
@@ -245,12 +248,6 @@ def _loosely(text: str) -> str:
 
 def _word_key(new_text: str) -> str:
     return normalize(new_text.strip().rstrip(","))
-
-
-def _prefixed(names: dict[str, object], typed: str) -> list[str]:
-    """Names that start with ``typed`` (case-insensitive), in name order."""
-    lowered = typed.casefold()
-    return sorted(name for name in names if name.casefold().startswith(lowered))
 
 
 def _tag_starts(before: str, cursor: int) -> list[int]:
