@@ -120,3 +120,10 @@ async def test_lora_names_and_trigger_words(session: Session) -> None:
     assert item.text_edit is not None and item.text_edit.new_text == "inkStyle:1>"
     found = await items_at_end(session, "a castle, <lora:inkStyle:0.7>, ")
     assert [i.label for i in found[:2]] == ["ink wash", "monochrome"]
+
+
+async def test_a_line_too_long_for_a_prompt_is_not_counted(session: Session) -> None:
+    uri = session.documents.open("cat, " * 1000 + "\na BREAK b")
+    (found,) = await diagnostics_of(session.client, uri, 1)
+    assert found.range.start.line == 1
+    assert (await status(session.client))["state"] == "ready"
