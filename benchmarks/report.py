@@ -191,6 +191,7 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
     parts += _perplexity_section(results.get("perplexity", {}), assets, rel)
     parts += _expansion_section(results.get("expansion", {}), assets, rel)
     parts += _server_section(results, assets, rel)
+    parts += _vocabulary_section(results.get("vocabulary"))
     return "\n".join(parts)
 
 
@@ -748,6 +749,84 @@ def _target_rows(results: dict[str, Any]) -> list[list[Any]]:
         met = {"<=": value <= goal, ">=": value >= goal, ">": value > goal}[comparison]
         rows.append([label, f"{comparison} {goal}", value, "yes" if met else "**no**"])
     return rows
+
+
+def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
+    """Tag packs on modern and 2022 prompts, CLIP token agreement, 10,000 LoRA files."""
+    if not rows:
+        return []
+    parts = ["## Today's prompt vocabulary: tags, LoRAs and the CLIP token budget", ""]
+    ksr = [
+        [
+            corpus,
+            packs,
+            row["prompts"],
+            row["ksr"],
+            row["ksr_ghost_only"],
+            row["menu_acceptances"],
+            *_latency(row.get("latency_ms", {}).get("completion")),
+        ]
+        for corpus in ("modern", "dev")
+        for packs in ("on", "off")
+        if "ksr" in (row := rows.get(f"ksr_{corpus}_tags_{packs}", {}))
+    ]
+    if ksr:
+        parts += [
+            "KSR typed through `prompt-ls` (default model with the corpus statistics the store "
+            'has, no personal layer) with the Danbooru tag pack on (`tagPacks: ["danbooru"]`) '
+            "and off (`[]`). `modern`: a seeded sample of `modern/modern_dev.txt` (2023 "
+            "SDXL/anime-style prompts, evaluation only); `dev`: the first prompts of the KSR "
+            "sample of 2022 dev prompts above.",
+            "",
+            _table(
+                [
+                    "prompts",
+                    "tags",
+                    "n",
+                    "KSR ghost+menu",
+                    "KSR ghost only",
+                    "menu acceptances",
+                    "completion p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                ],
+                ksr,
+            ),
+            "",
+        ]
+    tokens = rows.get("tokens", {})
+    if "equal" in tokens:
+        parts += [
+            f"CLIP token ids equal to OpenAI's `simple_tokenizer` (clip-anytorch) on "
+            f"**{tokens['equal']} of {tokens['prompts']}** prompts (the first 500 of dev and "
+            "of modern dev); counting a prompt as A1111 does (`promptAutocomplete.tokens`, the "
+            f"diagnostics): p50 {tokens['budget_ms'].get('p50')} ms, p95 "
+            f"{tokens['budget_ms'].get('p95')} ms, uncached.",
+            "",
+        ]
+    elif tokens:
+        parts += [f"CLIP token agreement: not measured ({tokens.get('unavailable')}).", ""]
+    cost = rows.get("lora_cost", {})
+    if "scan_s" in cost:
+        parts += [
+            f"A keystroke with {cost['lora_files']:,} LoRA files in `loraDirs`: the folder is "
+            f"scanned in a background thread ({cost['scan_s']} s here) and a request reads the "
+            f"last scan ({cost['lookup_us_p50']} µs p50). Completion latency typing "
+            f"{cost['prompts']} dev prompts key by key through `prompt-ls`:",
+            "",
+            _table(
+                ["loraDirs", "completion p50 ms", "p95 ms", "p99 ms"],
+                [
+                    ["none", *_latency(cost.get("completion_ms_without"))],
+                    [f"{cost['lora_files']:,} files", *_latency(cost.get("completion_ms_with"))],
+                    ["`<lora:` names", *_latency(cost.get("lora_name_completion_ms"))],
+                ],
+            ),
+            "",
+        ]
+    measured = [row for row in rows.values() if isinstance(row, dict) and "command" in row]
+    parts += ["Produced by:", "", _commands(measured), ""]
+    return parts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data, expansion, report
+from benchmarks import data, expansion, report, vocabulary
 from benchmarks.benchmarked import Benchmarked, Context, model_identity, resolve_model
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
 from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ServerUnavailable
@@ -37,7 +37,7 @@ from model_store.corpus import CORPUS_ENV
 from model_store.paths import CACHE_ENV, STORE_ENV
 from model_store.store import ModelStore
 
-SECTIONS = ("ksr", "blend", "pack", "perplexity", "expansion", "server")
+SECTIONS = ("ksr", "blend", "pack", "perplexity", "expansion", "server", "vocabulary")
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
 # ideas on 2 cores): it runs on its own so that the default run fits an hour.
 DEFAULT_SYSTEMS = "none,prefix,ngram,ngram:5,engine,blend,lsp,study-lstm"
@@ -60,6 +60,7 @@ class Sizes:
     pipeline_calls: int = 200
     tune_prompts: int = 40  # dev prompts outside the KSR sample, per blend weight
     pack_sample: int = 100  # KSR prompts per statistics size in the pack's curve
+    vocabulary_sample: int = 100  # modern and dev prompts typed through prompt-ls per tag setting
 
 
 QUICK = Sizes(
@@ -72,6 +73,7 @@ QUICK = Sizes(
     pipeline_calls=20,
     tune_prompts=2,
     pack_sample=2,
+    vocabulary_sample=2,
 )
 # Relative-entropy thresholds of the pack's size/quality curve (Stolcke pruning; larger:
 # smaller). The full statistics are the curve's last point.
@@ -651,6 +653,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pack-sample", type=int, help="KSR prompts per statistics size in the pack curve (100)"
     )
+    parser.add_argument(
+        "--vocabulary-sample", type=int, help="prompts per tag-pack KSR through prompt-ls (100)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
         "--server-command",
@@ -675,6 +680,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             ("pipeline_calls", args.pipeline_calls),
             ("tune_prompts", args.tune_prompts),
             ("pack_sample", args.pack_sample),
+            ("vocabulary_sample", args.vocabulary_sample),
         )
         if value is not None
     }
@@ -740,6 +746,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 merged["examples"] = _merge_examples(merged["examples"], found["examples"])
         if "server" in sections:
             results["server"] = run_server(sizes, directory, server_command, args.threads, meta)
+        if "vocabulary" in sections:
+            results["vocabulary"] = vocabulary.run(
+                directory,
+                server_command,
+                sizes.vocabulary_sample,
+                _log,
+                lambda row, began: _stamp(row, meta, began),
+            )
     finally:
         for system in systems:
             system.close()

@@ -107,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="turn off the server's safe mode (on by default)",
     )
+    for flag, what in (
+        ("--lora-dir", "LoRA files, offered after <lora:"),
+        ("--embedding-dir", "textual-inversion embeddings, offered as words"),
+        ("--wildcard-dir", "wildcard .txt files, offered as __name__"),
+    ):
+        model.add_argument(
+            flag, action="append", default=[], metavar="DIR", help=f"a folder of {what}; repeatable"
+        )
+    model.add_argument(
+        "--no-tags", dest="tags", action="store_false", help="no Danbooru tags in the menu"
+    )
+    model.add_argument(
+        "--token-limit",
+        type=_int_from(0),
+        metavar="N",
+        help="CLIP tokens shown against in the toolbar (default 75; 0: whole 75-token chunks)",
+    )
 
     server = parser.add_argument_group("server")
     where = server.add_mutually_exclusive_group()
@@ -181,6 +198,13 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     words = [w.strip() for entry in args.blocklist for w in entry.split(",") if w.strip()]
     if words:
         settings["blocklist"] = words
+    folders = {"loraDirs": args.lora_dir, "embeddingDirs": args.embedding_dir}
+    folders["wildcardDirs"] = args.wildcard_dir
+    settings.update({key: value for key, value in folders.items() if value})
+    if not args.tags:
+        settings["tagPacks"] = []
+    if args.token_limit is not None:
+        settings["tokenLimit"] = args.token_limit
     return settings
 
 

@@ -9,6 +9,10 @@ from server.documents import client_units, document_lines
 from server.engine import clip_tokens
 
 SOURCE = "CLIP tokens"
+# Diagnostics are counted on the event loop at every edit (a few lines change, the rest come
+# from the cache): a line longer than this is no prompt, and lines past this many are not read.
+MAX_LINE_CHARS = 4000
+MAX_LINES = 5000
 _SEVERITIES = {
     "information": types.DiagnosticSeverity.Information,
     "warning": types.DiagnosticSeverity.Warning,
@@ -19,7 +23,9 @@ def token_diagnostics(document: TextDocument, limit: int) -> list[types.Diagnost
     """Where each 75-token chunk past the first starts, and the text past ``limit`` tokens."""
     codec = document.position_codec
     found = []
-    for number, line in enumerate(document_lines(document)):
+    for number, line in enumerate(document_lines(document)[:MAX_LINES]):
+        if len(line) > MAX_LINE_CHARS:
+            continue
         for note in clip_tokens.notes(line, limit):
             start = types.Position(number, client_units(codec, line[: note.start]))
             end = types.Position(number, client_units(codec, line[: note.end]))

@@ -12,6 +12,7 @@ from server.engine.types import Suggestion
 
 _ITEM_KINDS: dict[str, types.CompletionItemKind] = {
     "word": types.CompletionItemKind.Text,
+    "tag": types.CompletionItemKind.Keyword,
     "fill": types.CompletionItemKind.Text,
     "phrase": types.CompletionItemKind.Value,
     "expansion": types.CompletionItemKind.Snippet,
@@ -80,9 +81,9 @@ def completion_items(
         )
         items.append(
             types.CompletionItem(
-                label=suggestion.new_text.strip(),
+                label=suggestion.label or suggestion.new_text.strip(),
                 kind=_ITEM_KINDS.get(suggestion.kind, types.CompletionItemKind.Text),
-                detail=f"{suggestion.kind} · score {suggestion.score:.2f}",
+                detail=suggestion.detail or f"{suggestion.kind} · score {suggestion.score:.2f}",
                 documentation=documentation,
                 sort_text=f"{rank:04d}",
                 filter_text=filter_text(typed, suggestion.new_text),

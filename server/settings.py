@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from server.engine.tags import PACKS
 from server.engine.types import EngineSettings
 
 SECTION = "promptAutocomplete"
@@ -122,6 +124,20 @@ def _blocklist(value: Any) -> tuple[str, ...]:
     return entries
 
 
+def _tag_packs(value: Any) -> tuple[str, ...]:
+    """Names of shipped tag packs; [] turns tags off."""
+    names = _strings(value)
+    unknown = [name for name in names if name not in PACKS]
+    if unknown:
+        raise _Invalid(f"unknown tag packs {unknown}; packs: {list(PACKS)}")
+    return names
+
+
+def _folders(value: Any) -> tuple[str, ...]:
+    """Folder paths; ``~`` is the user's home. A missing folder is watched until it appears."""
+    return tuple(os.path.expanduser(folder) for folder in _strings(value))
+
+
 # camelCase key as the client sends it -> (ServerSettings or EngineSettings field, validator)
 _SERVER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "model": ("model", _model_ref),
@@ -139,6 +155,11 @@ _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "timeBudgetMs": ("time_budget_ms", _int_in(10, MAX_TIME_BUDGET_MS)),
     "corpusStatistics": ("corpus_statistics", _bool),
     "menuSkipsGhost": ("menu_skips_ghost", _bool),
+    "tagPacks": ("tag_packs", _tag_packs),
+    "tagUnderscores": ("tag_underscores", _bool),
+    "loraDirs": ("lora_dirs", _folders),
+    "embeddingDirs": ("embedding_dirs", _folders),
+    "wildcardDirs": ("wildcard_dirs", _folders),
 }
 
 

@@ -172,6 +172,29 @@ def test_settings_carry_only_what_the_user_set() -> None:
     }
 
 
+def test_folders_and_tag_flags_become_settings() -> None:
+    args = build_parser().parse_args(
+        [
+            "--lora-dir",
+            "/a",
+            "--lora-dir",
+            "/b",
+            "--wildcard-dir",
+            "/w",
+            "--no-tags",
+            "--token-limit",
+            "150",
+        ]
+    )
+    assert settings_from_args(args) == {
+        "safeMode": True,
+        "loraDirs": ["/a", "/b"],
+        "wildcardDirs": ["/w"],
+        "tagPacks": [],
+        "tokenLimit": 150,
+    }
+
+
 def test_progress_reads_as_title_percentage_and_message() -> None:
     assert Progress("Prompt model default", "verifying", 40).describe() == (
         "Prompt model default 40% verifying"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import itertools
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from benchmarks.vocabulary import reference_encoder
 from server.engine import clip_tokens
 from server.engine.clip_tokens import CHUNK_LENGTH, budget, encode, notes
 from tests.conftest import CORPUS_DIR, subprocess_env
@@ -18,20 +19,13 @@ MODERN_DEV = CORPUS_DIR.parent / "modern" / "modern_dev.txt"
 SAMPLE = 500  # prompts from each file: 1,000 in all
 
 
-def _reference() -> ModuleType:
-    """OpenAI's ``simple_tokenizer.py`` from clip-anytorch (a test-only install, ``.ci/run``).
-
-    Loaded on its own: the ``clip`` package's ``__init__`` imports torchvision.
-    """
-    spec = importlib.util.find_spec("clip")
-    if spec is None or not spec.submodule_search_locations:
+@functools.cache
+def _reference() -> Callable[[str], list[int]]:
+    """OpenAI's ``simple_tokenizer`` (clip-anytorch, a test-only install: ``.ci/run``)."""
+    encode = reference_encoder()
+    if encode is None:
         pytest.fail("the reference tokenizer is missing: pip install --no-deps clip-anytorch")
-    path = Path(next(iter(spec.submodule_search_locations))) / "simple_tokenizer.py"
-    module_spec = importlib.util.spec_from_file_location("clip_simple_tokenizer", path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    return encode
 
 
 def _prompts(path: Path) -> list[str]:
@@ -43,10 +37,10 @@ def _prompts(path: Path) -> list[str]:
 
 @pytest.mark.corpus
 def test_tokens_equal_the_reference_on_a_thousand_prompts(dev_corpus: Path) -> None:
-    reference = _reference().SimpleTokenizer()
+    reference = _reference()
     prompts = _prompts(dev_corpus) + _prompts(MODERN_DEV)
     assert len(prompts) == 2 * SAMPLE
-    differing = [prompt for prompt in prompts if encode(prompt) != reference.encode(prompt)]
+    differing = [prompt for prompt in prompts if encode(prompt) != reference(prompt)]
     assert differing == []
 
 
@@ -64,7 +58,7 @@ def test_tokens_equal_the_reference_on_a_thousand_prompts(dev_corpus: Path) -> N
     ],
 )
 def test_odd_text_matches_the_reference(text: str) -> None:
-    assert encode(text) == _reference().SimpleTokenizer().encode(text)
+    assert encode(text) == _reference()(text)
 
 
 def test_a1111_parsing_drops_weights_brackets_and_extra_networks() -> None:

@@ -1,21 +1,26 @@
-"""End to end over real LSP: the CLIP token budget (diagnostics, promptAutocomplete.tokens).
+"""End to end over real LSP: the CLIP token budget (diagnostics, promptAutocomplete.tokens),
+tags and the user's LoRAs in completion items.
 
 One server for the module, as Neovim (starting one costs seconds).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pytest_lsp import LanguageClient
+from safetensors.numpy import save_file
 
 from tests.server_support import (
     Session,
+    complete,
     end_session,
     eventually,
     start_session,
@@ -24,13 +29,19 @@ from tests.server_support import (
 )
 
 TOKENS = "promptAutocomplete.tokens"
-CONFIGURATION: dict[str, Any] = {"promptAutocomplete": {"tokenLimit": 150}}
 
 
 @pytest_asyncio.fixture(scope="module", name="session")
 async def session_fixture(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Session]:
     home = tmp_path_factory.mktemp("home")
-    started = await start_session("neovim", home, configuration=CONFIGURATION)
+    loras = tmp_path_factory.mktemp("loras")
+    save_file(
+        {"w": np.zeros(1, dtype=np.float32)},
+        str(loras / "inkStyle.safetensors"),
+        metadata={"ss_tag_frequency": json.dumps({"5_ink": {"ink wash": 9, "monochrome": 4}})},
+    )
+    settings = {"tokenLimit": 150, "loraDirs": [str(loras)], "timeBudgetMs": 600_000}
+    started = await start_session("neovim", home, configuration={"promptAutocomplete": settings})
     await wait_until_ready(started.client)
     yield started
     await end_session(started)
@@ -89,3 +100,30 @@ async def test_documents_that_are_not_served_get_no_diagnostics(session: Session
     served = session.documents.open("a BREAK b")
     await diagnostics_of(session.client, served, 1)
     assert not session.client.diagnostics.get(uri)
+
+
+async def items_at_end(session: Session, text: str) -> list[types.CompletionItem]:
+    uri = session.documents.open(text)
+    return (await complete(session.client, uri, 0, session.column(text))).items
+
+
+async def test_an_alias_shows_as_alias_to_tag_with_its_category(session: Session) -> None:
+    (item, *_) = await items_at_end(session, "masterpiece, 1girls")
+    assert item.label == "1girls → 1girl"
+    assert item.detail is not None and item.detail.startswith("general tag")
+    assert item.text_edit is not None and item.text_edit.new_text == "1girl, "
+    assert item.kind == types.CompletionItemKind.Keyword
+
+
+async def test_lora_names_and_trigger_words(session: Session) -> None:
+    (item,) = await items_at_end(session, "a castle, <lora:in")
+    assert item.text_edit is not None and item.text_edit.new_text == "inkStyle:1>"
+    found = await items_at_end(session, "a castle, <lora:inkStyle:0.7>, ")
+    assert [i.label for i in found[:2]] == ["ink wash", "monochrome"]
+
+
+async def test_a_line_too_long_for_a_prompt_is_not_counted(session: Session) -> None:
+    uri = session.documents.open("cat, " * 1000 + "\na BREAK b")
+    (found,) = await diagnostics_of(session.client, uri, 1)
+    assert found.range.start.line == 1
+    assert (await status(session.client))["state"] == "ready"

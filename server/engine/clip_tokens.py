@@ -303,7 +303,7 @@ def subprompts(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=8192)
 def budgets(text: str) -> tuple[Budget, ...]:
     """The budget of each ``AND`` sub-prompt of one prompt; offsets are in ``text``.
 

@@ -50,6 +50,7 @@ from server.engine.runner import GPT2Runner, Runner
 from server.engine.syntax import CursorContext, analyse
 from server.engine.types import Budget, EngineSettings, Suggestion
 from server.engine.vocab import Vocabulary, load_tokenizer
+from server.engine.vocabulary import PromptVocabulary
 
 # Decoding sizes: small enough for a keystroke on two CPU cores, large enough for choice.
 MENU_WORD_WIDTH = 6  # beams when finishing a word for the menu
@@ -103,6 +104,7 @@ class CompletionEngine:
         self._lock = threading.Lock()
         self._ghost = GhostMemory()
         self._phrases = PhraseDecoder(runner, self._vocab)
+        self.vocabulary = PromptVocabulary()  # tags, LoRAs, embeddings, wildcards
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -147,6 +149,7 @@ class CompletionEngine:
             self._banned = banned
             self._ghost.forget()  # chosen under the old settings, as were the cached phrases
             self._phrases.forget()
+            self.vocabulary.update_settings(settings)
             if self._blender is not None:
                 self._blender.configure(settings, self._allowed)
 
@@ -171,6 +174,9 @@ class CompletionEngine:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
             where = analyse(text, cursor)
+            special = self.vocabulary.special(text, cursor) if limit else None
+            if special is not None:  # after <lora: or __: the user's files, not the model's
+                return special[:limit]
             if limit == 0 or where.mode == "none":
                 return []
             if where.mode == "options":
@@ -185,6 +191,7 @@ class CompletionEngine:
             else:
                 words = self._words(request, MENU_WORD_WIDTH, budget) if where.in_word else []
                 word_items = rank(self._word_suggestions(request, words))
+            word_items = self.vocabulary.words(text, where, word_items, self._allowed)
             phrase_items: list[Suggestion] = []
             if not where.inside_word:
                 rows = self._phrases.rows(request, words, MENU_PHRASES, self._banned)

@@ -336,4 +336,3 @@ def normalize_phrase(phrase: str) -> str:
     phrase = _BRACKETS.sub(" ", phrase)
     phrase = _SPACES.sub(" ", phrase.casefold()).strip()
     return phrase.strip(" .:!?\"'")
-

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-SuggestionKind = Literal["word", "phrase", "expansion", "fill"]
+# "tag": a tag, LoRA, embedding or wildcard name (vocabulary.py); it may replace an alias.
+SuggestionKind = Literal["word", "phrase", "expansion", "fill", "tag"]
 
 
 class Cancelled(Exception):
@@ -41,6 +42,8 @@ class Suggestion:
     end: int
     new_text: str
     score: float  # length-normalised log-probability: higher is better
+    label: str = ""  # what the menu shows, when not the new text ("1girls → 1girl")
+    detail: str = ""  # what it is, when more than its kind ("general tag · 6,008,644 posts")
 
 
 @dataclass(frozen=True)
@@ -63,4 +66,9 @@ class EngineSettings:
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
+    tag_packs: tuple[str, ...] = ("danbooru",)  # tag packs offered as words (tags.PACKS)
+    tag_underscores: bool = False  # insert tags as "long_hair" rather than "long hair"
+    lora_dirs: tuple[str, ...] = ()  # folders of LoRA files, offered after "<lora:"
+    embedding_dirs: tuple[str, ...] = ()  # folders of textual-inversion embeddings
+    wildcard_dirs: tuple[str, ...] = ()  # folders of wildcard .txt files, offered as __name__
     seed: int = 0
