@@ -59,7 +59,6 @@ class _Server:
 
     def __enter__(self) -> LspDriver:
         self.runner.run(self.driver.start(), timeout=180)
-        self.driver.open("")
         self.runner.run(self.driver.first_completion_seconds(WARM_TEXT), timeout=300)
         self.driver.latencies = {"completion": [], "inline": []}
         return self.driver
@@ -170,7 +169,6 @@ def lora_cost(
                 if label == "with":
                     driver.latencies["completion"] = []
                     for text in lora_names * 10:
-                        driver.change(text)
                         runner.run(driver.completion(text), timeout=60)
                     row["lora_name_completion_ms"] = _ms(driver.latencies["completion"])
     return row
