@@ -31,6 +31,7 @@ from model_store.evaluation import perplexity
 from model_store.loading import load_causal_lm
 from model_store.store import ModelStore, StoreError, validate_name
 from tests.conftest import subprocess_env
+from tests.study_prompts import write_prompts
 
 MY_PROMPTS = [
     "portrait of a woman, highly detailed, 8 k",
@@ -321,17 +322,54 @@ def test_perplexity_of_a_whole_prompt_predicts_its_end(default_model_dir: Path) 
 
 # -- training end to end: resume after SIGKILL, and two processes at once ---------------------
 
+# Generated prompts, not the dev split: what these tests check (resuming, locking, the
+# manifest) does not depend on the data, and the whole dev file made them most of the suite.
+# The trainers get one torch thread (OMP_NUM_THREADS): on two shared cores, OpenMP's
+# barriers made training many times slower.
+PROMPTS_TO_TRAIN = 1000
+
+
+# prompt-models, pausing for PAUSE_S seconds after each checkpoint it saves. On a small
+# corpus a run outpaces any test that watches it: the pause is where the test kills it (as a
+# crash after a checkpoint would) or where a second process arrives while it holds the lock.
+PAUSING_CLI = """
+import sys, time
+from transformers.trainer_callback import CallbackHandler
+from model_store.cli import main
+
+saved = CallbackHandler.on_save
+
+
+def on_save(self, *args, **kwargs):
+    control = saved(self, *args, **kwargs)
+    time.sleep(PAUSE_S)
+    return control
+
+
+CallbackHandler.on_save = on_save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _pausing_cli(tmp_path: Path, pause_s: float) -> list[str]:
+    script = tmp_path / "pausing_cli.py"
+    script.write_text(PAUSING_CLI.replace("PAUSE_S", repr(pause_s)), encoding="utf-8")
+    return [sys.executable, str(script)]
+
 
 def _train_command(data: Path) -> list[str]:
     return [sys.executable, "-m", "model_store", "train", "tiny", "--data", str(data)]
 
 
-@pytest.mark.corpus
-def test_tiny_training_resumes_after_sigkill(dev_corpus: Path, tmp_path: Path) -> None:
-    env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"))
+def test_tiny_training_resumes_after_sigkill(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.txt", PROMPTS_TO_TRAIN)
+    env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     run_dir = tmp_path / "home" / "runs" / "tiny"
     first = subprocess.Popen(
-        _train_command(dev_corpus), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*_pausing_cli(tmp_path, 600), "train", "tiny", "--data", str(prompts)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 240
     while not list(run_dir.glob("checkpoint-*/trainer_state.json")):
@@ -343,22 +381,22 @@ def test_tiny_training_resumes_after_sigkill(dev_corpus: Path, tmp_path: Path) -
     assert not (tmp_path / "home" / "models" / "tiny").exists()
 
     second = subprocess.run(
-        _train_command(dev_corpus), env=env, capture_output=True, text=True, timeout=300
+        _train_command(prompts), env=env, capture_output=True, text=True, timeout=300
     )
     assert second.returncode == 0, second.stderr
     assert "resuming from checkpoint-" in second.stderr
     manifest = json.loads((tmp_path / "home" / "models" / "tiny" / "manifest.json").read_text())
-    assert manifest["corpus"]["name"] == "dev.txt"
+    assert manifest["corpus"]["name"] == "prompts.txt"
     assert manifest["preset"]["name"] == "tiny"
     assert manifest["metrics"]["token_perplexity"] > 1
-    assert manifest["metrics"]["data"] == "held-out prompt families of dev.txt"
+    assert manifest["metrics"]["data"] == "held-out prompt families of prompts.txt"
     assert (run_dir / "export" / "loss.png").is_file()
 
 
-@pytest.mark.corpus
-def test_two_processes_share_one_training_run(dev_corpus: Path, tmp_path: Path) -> None:
-    env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"))
-    command = [sys.executable, "-m", "model_store", "pull", "tiny", "--data", str(dev_corpus)]
+def test_two_processes_share_one_training_run(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.txt", PROMPTS_TO_TRAIN)
+    env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    command = [*_pausing_cli(tmp_path, 3), "pull", "tiny", "--data", str(prompts)]
     runs = [
         subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
