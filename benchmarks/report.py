@@ -29,7 +29,7 @@ TARGETS: list[tuple[str, str, str, float]] = [
     ("4 expansions, median (ms)", "expand.p50", "<=", 400),
     ("spawn -> initialize reply (s)", "initialize_s", "<=", 0.5),
     ("spawn -> first non-empty completion (s)", "first_completion_s", "<=", 1.5),
-    ("peak RSS of the server (MB)", "peak_rss_mb", "<=", 500),
+    ("peak RSS of the server (MB)", "peak_rss_mb", "<=", 400),
     ("pipeline p50 / server inline p50 (x faster)", "speedup", ">=", 3),
     ("KSR gain over the word trigram, ghost+menu", "ksr.gain", ">", 0),
     ("KSR gain over the word trigram, ghost only", "ksr.gain_ghost", ">", 0),
@@ -432,6 +432,19 @@ def _pack_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> list
         ),
         "",
     ]
+    full = next((r for r in measured if r["threshold"] is None), None)
+    chosen = next((r for r in measured if r["threshold"] == shipped), None)
+    if full and chosen:
+        parts += [
+            f"The shipped pack saves {full['ksr'] - chosen['ksr']:.3f} fewer keystrokes than "
+            f"the full statistics with ghost text and menu, "
+            f"{full['ksr_ghost_only'] - chosen['ksr_ghost_only']:.3f} fewer with ghost text "
+            "only (issue 13's goal: within 0.01). Relative-entropy pruning of a Kneser-Ney "
+            "model costs more than its size suggests (Chelba et al. 2010 found the same): "
+            "Kneser-Ney's lower orders are continuation counts, poor stand-ins for the "
+            "n-grams pruned above them.",
+            "",
+        ]
     if measured:
 
         def draw(axes: Any) -> None:

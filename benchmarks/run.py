@@ -716,7 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = run_metadata(command.strip())
     server_command = shlex.split(args.server_command)
     context = Context(directory, threads=args.threads)
-    runner = LoopThread() if "lsp" in specs and "ksr" in sections else None
+    serves = any(parse_spec(spec)[0] == "lsp" for spec in specs)
+    runner = LoopThread() if serves and "ksr" in sections else None
     began = _clock()
     systems: list[Benchmarked] = []
     try:
