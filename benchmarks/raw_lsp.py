@@ -47,6 +47,7 @@ class RawServer:
             env=server_env(home),
         )
         self.received: list[dict[str, Any]] = []
+        self.answered_at: dict[Any, float] = {}  # response id -> when it arrived (monotonic)
         self._arrivals: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -64,6 +65,8 @@ class RawServer:
                 header += byte
             length = int(header.split(b":", 1)[1].split(b"\r\n", 1)[0])
             message = json.loads(stdout.read(length))
+            if "id" in message and "method" not in message:
+                self.answered_at[message["id"]] = time.monotonic()
             self.received.append(message)
             self._arrivals.put(message)
 
@@ -79,15 +82,19 @@ class RawServer:
         self._next_id += 1
         return f"test-{self._next_id}"
 
-    def request(self, method: str, params: Any = None, prefix: bytes = b"") -> dict[str, Any]:
-        """Send ``prefix`` (any bytes) then a request; its response (result or error)."""
+    def send_request(self, method: str, params: Any = None, prefix: bytes = b"") -> str:
+        """Send ``prefix`` (any bytes) then a request, without waiting; the request's id."""
         msg_id = self.new_id()
         message = {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
         self.send(prefix + frame(message))
-        return self.response_to(msg_id)
+        return msg_id
 
-    def response_to(self, msg_id: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + ANSWER_WAIT_S
+    def request(self, method: str, params: Any = None, prefix: bytes = b"") -> dict[str, Any]:
+        """Send ``prefix`` (any bytes) then a request; its response (result or error)."""
+        return self.response_to(self.send_request(method, params, prefix))
+
+    def response_to(self, msg_id: Any, wait_s: float = ANSWER_WAIT_S) -> dict[str, Any]:
+        deadline = time.monotonic() + wait_s
         for message in self.received:
             if message.get("id") == msg_id and "method" not in message:
                 return message
@@ -99,7 +106,7 @@ class RawServer:
                 continue
             if message.get("id") == msg_id and "method" not in message:
                 return message
-        raise AssertionError(f"no answer to {msg_id} in {ANSWER_WAIT_S} s: the server is deaf")
+        raise AssertionError(f"no answer to {msg_id} in {wait_s} s: the server is deaf")
 
     def initialize(self, options: Any = None) -> dict[str, Any]:
         params = {"capabilities": {}, "initializationOptions": options}
@@ -115,6 +122,14 @@ class RawServer:
 
     def notifications(self, method: str) -> list[dict[str, Any]]:
         return [m for m in self.received if m.get("method") == method]
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (Linux ``VmHWM``)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text(encoding="utf-8")
+        kilobytes = next(
+            line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")
+        )
+        return int(kilobytes) / 1024
 
     def stderr(self) -> str:
         self._stderr.flush()

@@ -208,6 +208,17 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def server_command(text: str) -> list[str]:
+    """``--server-command`` split as a shell would; a usage error (exit 2) if it cannot be."""
+    try:
+        command = shlex.split(text)
+    except ValueError as error:  # an unbalanced quote
+        build_parser().error(f"--server-command {text!r}: {error}")
+    if not command:
+        build_parser().error("--server-command is empty")
+    return command
+
+
 def make_client(args: argparse.Namespace) -> PromptServerClient:
     from client_tui.lsp import PromptServerClient
 
@@ -215,7 +226,7 @@ def make_client(args: argparse.Namespace) -> PromptServerClient:
     if args.connect is not None:
         return PromptServerClient(settings, address=args.connect)
     if args.server_command is not None:
-        return PromptServerClient(settings, command=shlex.split(args.server_command))
+        return PromptServerClient(settings, command=server_command(args.server_command))
     return PromptServerClient(settings)
 
 
@@ -225,12 +236,31 @@ async def run_batch(
     """Expand each idea; groups of expansions are separated by a blank line."""
     from client_tui.lsp import LspError
 
+    answered = False  # a server that never answered is not asked to shut down politely
     try:
-        await asyncio.wait_for(client.start(), timeout)
-        await client.wait_until_ready(timeout)
+        try:
+            await asyncio.wait_for(client.start(), timeout)
+            answered = True
+            await client.wait_until_ready(timeout)
+        except TimeoutError as error:
+            what = "start" if not answered else "load its model"
+            raise TimeoutError(
+                f"prompt-ls did not {what} within {timeout:g} s ({str(error) or 'no answer'}); "
+                "check --server-command, or raise --timeout"
+            ) from None
         status = 0
-        for number, idea in enumerate(ideas):
-            expansions = await _expand_when_loaded(client, idea, count, timeout)
+        remaining = iter(ideas)
+        for number, idea in enumerate(remaining):
+            try:
+                expansions = await _expand_when_loaded(client, idea, count, timeout)
+            except LspError as error:
+                skipped = 1 + sum(1 for _ in remaining)
+                print(
+                    f"prompt-repl: {error}; {skipped} idea{'s' if skipped > 1 else ''} not "
+                    f"expanded, from {idea!r} on",
+                    file=sys.stderr,
+                )
+                return 1
             if not expansions:
                 reason = f" ({client.notice})" if client.notice else ""
                 print(f"prompt-repl: no expansion for {idea!r}{reason}", file=sys.stderr)
@@ -242,10 +272,10 @@ async def run_batch(
             out.flush()
         return status
     except (LspError, TimeoutError) as error:
-        print(f"prompt-repl: {error or 'timed out waiting for prompt-ls'}", file=sys.stderr)
+        print(f"prompt-repl: {str(error) or 'timed out waiting for prompt-ls'}", file=sys.stderr)
         return 1
     finally:
-        await client.stop()
+        await client.stop(polite=answered)
 
 
 async def _expand_when_loaded(

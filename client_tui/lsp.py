@@ -229,13 +229,14 @@ class PromptServerClient:
             self._changed()
             raise
 
-    async def stop(self) -> None:
-        """Shut the server down politely, then firmly; pending requests fail."""
+    async def stop(self, *, polite: bool = True) -> None:
+        """Shut the server down politely (``shutdown``, then a kill if it lingers), or at
+        once when it never answered; pending requests fail."""
         self._closing = True
         for task in list(self._tasks):
             if task.get_name() == "prompt-ls-recover":
                 task.cancel()
-        await self._disconnect(polite=True)
+        await self._disconnect(polite=polite)
         self.state = ServerState.STOPPED
         for task in list(self._tasks):
             task.cancel()

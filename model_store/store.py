@@ -14,6 +14,8 @@ verified, then renamed into place, so an interrupted write never leaves a model 
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -33,6 +35,7 @@ from model_store.checkpoint import (
     Checkpoint,
     CheckpointError,
     read_manifest,
+    sha256_file,
     verify,
     write_manifest,
 )
@@ -290,7 +293,12 @@ class ModelStore:
     def pull_hub(
         self, repo: str, revision: str | None, name: str, progress: ProgressCallback
     ) -> Checkpoint:
-        """Download safetensors weights and configs; partial files resume on the next try."""
+        """Download safetensors weights and configs; partial files resume on the next try.
+
+        The repository's file list is read first: one with pickled weights only is refused
+        before anything is downloaded. Every downloaded file must match the digest the hub
+        advertises (sha256 for LFS files, the git blob id for others), or nothing is installed.
+        """
         import huggingface_hub
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -299,33 +307,41 @@ class ModelStore:
             if (stored / MANIFEST).is_file():
                 return verify(stored, name, self.repair_hint(name))
             staging = self.root / "partial" / name
-            staging.mkdir(parents=True, exist_ok=True)
             progress(f"downloading {repo} from the Hugging Face Hub", None)
             try:
+                info = huggingface_hub.HfApi().model_info(
+                    repo, revision=revision, files_metadata=True
+                )
+                wanted = [s for s in info.siblings or [] if _hub_file_wanted(s.rfilename)]
+                if not any(s.rfilename.endswith(".safetensors") for s in wanted):
+                    raise StoreError(
+                        f"{repo} has no safetensors weights; pickled weights are never loaded"
+                    )
+                staging.mkdir(parents=True, exist_ok=True)
                 huggingface_hub.snapshot_download(
                     repo_id=repo,
-                    revision=revision,
+                    revision=info.sha or revision,
                     local_dir=staging,
                     allow_patterns=_HF_FILES,
                 )
-                info = huggingface_hub.HfApi().model_info(repo, revision=revision)
             except LocalEntryNotFoundError as exc:
                 raise StoreError(
                     f"cannot download {repo}: the Hugging Face Hub is unreachable (offline?); "
                     "use the embedded `default` model or a local directory"
                 ) from exc
-            except HfHubHTTPError as exc:
-                raise StoreError(f"cannot download {repo}: {exc}") from exc
-            except OSError as exc:
-                raise StoreError(f"cannot download {repo}: {exc}") from exc
-            shutil.rmtree(staging / ".cache", ignore_errors=True)
-            if not any(staging.glob("*.safetensors")):
+            except (HfHubHTTPError, OSError) as exc:
                 raise StoreError(
-                    f"{repo} has no safetensors weights; pickled weights are never loaded"
-                )
+                    f"cannot download {repo}: {exc}; rerun the same command to resume"
+                ) from exc
+            shutil.rmtree(staging / ".cache", ignore_errors=True)
+            try:
+                _check_hub_digests(staging, wanted, repo)
+            except StoreError:
+                shutil.rmtree(staging, ignore_errors=True)  # the next pull starts over
+                raise
             fields = {
                 "kind": _hub_kind(staging),
-                "source": {"hub": repo, "revision": revision, "commit": getattr(info, "sha", None)},
+                "source": {"hub": repo, "revision": revision, "commit": info.sha},
             }
             checkpoint = self._publish(staging, name, fields, progress)
             shutil.rmtree(staging, ignore_errors=True)
@@ -371,6 +387,37 @@ class ModelStore:
 
 
 REINSTALL_HINT = "reinstall the package (pip install --force-reinstall prompt-autocompletion)"
+
+
+def _hub_file_wanted(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in _HF_FILES)
+
+
+def _check_hub_digests(staging: Path, files: list[Any], repo: str) -> None:
+    """Each downloaded file against the digest the hub lists for it (a mirror or proxy that
+    serves other bytes is caught here, before a manifest is written over them)."""
+    for sibling in files:
+        file = staging / sibling.rfilename
+        if sibling.lfs is not None:
+            expected, actual = sibling.lfs.sha256, sha256_file(file) if file.is_file() else None
+        elif sibling.blob_id:
+            expected, actual = sibling.blob_id, _git_blob_id(file) if file.is_file() else None
+        else:
+            continue  # the hub gave no digest for it: the manifest alone protects it
+        if actual != expected:
+            raise StoreError(
+                f"{sibling.rfilename} from {repo} does not match the digest the hub lists "
+                f"({'missing' if actual is None else 'different bytes'}); nothing was "
+                "installed; pull again, and if it persists the download is being tampered with"
+            )
+
+
+def _git_blob_id(file: Path) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % file.stat().st_size)
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _hub_kind(directory: Path) -> str:

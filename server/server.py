@@ -124,6 +124,10 @@ class PromptLanguageServer(LanguageServer):
         stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
         self.exit_code = stdio.serve(self, stdin, stdout)
 
+    def start_tcp(self, host: str, port: int) -> None:
+        """TCP with the same resynchronising frames as stdio."""
+        self.exit_code = stdio.serve_tcp(self, host, port)
+
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors outside a request (a bad notification, say) go to the log and the client's
         log window; pygls pops them at the user, who can do nothing about them."""

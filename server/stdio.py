@@ -1,4 +1,4 @@
-"""stdio transport: frames read on the event loop, resynchronised after bad input.
+"""stdio (and TCP) transport: frames read on the event loop, resynchronised after bad input.
 
 pygls' own stdio server reads stdin in a worker thread, one thread hop per call: three per
 message (the header, the blank line, the body). Every keystroke sends a change and one or
@@ -243,33 +243,56 @@ async def _chunks_of(stdin: BinaryIO) -> ReadChunk:
     """A reader of ``stdin``'s next bytes: on the event loop if it can watch it, else a thread."""
     loop = asyncio.get_running_loop()
     if pollable(stdin):
+        log.info("stdin read on the event loop")
         stream = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
         return lambda: stream.read(READ_CHUNK)
+    log.info("stdin read in a thread (not a pipe, socket or terminal)")
     read = getattr(stdin, "read1", stdin.read)
     return lambda: loop.run_in_executor(None, read, READ_CHUNK)
 
 
 def serve(server: JsonRPCServer, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """Serve one client until it exits or the input ends; the process's exit code.
-
-    ``exit`` before ``shutdown`` is 1 (the LSP specification), as pygls decides.
-    """
-    log.info("Starting IO server (stdin read with resynchronising frames)")
-    stop = threading.Event()
-    server._stop_event = stop  # what pygls' shutdown sets to end the loop
+    """Serve one client until it exits or the input ends; the process's exit code."""
+    log.info("Starting stdio server")
     server.protocol.set_writer(StdoutWriter(stdout))
 
-    async def session() -> None:
+    async def session(stop: threading.Event) -> None:
         frames = FrameReader(await _chunks_of(stdin))
         await serve_frames(frames, server.protocol, stop)
 
+    return _run(server, session)
+
+
+def serve_tcp(server: JsonRPCServer, host: str, port: int) -> int:
+    """Serve clients on ``host:port`` (one session at a time, as pygls does), with the same
+    framing as stdio; the process's exit code."""
+    log.info("Starting TCP server on %s:%s", host, port)
+
+    async def session(stop: threading.Event) -> None:
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server.protocol.set_writer(writer)  # type: ignore[arg-type]
+            await serve_frames(FrameReader(lambda: reader.read(READ_CHUNK)), server.protocol, stop)
+            server.shutdown()
+
+        server._server = await asyncio.start_server(connection, host, port)
+        async with server._server:
+            await server._server.serve_forever()
+
+    return _run(server, session)
+
+
+def _run(server: JsonRPCServer, session: Callable[[threading.Event], Awaitable[None]]) -> int:
+    """Run ``session`` until the client exits; 1 after ``exit`` without ``shutdown`` (the LSP
+    specification, as pygls decides it), else 0."""
+    stop = threading.Event()
+    server._stop_event = stop  # what pygls' shutdown sets to end the loop
     code = 0
     try:
-        asyncio.run(session())
+        asyncio.run(session(stop))
     except BrokenPipeError:
         log.error("Connection to the client is lost! Shutting down the server.")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except SystemExit as exit_request:  # pygls' `exit` handler
         code = exit_request.code if isinstance(exit_request.code, int) else 0

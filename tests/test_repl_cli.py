@@ -143,3 +143,57 @@ def test_a_server_that_cannot_start_fails_the_batch_with_its_reason(tmp_path: Pa
 def test_the_history_file_lives_under_prompt_autocomplete_home(tmp_path: Path) -> None:
     result = run_repl(["--help"], tmp_path, timeout=60)
     assert str(tmp_path / "repl-history") in "".join(result.stdout.split())  # argparse wraps
+
+
+def test_a_server_that_never_answers_times_out_with_a_message(tmp_path: Path) -> None:
+    result = run_repl(
+        ["--server-command", "sleep 1000", "--timeout", "1", "--expand", "cat"], tmp_path
+    )
+    assert result.returncode == 1
+    assert "prompt-ls did not start within 1 s" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unbalanced_quote_in_the_server_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_repl(["--server-command", "prompt-ls 'x", "--expand", "cat"], tmp_path)
+    assert result.returncode == 2
+    assert "No closing quotation" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# A language server that expands its first idea, then dies on the second request.
+DYING_SERVER = r"""
+import json, sys
+def read():
+    lines = iter(lambda: sys.stdin.buffer.readline().strip(), b"")  # up to the blank line
+    headers = dict(line.split(b": ", 1) for line in lines)
+    return json.loads(sys.stdin.buffer.read(int(headers[b"Content-Length"])))
+def send(message):
+    body = json.dumps(message).encode()
+    sys.stdout.buffer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    sys.stdout.buffer.flush()
+expansions = 0
+while True:
+    message = read()
+    if message.get("method") == "initialize":
+        send({"jsonrpc": "2.0", "id": message["id"], "result": {"capabilities": {}}})
+    elif message.get("method") == "workspace/executeCommand":
+        expansions += 1
+        if expansions == 2:
+            sys.exit(3)
+        send({"jsonrpc": "2.0", "id": message["id"], "result": ["one expansion"]})
+"""
+
+
+def test_a_server_killed_in_batch_mode_says_how_many_ideas_were_skipped(tmp_path: Path) -> None:
+    script = tmp_path / "dying_server.py"
+    script.write_text(DYING_SERVER, encoding="utf-8")
+    result = run_repl(
+        ["--server-command", f"{sys.executable} {script}", "-n", "1"],
+        tmp_path,
+        stdin="first\nsecond\nthird\nfourth\n",
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["one expansion"]
+    assert "3 ideas not expanded, from 'second' on" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -100,7 +100,7 @@ def test_stdio_carries_nothing_but_protocol(tmp_path: Path) -> None:
 
 
 def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
-    """The event loop cannot watch a regular file, so pygls' threaded reader serves it."""
+    """The event loop cannot watch a regular file, so a thread reads it."""
     session = tmp_path / "session.lsp"
     session.write_bytes(b"".join(frame(message) for message in SESSION))
     log_file = tmp_path / "server.log"
@@ -116,7 +116,7 @@ def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
     assert responses[1]["result"]["serverInfo"]["name"] == "prompt-ls"
     assert responses[2]["result"] is None
     log = log_file.read_text()
-    assert "Starting async IO server" in log and "event loop" not in log
+    assert "stdin read in a thread" in log and "event loop" not in log
 
 
 def free_port() -> int:
@@ -125,7 +125,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_tcp(tmp_path: Path) -> None:
+def test_tcp_resynchronises_after_a_bad_frame(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "server", "--tcp", f"127.0.0.1:{port}"],
@@ -136,11 +136,13 @@ def test_tcp(tmp_path: Path) -> None:
     try:
         connection = connect(port, server)
         with connection:
-            connection.sendall(b"".join(frame(message) for message in SESSION))
+            bad = b"content-length: 3\n\n{x}"  # lower case, LF only, not JSON
+            connection.sendall(bad + b"".join(frame(message) for message in SESSION))
             received = b""
             while chunk := connection.recv(65536):
                 received += chunk
         responses = {message.get("id"): message for message in unframe(received)}
+        assert responses[None]["error"]["code"] == -32700
         assert responses[1]["result"]["serverInfo"]["name"] == "prompt-ls"
         assert responses[2]["result"] is None
         server.wait(PROCESS_WAIT_S)
