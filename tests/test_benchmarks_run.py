@@ -241,4 +241,4 @@ def test_the_server_section_explains_memory_and_import_floors(tmp_path: Path) ->
     text = "\n".join(report._server_section(results, tmp_path, Path("benchmarks")))
     assert "python itself 0.05, torch (model) 2.8" in text
     assert "anonymous 238.4, file 302.6" in text
-    assert "| peak RSS of the server (MB) | <= 500 | 541.0 | **no** |" in text
+    assert "| peak RSS of the server (MB) | <= 400 | 541.0 | **no** |" in text
