@@ -287,6 +287,8 @@ def serve_tcp(server: JsonRPCServer, host: str, port: int) -> int:
             server.shutdown()
 
         server._server = await asyncio.start_server(connection, host, port)
+        addresses = ", ".join(str(sock.getsockname()) for sock in server._server.sockets)
+        log.info("Serving on %s", addresses)  # clients (and tests) wait for this line
         async with server._server:
             await server._server.serve_forever()
 
