@@ -27,7 +27,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 
-from lsprotocol.types import ResponseError
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInternalError,
@@ -150,8 +149,21 @@ class FrameReader:
             position = newline + 1
 
 
-def parse_error(detail: str) -> ResponseError:
-    return JsonRpcParseError(f"Parse error: {detail}").to_response_error()
+def answer_error(protocol: JsonRPCProtocol, msg_id: Any, error: JsonRpcException) -> None:
+    """An error response; ``"id": null`` written out when the request's id is unknown.
+
+    pygls leaves a None id out of the message, and a message with neither an id nor a method
+    is not a response to clients (pygls' own client fails on it).
+    """
+    if msg_id is not None:
+        protocol._send_response(msg_id, error=error.to_response_error())
+        return
+    response = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": error.code, "message": error.message},
+    }
+    protocol._send_data(response)
 
 
 def dispatch(protocol: JsonRPCProtocol, body: bytes) -> None:
@@ -163,18 +175,18 @@ def dispatch(protocol: JsonRPCProtocol, body: bytes) -> None:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         log.warning("a message body is not UTF-8: %s", exc)
-        protocol._send_response(None, error=parse_error("the body is not UTF-8"))
+        answer_error(protocol, None, JsonRpcParseError("Parse error: the body is not UTF-8"))
         return
     except ValueError as exc:
         log.warning("a message body is not JSON: %s: %r", exc, body[:80])
-        protocol._send_response(None, error=parse_error(f"the body is not JSON ({exc})"))
+        error = JsonRpcParseError(f"Parse error: the body is not JSON ({exc})")
+        answer_error(protocol, None, error)
         return
     problem = envelope_problem(data)
     if problem is not None:
         log.warning("invalid request: %s", problem)
         msg_id = data.get("id") if isinstance(data, dict) and valid_id(data.get("id")) else None
-        error = JsonRpcInvalidRequest(f"Invalid request: {problem}").to_response_error()
-        protocol._send_response(msg_id, error=error)
+        answer_error(protocol, msg_id, JsonRpcInvalidRequest(f"Invalid request: {problem}"))
         return
     if "method" in data:
         data.setdefault("params", None)  # optional in JSON-RPC; pygls' types require the key
@@ -185,8 +197,7 @@ def dispatch(protocol: JsonRPCProtocol, body: bytes) -> None:
     except Exception:
         log.exception("cannot read message %r", body[:200])
         if "method" in data and data.get("id") is not None:
-            error = JsonRpcInternalError("Internal error (see the server log)")
-            protocol._send_response(data["id"], error=error.to_response_error())
+            answer_error(protocol, data["id"], JsonRpcInternalError("see the server log"))
         return
     try:
         protocol.handle_message(message)
@@ -276,6 +287,8 @@ def serve_tcp(server: JsonRPCServer, host: str, port: int) -> int:
             server.shutdown()
 
         server._server = await asyncio.start_server(connection, host, port)
+        addresses = ", ".join(str(sock.getsockname()) for sock in server._server.sockets)
+        log.info("Serving on %s", addresses)  # clients (and tests) wait for this line
         async with server._server:
             await server._server.serve_forever()
 
