@@ -778,6 +778,7 @@ def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
             row["ksr_ghost_only"],
             row["menu_acceptances"],
             *_latency(row.get("latency_ms", {}).get("completion")),
+            f"`{row.get('commit', '?')}`",
         ]
         for corpus in ("modern", "dev")
         for packs in ("on", "off")
@@ -802,6 +803,7 @@ def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
                     "completion p50 ms",
                     "p95 ms",
                     "p99 ms",
+                    "commit",
                 ],
                 ksr,
             ),

@@ -656,6 +656,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--vocabulary-sample", type=int, help="prompts per tag-pack KSR through prompt-ls (100)"
     )
+    parser.add_argument(
+        "--vocabulary-rows",
+        default="",
+        help=f"comma-separated subset of {','.join(vocabulary.ROWS)} (default: all)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads for the models")
     parser.add_argument(
         "--server-command",
@@ -748,13 +753,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "server" in sections:
             results["server"] = run_server(sizes, directory, server_command, args.threads, meta)
         if "vocabulary" in sections:
-            results["vocabulary"] = vocabulary.run(
+            rows = [r.strip() for r in args.vocabulary_rows.split(",") if r.strip()]
+            found = vocabulary.run(
                 directory,
                 server_command,
                 sizes.vocabulary_sample,
                 _log,
                 lambda row, began: _stamp(row, meta, began),
+                rows,
             )
+            results.setdefault("vocabulary", {}).update(found)
     finally:
         for system in systems:
             system.close()

@@ -28,6 +28,14 @@ LORA_FILES = 10_000
 COST_PROMPTS = 5  # dev prompts typed key by key for the keystroke cost
 WARM_TEXT = "a portrait of a wo"
 PACKS = {"on": ["danbooru"], "off": []}
+CORPORA = ("modern", "dev")
+
+
+def _ksr_row(corpus: str, packs: str) -> str:
+    return f"ksr_{corpus}_tags_{packs}"
+
+
+ROWS = ("tokens", *(_ksr_row(c, p) for c in CORPORA for p in PACKS), "lora_cost")
 
 
 def modern_lines(directory: Path) -> list[str]:
@@ -180,27 +188,37 @@ def run(
     sample: int,
     log: Callable[[str], None],
     stamp: Callable[[dict[str, Any], tuple[float, float]], dict[str, Any]],
+    only: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The section's rows; ``stamp`` adds the command, date, commit and time since a clock."""
+    """The section's rows (``only`` those named, as in ``ROWS``); ``stamp`` adds the command,
+    date, commit and time since a clock."""
+    unknown = sorted(set(only) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown vocabulary rows {unknown}; rows: {', '.join(ROWS)}")
+    wanted = set(only or ROWS)
     runner = LoopThread()
     rows: dict[str, Any] = {}
     try:
-        log("CLIP token agreement")
-        began = _clock()
-        rows["tokens"] = stamp(token_agreement(directory), began)
+        if "tokens" in wanted:
+            log("CLIP token agreement")
+            began = _clock()
+            rows["tokens"] = stamp(token_agreement(directory), began)
         targets = {
             "modern": modern_sample(directory, sample),
             "dev": data.ksr_sample(data.dev_lines(directory))[:sample],
         }
         for corpus, prompts in targets.items():
             for packs, names in PACKS.items():
+                if _ksr_row(corpus, packs) not in wanted:
+                    continue
                 log(f"KSR through prompt-ls on {len(prompts)} {corpus} prompts, tags {packs}")
                 began = _clock()
                 row = lsp_ksr(runner, command, {"tagPacks": names}, prompts, log)
-                rows[f"ksr_{corpus}_tags_{packs}"] = stamp(row, began)
-        log(f"keystroke cost with {LORA_FILES} LoRA files")
-        began = _clock()
-        rows["lora_cost"] = stamp(lora_cost(runner, command, directory, log), began)
+                rows[_ksr_row(corpus, packs)] = stamp(row, began)
+        if "lora_cost" in wanted:
+            log(f"keystroke cost with {LORA_FILES} LoRA files")
+            began = _clock()
+            rows["lora_cost"] = stamp(lora_cost(runner, command, directory, log), began)
     finally:
         runner.close()
     return rows

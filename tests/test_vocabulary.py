@@ -20,7 +20,7 @@ from tests.test_engine_behaviour import ScriptedRunner
 SCRIPTS = (
     "portrait of a girl, blue eyes",
     "masterpiece, 1girl, blue eyes",
-    "masterpiece, long hair, smile",
+    "1girl, long hair, smile",
 )
 
 
@@ -103,7 +103,7 @@ def test_in_prose_a_longer_tag_does_not_outrank_the_models_word(engine: Completi
 
 
 def test_a_tag_may_start_words_back(engine: CompletionEngine) -> None:
-    assert results(engine, "masterpiece, long h")[0] == "masterpiece, long hair, "
+    assert results(engine, "1girl, long h")[0] == "1girl, long hair, "
 
 
 def test_underscores_become_spaces_unless_kept(tokenizer) -> None:
@@ -115,13 +115,13 @@ def test_underscores_become_spaces_unless_kept(tokenizer) -> None:
 
 
 def test_parentheses_in_tags_are_escaped(engine: CompletionEngine) -> None:
-    assert results(engine, "hu tao")[0] == "hu tao \\(genshin impact\\), "
+    assert results(engine, "1girl, hu tao")[0] == "1girl, hu tao \\(genshin impact\\), "
     assert render("hu_tao_(genshin_impact)") == "hu tao \\(genshin impact\\)"
     assert normalize("Hu_Tao \\(genshin") == "hu tao (genshin"
 
 
 def test_inside_brackets_no_separator_is_added(engine: CompletionEngine) -> None:
-    assert "(blue eyes" in results(engine, "(blue e")
+    assert "1girl, (blue eyes" in results(engine, "1girl, (blue e")
 
 
 def test_safe_mode_keeps_adult_tags_out(tokenizer) -> None:

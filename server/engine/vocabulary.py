@@ -215,7 +215,7 @@ class PromptVocabulary:
                 # The model offers the same word ("cat ", "cat,"): its items get the tag's detail.
                 for index in same:
                     item = ranked[index]
-                    better = max(item.score, score)
+                    better = max(item.score, score) if tag_list else item.score
                     ranked[index] = replace(item, score=better, label=label, detail=detail)
                 continue
             # Words typed as the tag has them stay; the item finishes the tag from there. An
@@ -227,6 +227,13 @@ class PromptVocabulary:
             tags.append(
                 Suggestion("tag", start, where.cursor, replaced + suffix, score, label, detail)
             )
+        tags.sort(key=lambda item: item.score, reverse=True)
+        if not tag_list:
+            # In prose the model's words keep their places and tags come after them, but for
+            # an alias typed in full ("longhair"). Interleaved, tags cost 2022-style prompts
+            # 0.016 KSR (docs/BENCHMARKS.md).
+            aliases = [item for item in tags if " → " in item.label]  # typed in full here
+            return aliases + ranked + [item for item in tags if item not in aliases]
         ranked += tags
         ranked.sort(key=lambda item: item.score, reverse=True)
         return ranked
