@@ -51,6 +51,7 @@ from model_store.runs import (
 from model_store.tokenizer import load_tokenizer, train_tokenizer
 
 TRAINER_STATE = "trainer_state.json"
+TOKENS = "train_tokens.npy"  # the training prompts as one array of token ids
 
 
 def _silent(message: str, fraction: float | None) -> None:
@@ -155,6 +156,12 @@ def train_causal_lm(
     """Train (or resume) the preset on the corpus in ``run_dir``; export the final model."""
     log = RunLog(progress)
     with distributed.main_first():
+        if not distributed.is_main() and not (run_dir / TOKENS).is_file():
+            raise ValueError(
+                f"process {distributed.rank()} cannot see {run_dir / TOKENS} that rank 0 has "
+                "written: put the store ($PROMPT_AUTOCOMPLETE_HOME) on a file system that "
+                "every machine of the job shares"
+            )
         open_run(run_dir, preset, corpus)
         tokenizer, tokens, valid_prompts = _prepare(preset, corpus, run_dir, log)
     dataset = TokenBlocks(tokens, preset.block_size)
@@ -210,7 +217,7 @@ def _prepare(
         tokenizer = train_tokenizer(sample, preset.vocab_size, run_dir / "tokenizer.tmp")
         shutil.rmtree(tokenizer_dir, ignore_errors=True)
         (run_dir / "tokenizer.tmp").rename(tokenizer_dir)
-    tokens = _cached_tokens(run_dir / "train_tokens.npy", tokenizer, train_prompts, log)
+    tokens = _cached_tokens(run_dir / TOKENS, tokenizer, train_prompts, log)
     log(f"{len(train_prompts):,} training prompts, {len(valid_prompts):,} held out")
     return tokenizer, tokens, valid_prompts
 
@@ -273,7 +280,8 @@ def train_resuming(
         data_collator=data_collator,
         callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
     )
-    resume = last_complete_checkpoint(Path(args.output_dir))
+    # rank 0's choice: a process that chose another checkpoint (or none) would hang the job
+    resume = distributed.share(last_complete_checkpoint(Path(args.output_dir)))
     if resume is not None:
         state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
         if state.global_step >= args.max_steps:
