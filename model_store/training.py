@@ -163,7 +163,7 @@ def train_causal_lm(
                 "every machine of the job shares"
             )
         open_run(run_dir, preset, corpus)
-        tokenizer, tokens, valid_prompts = _prepare(preset, corpus, run_dir, log)
+        tokenizer, tokens, valid_prompts = prepare_run(preset, corpus, run_dir, log)
     dataset = TokenBlocks(tokens, preset.block_size)
     steps = max_steps or preset.max_steps
     tokens_per_step = preset.block_size * preset.batch_size
@@ -198,7 +198,7 @@ def train_causal_lm(
     )
 
 
-def _prepare(
+def prepare_run(
     preset: Preset, corpus: Corpus, run_dir: Path, log: Callable[[str], None]
 ) -> tuple[PreTrainedTokenizerFast, np.ndarray, list[str]]:
     """The run's tokenizer, training tokens and held-out prompts, made once and cached in
