@@ -43,12 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model_store.paths import STORE_ENV
 
 PART_BYTES = 15 * 1024 * 1024  # the tool brings back files of at most 16 MiB
+TRAINING_STORE = "/tmp/gpu-recipe-store"  # a lent machine is bare and given back after
 SAFETY = 0.85  # the Trainer's data loading, logging and saves cost more than the bare steps
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ[STORE_ENV] = str(Path(args.store).resolve())
+    if args.store:
+        os.environ[STORE_ENV] = str(Path(args.store).resolve())
+    elif args.command == "train":
+        os.environ.setdefault(STORE_ENV, TRAINING_STORE)
     from model_store.store import ModelStore, StoreError
 
     store = ModelStore()
@@ -215,8 +219,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--store",
-        default=os.environ.get(STORE_ENV, "/tmp/gpu-recipe-store"),
-        help=f"the store to train in or unpack into (default: ${STORE_ENV} or %(default)s)",
+        help=f"the store to train in or unpack into (default: ${STORE_ENV}, else the user's "
+        f"store for unpack and {TRAINING_STORE} for train)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train_cmd = commands.add_parser("train", help="prepare, measure, train, pack")
