@@ -192,6 +192,11 @@ class ModelStore:
         if max_steps is not None:
             preset = replace(preset, max_steps=max_steps)
         name = validate_name(name or preset_name)
+        if distributed.world_size() > 1 and preset.kind != "causal-lm":
+            raise StoreError(
+                f"{preset_name} is a {preset.kind} preset, which trains in one process only; "
+                "run it without torchrun or accelerate launch"
+            )
         main = distributed.is_main()
         progress = (progress or _quiet) if main else _quiet
         distributed.join()

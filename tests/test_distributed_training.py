@@ -106,3 +106,13 @@ def test_an_interrupted_export_is_redone_without_another_step(
     assert not (store.runs_dir / "tiny" / f"checkpoint-{STEPS + 1}").exists()
     assert again.manifest["metrics"] == pytest.approx(published["metrics"])
     assert f"checkpoint-{STEPS} is the last step; exporting it" in capfd.readouterr().err
+
+
+def test_presets_without_a_rank_aware_trainer_refuse_several_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(StoreError, match="trains in one process only; run it without torchrun"):
+        ModelStore(tmp_path).train("lstm-tiny", data=str(tmp_path / "unread.txt"))
+    assert not (tmp_path / "runs").exists()
