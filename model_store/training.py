@@ -252,9 +252,10 @@ def resumable_arguments(
         data_seed=seed,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         # without it the Trainer runs each CPU process of a torchrun job on its own (no gloo)
-        use_cpu=not cuda,
+        use_cpu=not cuda and processes > 1,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
         report_to=[],
         disable_tqdm=False,
         **recipe,

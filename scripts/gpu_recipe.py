@@ -98,6 +98,9 @@ def train(store: ModelStore, args: argparse.Namespace) -> int:
     steps = max(1, int(train_minutes * 60 * tokens_per_s * SAFETY / tokens_per_step))
     if args.max_steps:
         steps = min(steps, args.max_steps)
+    earlier = store.runs_dir / name / "run.json"
+    if earlier.is_file():  # a rerun on the same machine resumes the run it sized before
+        steps = json.loads(earlier.read_text(encoding="utf-8"))["preset"]["max_steps"]
     log(
         f"{tokens_per_s:,.0f} tokens/s measured: {steps} steps of {tokens_per_step} tokens "
         f"({steps * tokens_per_step / len(tokens):.2f} epochs) in {train_minutes:.1f} minutes"
