@@ -255,7 +255,6 @@ def resumable_arguments(
         use_cpu=not cuda and processes > 1,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
-        dataloader_pin_memory=cuda,
         report_to=[],
         disable_tqdm=False,
         **recipe,
