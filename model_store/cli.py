@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from model_store import distributed
 from model_store.checkpoint import CheckpointError, read_manifest, verify, write_manifest
 from model_store.corpus import CORPUS_ENV, CorpusError
 from model_store.paths import STORE_ENV
@@ -74,8 +75,11 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
         data=args.data,
         name=args.name,
         max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
         progress=print_progress,
     )
+    if not distributed.is_main():
+        return 0  # rank 0 of a torchrun job reports for all of them
     metrics = checkpoint.manifest.get("metrics", {})
     figures = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith("perplexity"))
     print(f"{checkpoint.name}: held-out {figures}")
@@ -248,6 +252,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     train.add_argument("--data", help=DATA_HELP)
     train.add_argument("--name", help="store the result under this name (default: the preset)")
     train.add_argument("--max-minutes", type=float, help="stop after this long; rerun to resume")
+    train.add_argument(
+        "--max-steps", type=int, help="train this many steps instead of the preset's"
+    )
     train.add_argument(
         "--threads", type=int, help="CPU threads (1 trains faster on a busy machine)"
     )

@@ -17,6 +17,11 @@ def embed_default(source: Checkpoint, target: Path) -> Checkpoint:
 
     The manifest keeps the source's training record and metrics, and names its origin.
     """
+    return halved_copy(source, target, "default", "rerun `prompt-models embed`")
+
+
+def halved_copy(source: Checkpoint, target: Path, name: str, repair_hint: str) -> Checkpoint:
+    """``source`` as checkpoint ``name`` in ``target``, fp16 weights, replacing ``target``."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source.path, tmp, ignore=shutil.ignore_patterns(MANIFEST, "*.png", ".*"))
@@ -27,11 +32,11 @@ def embed_default(source: Checkpoint, target: Path) -> Checkpoint:
     fields = {k: v for k, v in source.manifest.items() if k not in {"files", "name", "created"}}
     fields["embedded_from"] = {"name": source.name, "created": source.manifest.get("created")}
     fields["dtype"] = "float16"
-    write_manifest(tmp, "default", **fields)
+    write_manifest(tmp, name, **fields)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
-    return verify(target, "default", "rerun `prompt-models embed`")
+    return verify(target, name, repair_hint)

@@ -213,6 +213,24 @@ PRESETS: dict[str, AnyPreset] = {
         save_every_steps=100,
         tokenizer_prompts=300_000,
     ),
+    # The GPU recipe's (scripts/gpu_recipe.py, docs/training.md): 6 layers, width 512, 16k
+    # vocabulary (27M parameters, 55 MB in fp16: the most a lent H200 can send back); its
+    # max_steps is only a default, the recipe sizes it to the machine's minutes.
+    "medium": Preset(
+        name="medium",
+        kind="causal-lm",
+        n_layer=6,
+        n_embd=512,
+        n_head=8,
+        vocab_size=16384,
+        block_size=128,
+        batch_size=256,
+        max_steps=10_000,
+        learning_rate=1e-3,
+        warmup_steps=300,
+        save_every_steps=1000,
+        tokenizer_prompts=300_000,
+    ),
     # For a GPU: 8 layers, width 512, 16k vocabulary (about 34M parameters).
     "base": Preset(
         name="base",

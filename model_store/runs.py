@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from model_store import distributed
 from model_store.corpus import Corpus, split_prompts
 
 ProgressCallback = Callable[[str, float | None], None]
@@ -39,12 +40,15 @@ class TrainedModel:
 
 class RunLog:
     """Messages go to stderr and to the caller's progress callback; stdout is the caller's
-    (LSP messages, CLI output)."""
+    (LSP messages, CLI output). Only rank 0 of a multi-process job speaks: the others do the
+    same work."""
 
     def __init__(self, progress: ProgressCallback | None):
         self.progress = progress
 
     def __call__(self, message: str, fraction: float | None = None) -> None:
+        if not distributed.is_main():
+            return
         print(message, file=sys.stderr)
         if self.progress is not None:
             self.progress(message, fraction)

@@ -22,7 +22,8 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,21 +222,39 @@ class ModelStore:
         data: str | None = None,
         name: str | None = None,
         max_minutes: float | None = None,
+        max_steps: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> Checkpoint:
-        """Train a preset (resuming an interrupted run) and publish it as ``name``."""
+        """Train a preset (resuming an interrupted run) and publish it as ``name``.
+
+        Under ``torchrun`` every process calls this: rank 0 holds the lock (which still keeps
+        other jobs out), reads the corpus first and publishes; the others follow it
+        (model_store.distributed). ``max_steps`` replaces the preset's, as a recipe sized for
+        one machine does, and is recorded in the manifest's preset and command.
+        """
+        from model_store import distributed
         from model_store.corpus import load_corpus
         from model_store.presets import get_preset
 
-        progress = progress or _quiet
         preset = get_preset(preset_name)
+        if max_steps is not None:
+            preset = replace(preset, max_steps=max_steps)
         name = validate_name(name or preset_name)
-        with self._lock(name, progress):
+        if distributed.world_size() > 1 and preset.kind != "causal-lm":
+            raise StoreError(
+                f"{preset_name} is a {preset.kind} preset, which trains in one process only; "
+                "run it without torchrun or accelerate launch"
+            )
+        main = distributed.is_main()
+        progress = (progress or _quiet) if main else _quiet
+        distributed.join()
+        with self._lock(name, progress) if main else nullcontext():
             existing = self.models_dir / name
-            if (existing / MANIFEST).is_file():
+            if distributed.share((existing / MANIFEST).is_file()):
                 return verify(existing, name, self.repair_hint(name))
             progress(f"reading the corpus for {name}", None)
-            corpus = load_corpus(data)
+            with distributed.main_first():
+                corpus = load_corpus(data)
             run_dir = self.runs_dir / name
             trainer = self._trainer_for(preset.kind)
             trained = trainer(preset, corpus, run_dir, max_minutes=max_minutes, progress=progress)
@@ -244,7 +263,10 @@ class ModelStore:
                     f"training of {name!r} stopped at {trained.tokens_seen:,} tokens before its "
                     f"last step; rerun the same command to resume from {run_dir}"
                 )
-            command = " ".join(["prompt-models", "train", preset_name, "--data", str(data or "")])
+            steps = [] if max_steps is None else ["--max-steps", str(max_steps)]
+            command = " ".join(
+                ["prompt-models", "train", preset_name, "--data", str(data or ""), *steps]
+            )
             fields = {
                 "kind": preset.kind,
                 "preset": preset.describe(),
@@ -259,7 +281,10 @@ class ModelStore:
                     **trained.metrics,
                 },
             }
-            return self._publish(trained.path, name, fields, progress)
+            with distributed.main_first():
+                if main:
+                    return self._publish(trained.path, name, fields, progress)
+                return verify(existing, name, self.repair_hint(name))
 
     def _trainer_for(self, kind: str) -> Callable[..., Any]:
         """The training function of a preset kind (imported lazily: torch is slow to load)."""

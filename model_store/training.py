@@ -3,8 +3,11 @@
 A run lives in ``<store>/runs/<name>/``: the tokenizer, the token arrays and the Trainer's
 numbered checkpoints. Rerunning the same command continues from the newest complete
 checkpoint, so Ctrl-C, kill -9 or the end of a session costs at most one save interval.
-The same code runs on CPU, one CUDA GPU (bf16) or several under ``torchrun``. The masked-LM
-trainer (model_store.study.mlm) runs the Trainer through the same helpers.
+The same code runs on CPU, one CUDA GPU (bf16) or several processes under ``torchrun`` or
+``accelerate launch`` (docs/training.md): rank 0 alone prepares and exports, the Trainer shards
+the batches, and a preset's ``batch_size`` is the batch of all processes together, so a run
+learns the same whatever the number of processes and resumes with another number. The
+masked-LM trainer (model_store.study.mlm) runs the Trainer through the same helpers.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from transformers import (
     PreTrainedTokenizerFast,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
+    set_seed,
 )
 
+from model_store import distributed
 from model_store.corpus import Corpus, split_prompts
 from model_store.presets import MaskedLMPreset, Preset
 from model_store.runs import (
@@ -45,6 +51,7 @@ from model_store.runs import (
 from model_store.tokenizer import load_tokenizer, train_tokenizer
 
 TRAINER_STATE = "trainer_state.json"
+TOKENS = "train_tokens.npy"  # the training prompts as one array of token ids
 
 
 def _silent(message: str, fraction: float | None) -> None:
@@ -114,7 +121,8 @@ class _ThroughputAndDeadline(TrainerCallback):
         self.last_time, self.last_step = now, state.global_step
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        # rank 0's clock decides: a process stopping alone would leave the others waiting
+        if self.deadline is not None and distributed.share(time.monotonic() > self.deadline):
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -147,7 +155,54 @@ def train_causal_lm(
 ) -> TrainedModel:
     """Train (or resume) the preset on the corpus in ``run_dir``; export the final model."""
     log = RunLog(progress)
-    open_run(run_dir, preset, corpus)
+    with distributed.main_first():
+        if not distributed.is_main() and not (run_dir / TOKENS).is_file():
+            raise ValueError(
+                f"process {distributed.rank()} cannot see {run_dir / TOKENS} that rank 0 has "
+                "written: put the store ($PROMPT_AUTOCOMPLETE_HOME) on a file system that "
+                "every machine of the job shares"
+            )
+        open_run(run_dir, preset, corpus)
+        tokenizer, tokens, valid_prompts = prepare_run(preset, corpus, run_dir, log)
+    dataset = TokenBlocks(tokens, preset.block_size)
+    steps = max_steps or preset.max_steps
+    tokens_per_step = preset.block_size * preset.batch_size
+    log(
+        f"{len(tokens):,} training tokens; {steps} steps of {tokens_per_step} tokens "
+        f"({steps * tokens_per_step / len(tokens):.2f} epochs)"
+        + (f" over {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
+    )
+    set_seed(seed)  # the same initial weights in every run (and process) of this seed
+    model = build_model(preset, len(tokenizer), tokenizer.eos_token_id)
+    args = resumable_arguments(
+        run_dir,
+        preset,
+        steps,
+        seed,
+        lr_scheduler_type="cosine",
+        weight_decay=0.1,
+        adam_beta2=0.99,
+        max_grad_norm=1.0,
+    )
+    trainer = train_resuming(model, args, dataset, tokens_per_step, max_minutes, progress)
+    export_dir, metrics = run_dir / "export", {}
+    if distributed.is_main():
+        export_dir, metrics = _export(
+            trainer, tokenizer, valid_prompts, run_dir, tokens_per_step, log
+        )
+    return TrainedModel(
+        path=export_dir,
+        metrics=metrics,
+        tokens_seen=trainer.state.global_step * tokens_per_step,
+        finished=trainer.state.global_step >= steps,
+    )
+
+
+def prepare_run(
+    preset: Preset, corpus: Corpus, run_dir: Path, log: Callable[[str], None]
+) -> tuple[PreTrainedTokenizerFast, np.ndarray, list[str]]:
+    """The run's tokenizer, training tokens and held-out prompts, made once and cached in
+    ``run_dir`` (the first process of a job makes them, the others read them)."""
     prompts = corpus.prompts[: preset.max_train_prompts or None]
     train_prompts, valid_prompts = split_prompts(prompts)
     if not train_prompts or not valid_prompts:
@@ -162,46 +217,31 @@ def train_causal_lm(
         tokenizer = train_tokenizer(sample, preset.vocab_size, run_dir / "tokenizer.tmp")
         shutil.rmtree(tokenizer_dir, ignore_errors=True)
         (run_dir / "tokenizer.tmp").rename(tokenizer_dir)
-
-    tokens = _cached_tokens(run_dir / "train_tokens.npy", tokenizer, train_prompts, log)
-    dataset = TokenBlocks(tokens, preset.block_size)
-    steps = max_steps or preset.max_steps
-    tokens_per_step = preset.block_size * preset.batch_size
-    log(
-        f"{len(train_prompts):,} training prompts, {len(tokens):,} tokens; "
-        f"{steps} steps of {tokens_per_step} tokens "
-        f"({steps * tokens_per_step / len(tokens):.2f} epochs)"
-    )
-    model = build_model(preset, len(tokenizer), tokenizer.eos_token_id)
-    args = resumable_arguments(
-        run_dir,
-        preset,
-        steps,
-        seed,
-        lr_scheduler_type="cosine",
-        weight_decay=0.1,
-        adam_beta2=0.99,
-        max_grad_norm=1.0,
-    )
-    trainer = train_resuming(model, args, dataset, tokens_per_step, max_minutes, progress)
-    export_dir, metrics = _export(trainer, tokenizer, valid_prompts, run_dir, tokens_per_step, log)
-    return TrainedModel(
-        path=export_dir,
-        metrics=metrics,
-        tokens_seen=trainer.state.global_step * tokens_per_step,
-        finished=trainer.state.global_step >= steps,
-    )
+    tokens = _cached_tokens(run_dir / TOKENS, tokenizer, train_prompts, log)
+    log(f"{len(train_prompts):,} training prompts, {len(valid_prompts):,} held out")
+    return tokenizer, tokens, valid_prompts
 
 
 def resumable_arguments(
     run_dir: Path, preset: Preset | MaskedLMPreset, steps: int, seed: int, **recipe: Any
 ) -> TrainingArguments:
     """Trainer arguments for a run that saves every ``save_every_steps`` into ``run_dir`` (the
-    last two checkpoints kept) and logs twice per save; ``recipe`` adds the optimiser's."""
+    last two checkpoints kept) and logs twice per save; ``recipe`` adds the optimiser's.
+
+    The preset's batch is split between the job's processes, so that a step means the same
+    batch (and a checkpoint the same point of the schedule) with any number of them.
+    """
+    processes = distributed.world_size()
+    if preset.batch_size % processes:
+        raise ValueError(
+            f"preset {preset.name!r} trains on batches of {preset.batch_size}, which do not "
+            f"split evenly over {processes} processes; launch a divisor of {preset.batch_size}"
+        )
+    cuda = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(run_dir),
         max_steps=steps,
-        per_device_train_batch_size=preset.batch_size,
+        per_device_train_batch_size=preset.batch_size // processes,
         learning_rate=preset.learning_rate,
         warmup_steps=preset.warmup_steps,
         logging_steps=max(1, min(50, preset.save_every_steps // 2)),
@@ -210,7 +250,10 @@ def resumable_arguments(
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        # without it the Trainer runs each CPU process of a torchrun job on its own (no gloo)
+        use_cpu=not cuda and processes > 1,
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         report_to=[],
         disable_tqdm=False,
@@ -237,8 +280,17 @@ def train_resuming(
         data_collator=data_collator,
         callbacks=[_ThroughputAndDeadline(tokens_per_step, deadline, progress or _silent)],
     )
-    resume = last_complete_checkpoint(Path(args.output_dir))
+    # rank 0's choice: a process that chose another checkpoint (or none) would hang the job
+    resume = distributed.share(last_complete_checkpoint(Path(args.output_dir)))
     if resume is not None:
+        state = TrainerState.load_from_json(str(resume / TRAINER_STATE))
+        if state.global_step >= args.max_steps:
+            # Trained to the end but not exported (killed while exporting): the Trainer would
+            # take one more step before noticing, so load the last step's weights instead.
+            RunLog(progress)(f"{resume.name} is the last step; exporting it")
+            trainer._load_from_checkpoint(str(resume))
+            trainer.state = state
+            return trainer
         RunLog(progress)(f"resuming from {resume.name}")
     # The Trainer prints its logs on stdout, which belongs to the caller (LSP, CLI output).
     with contextlib.redirect_stdout(sys.stderr):
