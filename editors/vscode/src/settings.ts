@@ -20,6 +20,12 @@ export const SERVER_KEYS = [
   "languageIds",
   "filePatterns",
   "threads",
+  "tokenLimit",
+  "tagPacks",
+  "tagUnderscores",
+  "loraDirs",
+  "embeddingDirs",
+  "wildcardDirs",
 ] as const;
 
 /** Settings only the extension reads; never sent (the server reports unknown keys). */
