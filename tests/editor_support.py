@@ -80,7 +80,7 @@ def run_editor(argv: list[str], home: Path, **env: str) -> dict[str, Any]:
     if not result_file.is_file():
         pytest.fail(f"{argv[0]} wrote no result:\n{output.decode(errors='replace')[-4000:]}")
     result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
-    assert "error" not in result, f"{result['error']}\n{output.decode(errors='replace')[-4000:]}"
+    assert "error" not in result, f"{result}\n{output.decode(errors='replace')[-4000:]}"
     return result
 
 

@@ -51,8 +51,8 @@ def test_emacs_eglot_on_a_text_file(tmp_path: Path) -> None:
     assert result["completion_prefix"] == "wom"
     candidates = result["candidates"]
     assert candidates and all(text.startswith("wom") for text in candidates), candidates
-    assert result["phrase"] in candidates, candidates
-    assert result["line_after_menu"].rstrip() == f"a portrait of a {result['phrase']}"
+    assert result["phrase"] in result["phrase_candidates"], result["phrase_candidates"]
+    assert result["line_after_menu"].rstrip() == f"a portrait of a woman {result['phrase']}"
 
     ghost = result["ghost"]
     assert result["overlays"] == [ghost]  # shown after point, not inserted

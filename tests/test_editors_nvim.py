@@ -58,8 +58,8 @@ def test_neovim_plugin_on_a_text_file(nvim: str, tmp_path: Path) -> None:
     labels = result["completion_labels"]
     assert labels and all(label.startswith("wom") for label in labels), labels
     # A phrase picked from the menu is inserted whole (Neovim 0.11 inserts only its first word).
-    assert result["phrase"] in labels, labels
-    assert result["line_after_menu"].rstrip() == f"a portrait of a {result['phrase']}"
+    assert result["phrase"] in result["phrase_labels"], result["phrase_labels"]
+    assert result["line_after_menu"].rstrip() == f"a portrait of a woman {result['phrase']}"
 
     ghost = result["ghost"]
     assert result["line_with_ghost"] == TYPED  # drawn, not inserted

@@ -68,15 +68,24 @@
        180)
 
       (test-type "a SPC portrait SPC of SPC a SPC wom")
-      ;; completion-at-point, and a phrase picked as completion UIs (corfu, company) do it:
-      ;; the candidate replaces the typed text, then the capf's exit function runs.
+      ;; completion-at-point in a word: the words that finish it.
+      (let* ((capf (eglot-completion-at-point))
+             (typed (buffer-substring-no-properties (nth 0 capf) (nth 1 capf))))
+        (test-record "completion_prefix" typed)
+        (test-record "candidates"
+                     (vconcat (mapcar #'substring-no-properties
+                                      (all-completions typed (nth 2 capf))))))
+      (delete-region (line-beginning-position) (line-end-position))
+      ;; After a word the menu offers next phrases (in a word the corpus statistics offer
+      ;; words). A phrase is picked as completion UIs (corfu, company) do it: the candidate
+      ;; replaces the typed text, then the capf's exit function runs.
+      (test-type "a SPC portrait SPC of SPC a SPC woman SPC")
       (let* ((capf (eglot-completion-at-point))
              (start (nth 0 capf))
              (typed (buffer-substring-no-properties start (nth 1 capf)))
              (candidates (all-completions typed (nth 2 capf)))
              (phrase (cl-find-if (lambda (text) (string-match-p " " text)) candidates)))
-        (test-record "completion_prefix" typed)
-        (test-record "candidates" (vconcat (mapcar #'substring-no-properties candidates)))
+        (test-record "phrase_candidates" (vconcat (mapcar #'substring-no-properties candidates)))
         (test-record "phrase" (and phrase (substring-no-properties phrase)))
         (delete-region start (nth 1 capf))
         (goto-char start)

@@ -84,26 +84,40 @@ local function main()
     return request_status(client).state == "ready"
   end, 180000)
 
-  -- The completion menu through omnifunc; a phrase is picked from it.
+  -- The completion menu through omnifunc in a word: the words that finish it.
   type_keys("ia portrait of a wom<C-x><C-o>")
   local items = wait_until("completion items", function()
     local found = vim.fn.complete_info({ "items" }).items
     return #found > 0 and found
   end)
   result.completion_words, result.completion_labels = {}, {}
-  local phrase_at
-  for position, item in ipairs(items) do
+  for _, item in ipairs(items) do
     table.insert(result.completion_words, item.word)
     table.insert(result.completion_labels, item.abbr)
+  end
+  type_keys("<C-e>")
+
+  -- After a word the menu offers next phrases (in a word the corpus statistics offer words);
+  -- one is picked from it.
+  type_keys("<Esc>Sa portrait of a woman <C-x><C-o>")
+  local phrases = wait_until("phrase items", function()
+    local found = vim.fn.complete_info({ "items" }).items
+    -- complete_info keeps the cancelled menu's items until the new menu replaces them
+    return #found > 0 and found[1].abbr ~= items[1].abbr and found
+  end)
+  result.phrase_labels = {}
+  local phrase_at
+  for position, item in ipairs(phrases) do
+    table.insert(result.phrase_labels, item.abbr)
     if phrase_at == nil and item.abbr:find(" ") then
       phrase_at = position
     end
   end
-  result.phrase = phrase_at and items[phrase_at].abbr
+  result.phrase = phrase_at and phrases[phrase_at].abbr
   -- The menu opens on the first item: step down to the phrase, accept it.
   type_keys(string.rep("<C-n>", (phrase_at or 1) - 1) .. "<C-y>")
   result.line_after_menu = wait_until("the phrase inserted", function()
-    return vim.fn.pumvisible() == 0 and line() ~= "a portrait of a wom" and line()
+    return vim.fn.pumvisible() == 0 and line() ~= "a portrait of a woman " and line()
   end)
 
   -- Ghost text while typing, on a fresh line.

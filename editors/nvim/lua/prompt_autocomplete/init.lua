@@ -81,7 +81,7 @@ local function complete_phrase(client)
   local user_data = type(completed) == "table" and completed.user_data
   local lsp_data = type(user_data) == "table" and user_data.nvim and user_data.nvim.lsp
   local item = lsp_data and lsp_data.completion_item
-  if item == nil or (lsp_data.client_id ~= nil and lsp_data.client_id ~= client.id) then
+  if not item or (lsp_data.client_id ~= nil and lsp_data.client_id ~= client.id) then
     return
   end
   local new_text = item.textEdit and item.textEdit.newText
