@@ -174,13 +174,23 @@ def _count_shard(task: tuple[int, int]) -> None:
         for column in range(2, n):
             rest = rest * width + ids[rows + column]
         del rows
-        np.save(_path("run", n, shard), _distinct(first, rest))
+        np.save(_path("run", n, shard), _distinct(first, rest, n))
 
 
-def _distinct(first: np.ndarray, rest: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
-    """The distinct (first, rest) pairs, sorted, with their summed counts (one each when
-    ``counts`` is None), as the rows of a 3 x n array."""
-    sort = np.lexsort((rest, first))
+def _distinct(
+    first: np.ndarray, rest: np.ndarray, order: int, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """The distinct (first, rest) pairs of n-grams of ``order``, sorted, with their summed
+    counts (one each when ``counts`` is None), as the rows of a 3 x n array."""
+    span = _JOB.width ** (order - 2)
+    if _JOB.width**order < 2**63:  # one int64 key holds the n-gram: a plain sort is faster
+        key = first * span + rest
+        if counts is None:
+            key, summed = np.unique(key, return_counts=True)
+            return np.stack((key // span, key % span, summed))
+        sort = np.argsort(key)
+    else:
+        sort = np.lexsort((rest, first))
     first, rest = first[sort], rest[sort]
     weights = None if counts is None else counts[sort]
     del sort
@@ -226,7 +236,7 @@ def _merge_range(task: tuple[int, int, int]) -> np.ndarray:
         parts.append(np.array(run[:, start:stop]))
     merged = np.concatenate(parts, axis=1)
     del parts
-    return _distinct(merged[0], merged[1], merged[2])
+    return _distinct(merged[0], merged[1], order, merged[2])
 
 
 def _merged_trigrams(workers: int, merge_rows: int) -> tuple[np.ndarray, np.ndarray]:
