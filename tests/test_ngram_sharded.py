@@ -121,3 +121,10 @@ def test_stats_command_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         cli.main(["stats", "--workers", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_vocabulary_too_large_for_int64_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    many = [f"w{n}" for n in range(2_097_150)]
+    monkeypatch.setattr(sharded, "_encode_shard", lambda task: many)
+    with pytest.raises(ValueError, match="2,097,150 words are too many"):
+        sharded.count(["a cat"])

@@ -97,6 +97,8 @@ def count(
         vocab = sorted(words)
         del words
         _JOB.width = len(vocab) + 2
+        if _JOB.width**3 >= 2**63:  # three words are packed into one int64, as counting does
+            raise ValueError(f"{len(vocab):,} words are too many to count (2,097,149 at most)")
         _save_word_maps(vocab)
         list(_map(_count_shard, [(shard, order) for shard in range(_JOB.shards)], workers))
         tri_keys, tri_counts = _merged_trigrams(workers, merge_rows)
