@@ -90,9 +90,11 @@ def measure(arguments: Sequence[str], digest_path: Path) -> dict[str, Any]:
     peak = [0]
     done = threading.Event()
 
-    def sample() -> None:
-        while not done.wait(SAMPLE_SECONDS):
+    def sample() -> None:  # at once, then every SAMPLE_SECONDS: a quick child is seen too
+        while True:
             peak[0] = max(peak[0], _tree_pss_kb(child.pid))
+            if done.wait(SAMPLE_SECONDS):
+                break
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -647,7 +647,11 @@ def _scale_section(found: dict[str, Any] | None) -> list[str]:
         "recombinations of its comma-separated phrases, "
         f"{found['factor']}x its size, all distinct, generated into a temporary folder. "
         "Counting it in memory is not measured (it would need several times the real corpus's "
-        "memory). Arrays built by sharded and in-memory counting of the real corpus (every "
+        "memory). What bounds memory: each worker holds one shard of "
+        "`--shard-prompts` prompts (100,000) or one merge range of about 4M rows at a time; "
+        "the main process holds the result, whose trigram table (every trigram is kept) grows "
+        "with the corpus's distinct trigrams, not with its length. Arrays built by sharded "
+        "and in-memory counting of the real corpus (every "
         f"count, key, discount and backoff, by sha256): {verdict[found.get('identical')]}.",
         "",
         _table(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks import counting_scale
 from tests.test_ngram_sharded import _generated_prompts
 
@@ -17,7 +19,10 @@ def test_synthetic_corpus_is_distinct_recombined_and_factor_times_larger() -> No
     assert all(set(p.split(", ")) <= phrases for p in made)
 
 
-def test_sharded_and_in_memory_children_build_the_same_arrays(tmp_path: Path) -> None:
+def test_sharded_and_in_memory_children_build_the_same_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(counting_scale, "SAMPLE_SECONDS", 0.01)  # these children are quick
     corpus = tmp_path / "prompts.txt"
     assert counting_scale.write_lines(iter(_generated_prompts(200)), corpus) == 205
     common = [str(corpus), "--scratch", str(tmp_path)]
