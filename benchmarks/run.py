@@ -38,6 +38,11 @@ from model_store.paths import CACHE_ENV, STORE_ENV
 from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "blend", "pack", "perplexity", "expansion", "server", "vocabulary")
+# Counting the statistics of the corpus and of one 5x its size takes about an hour on 2 busy
+# cores: it runs only when asked for (--sections scale).
+ON_REQUEST = ("scale",)
+SCALE_FACTOR = 5
+SCALE_WORKERS = 2
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
 # ideas on 2 cores): it runs on its own so that the default run fits an hour.
 DEFAULT_SYSTEMS = "none,prefix,ngram,ngram:5,engine,blend,lsp,study-lstm"
@@ -607,6 +612,51 @@ def run_server(
 
 
 # ------------------------------------------------------------------------------ main
+def run_scale(
+    context: Context, corpora: str, meta: dict[str, Any], earlier: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Time and peak memory of counting the training corpus in memory (as before) and in
+    shards over ``SCALE_WORKERS`` processes, whose arrays must be identical; then of a synthetic
+    corpus ``SCALE_FACTOR`` times its size, in shards (in memory it would not fit)."""
+    from benchmarks import counting_scale
+    from model_store.ngram import sharded
+
+    rows = dict((earlier or {}).get("rows", {}))
+    sharding = ["--workers", str(SCALE_WORKERS), "--shard-prompts", str(sharded.SHARD_PROMPTS)]
+    with tempfile.TemporaryDirectory(prefix="counting-scale-") as folder:
+        work = Path(folder)
+        prompts = context.train.prompts
+        real, synthetic = work / "real.txt", work / "synthetic.txt"
+        if "real" in corpora.split(","):
+            counting_scale.write_lines(iter(prompts), real)
+        if "synthetic" in corpora.split(","):
+            _log(f"generating a synthetic corpus {SCALE_FACTOR}x the training corpus")
+            counting_scale.write_lines(
+                counting_scale.synthetic_prompts(prompts, SCALE_FACTOR), synthetic
+            )
+        del prompts
+        runs = [
+            ("real", "memory", real, [], "in memory (counting.count)"),
+            ("real", "sharded", real, sharding, f"sharded, {SCALE_WORKERS} workers"),
+            ("synthetic", "sharded", synthetic, sharding, f"sharded, {SCALE_WORKERS} workers"),
+        ]
+        for corpus, method, path, extra, how in runs:
+            if not path.is_file():
+                continue
+            _log(f"counting the {corpus} corpus {how}")
+            began = _clock()
+            arguments = [str(path), "--method", method, "--scratch", str(work), *extra]
+            row = counting_scale.measure(arguments, work / "digest.json")
+            row.update(corpus=corpus, method=how, prompts=sum(1 for _ in path.open("rb")))
+            _stamp(row, meta, began)
+            rows[f"{corpus} {method}"] = row
+    memory, shards = rows.get("real memory"), rows.get("real sharded")
+    identical = None
+    if memory and shards:
+        identical = memory["digest"] == shards["digest"]
+    return {"workers": SCALE_WORKERS, "factor": SCALE_FACTOR, "identical": identical, "rows": rows}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument(
@@ -623,7 +673,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help=f"comma-separated subset of {','.join(SECTIONS)}",
+        help=f"comma-separated subset of {','.join(SECTIONS)}; on request: {','.join(ON_REQUEST)}",
+    )
+    parser.add_argument(
+        "--scale-corpora",
+        default="real,synthetic",
+        help="the scale section's corpora: real (in memory and sharded, compared), "
+        f"synthetic ({SCALE_FACTOR}x, sharded)",
     )
     parser.add_argument(
         "--systems",
@@ -699,9 +755,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_from(args)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
+    unknown = sorted(set(sections) - set(SECTIONS) - set(ON_REQUEST))
     if unknown:
-        raise SystemExit(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+        choices = ", ".join((*SECTIONS, *ON_REQUEST))
+        raise SystemExit(f"unknown sections {unknown}; choose from {choices}")
     specs = [s.strip() for s in args.systems.split(",") if s.strip()]
     specs += [f"engine:{m}" for m in args.models]
     try:
@@ -763,6 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows,
             )
             results.setdefault("vocabulary", {}).update(found)
+        if "scale" in sections:
+            results["scale"] = run_scale(context, args.scale_corpora, meta, results.get("scale"))
     finally:
         for system in systems:
             system.close()

@@ -7,6 +7,7 @@ import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -89,13 +90,19 @@ def cmd_train(store: ModelStore, args: argparse.Namespace) -> int:
 
 def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
     from model_store.corpus import load_corpus
-    from model_store.ngram import counting, storage
+    from model_store.ngram import counting, sharded, storage
 
     corpus = load_corpus(args.data)
     print(
         f"counting the words of {len(corpus.prompts):,} prompts of {corpus.name}", file=sys.stderr
     )
-    stats = storage.build_cached(corpus, store.root / "wordstats")
+    count = partial(
+        sharded.count,
+        workers=args.workers,
+        shard_prompts=args.shard_prompts or sharded.SHARD_PROMPTS,
+        scratch=args.scratch,
+    )
+    stats = storage.build_cached(corpus, store.root / "wordstats", count)
     full = storage.stats_dir(corpus.sha256, store.root / "wordstats")
     print(f"{corpus.name}: {_describe(stats.size)}; {_megabytes(full)}")
     print(full)
@@ -120,6 +127,14 @@ def cmd_stats(store: ModelStore, args: argparse.Namespace) -> int:
         print(f"pack: {_describe(pack.size)}; {_megabytes(out)}")
         print(out)
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _describe(size: dict[str, int]) -> str:
@@ -262,6 +277,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         "stats", help="count a corpus's words for the engine to blend with its model"
     )
     stats.add_argument("--data", help=DATA_HELP)
+    stats.add_argument(
+        "--workers", type=_positive, default=1, help="processes that count (default 1)"
+    )
+    stats.add_argument(
+        "--shard-prompts",
+        type=_positive,
+        help="prompts counted at once by one worker; smaller: less memory, more runs to merge "
+        "(default 100000)",
+    )
+    stats.add_argument(
+        "--scratch",
+        type=Path,
+        help="folder for the sorted runs on disk (default: the system's temporary folder)",
+    )
     stats.add_argument(
         "--pack", metavar="DIR", help="also write a pruned, 8-bit quantised pack into DIR"
     )

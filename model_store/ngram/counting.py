@@ -42,8 +42,11 @@ TINY = 1e-30
 
 
 def _discount(counts: np.ndarray) -> float:
-    n1 = int(np.count_nonzero(counts == 1))
-    n2 = int(np.count_nonzero(counts == 2))
+    return discount_of(int(np.count_nonzero(counts == 1)), int(np.count_nonzero(counts == 2)))
+
+
+def discount_of(n1: int, n2: int) -> float:
+    """D = n1 / (n1 + 2 n2) from the numbers of n-grams seen once and twice."""
     if n1 == 0:
         return 0.5
     return n1 / (n1 + 2 * n2)
@@ -82,6 +85,23 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
         raise ValueError(
             f"order must be at least 3 and min_count at least 1, got {order}, {min_count}"
         )
+    vocab, ids = encode(prompts)
+    width = len(vocab) + 2
+    ids = with_markers(ids, width)
+    targets = ids[2:] != width - 2  # a trigram never predicts <s>: drops those spanning prompts
+    keys = (ids[:-2][targets] * width + ids[1:-1][targets]) * width + ids[2:][targets]
+    del targets
+    tri_keys, tri_counts = np.unique(keys, return_counts=True)
+    del keys
+    unigram, floor, levels = from_trigrams(tri_keys, tri_counts, width)
+    for n in range(4, order + 1):
+        levels.append(_higher_order(ids, n, levels, width, min_count))
+    return Counts(vocab, unigram, floor, tuple(levels))
+
+
+def encode(prompts: Iterable[str]) -> tuple[list[str], np.ndarray]:
+    """The sorted vocabulary of ``prompts`` and their words as ranks in it, each prompt
+    opened by two -1 and closed by one -2 (``with_markers`` makes them <s> and </s>)."""
     index: dict[str, int] = {}
     setdefault = index.setdefault
     flat = array("i")
@@ -94,23 +114,26 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     provisional = np.fromiter((index[word] for word in vocab), dtype=np.int64, count=len(vocab))
     rank[provisional] = np.arange(len(vocab))
     index.clear()
-    bos, eos = len(vocab), len(vocab) + 1
-    width = len(vocab) + 2
-
     ids = np.frombuffer(flat, dtype=np.int32).astype(np.int64)
     del flat
     words = ids >= 0
     ids[words] = rank[ids[words]]
-    ids[ids == -1] = bos
-    ids[ids == -2] = eos
-    del words, rank
+    return vocab, ids
 
-    targets = ids[2:] != bos  # a trigram never predicts <s>: drops those spanning two prompts
-    keys = (ids[:-2][targets] * width + ids[1:-1][targets]) * width + ids[2:][targets]
-    del targets
-    tri_keys, tri_counts = np.unique(keys, return_counts=True)
-    del keys
 
+def with_markers(ids: np.ndarray, width: int) -> np.ndarray:
+    """``ids`` with the -1 and -2 of ``encode`` made <s> and </s> (the last two ids)."""
+    ids[ids == -1] = width - 2
+    ids[ids == -2] = width - 1
+    return ids
+
+
+def from_trigrams(
+    tri_keys: np.ndarray, tri_counts: np.ndarray, width: int
+) -> tuple[np.ndarray, float, list[Counted]]:
+    """The unigram, its floor and orders 2 and 3, all derived from the sorted trigram keys
+    ``(a * width + b) * width + c`` and their counts."""
+    bos = width - 2
     ab = tri_keys // width
     ctx3_keys, ctx3_first = np.unique(ab, return_index=True)
     ctx3_total = np.add.reduceat(tri_counts, ctx3_first)
@@ -131,42 +154,26 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     continuation = np.bincount(bi_words, minlength=width).astype(np.float64)
     d1, d2, d3 = _discount(continuation), _discount(bi_counts), _discount(tri_counts)
     total1 = continuation.sum()
-    floor = d1 * np.count_nonzero(continuation) / total1 / (len(vocab) + 2)
+    floor = d1 * np.count_nonzero(continuation) / total1 / width
     unigram = np.maximum(continuation - d1, 0) / total1 + floor
     unigram[bos] = 0.0
     levels = [
         Counted(None, ctx2_start, ctx2_total, bi_words, bi_counts, d2),
         Counted(ctx3_keys, ctx3_start, ctx3_total, tri_words, tri_counts, d3),
     ]
-    for n in range(4, order + 1):
-        levels.append(_higher_order(ids, n, levels, width, min_count))
-    return Counts(vocab, unigram, float(floor), tuple(levels))
+    return unigram, float(floor), levels
 
 
 def _higher_order(
     ids: np.ndarray, order: int, lower: Sequence[Counted], width: int, min_count: int
 ) -> Counted:
-    """Count the n-grams of ``order`` in the padded id stream and prune the rare ones.
-
-    A window counts when its context holds no </s> (it would span two prompts) and it does
-    not predict <s>. Its context is keyed through its parent, found in the orders below.
-    """
-    span = len(ids) - order + 1
-    bos, eos = width - 2, width - 1
-    if span <= 0:
-        return _empty_order()
-    ends = np.concatenate(([0], np.cumsum(ids == eos)))
-    inside = ends[order - 1 : order - 1 + span] == ends[:span]  # no </s> in the context
-    inside &= ids[order - 1 :] != bos
-    rows = np.flatnonzero(inside)
-    found, index = rows >= 0, ids[rows]
-    for level, column in zip(lower[1:], range(1, order - 2), strict=False):
-        assert level.keys is not None
-        found, index = lookup(level.keys, np.where(found, index * width + ids[rows + column], -1))
-    rows, index = rows[found], index[found]  # a missing parent was pruned: so is this context
-    contexts = index * width + ids[rows + order - 2]
-    targets = ids[rows + order - 1]
-    del rows, index, found
+    """Count the n-grams of ``order`` in the padded id stream and prune the rare ones."""
+    rows = window_starts(ids, order, width)
+    columns = [ids[rows + column] for column in range(order)]
+    del rows
+    found, contexts, targets = context_keys(columns, lower, width)
+    contexts, targets = contexts[found], targets[found]
+    del found, columns
     sort = np.lexsort((targets, contexts))
     contexts, targets = contexts[sort], targets[sort]
     del sort
@@ -174,10 +181,42 @@ def _higher_order(
     first[1:] = (contexts[1:] != contexts[:-1]) | (targets[1:] != targets[:-1])
     at = np.flatnonzero(first)
     counts = np.diff(np.append(at, len(contexts)))
-    contexts, targets = contexts[at], targets[at]
+    return pruned(contexts[at], targets[at], counts, _discount(counts), min_count)
+
+
+def window_starts(ids: np.ndarray, order: int, width: int) -> np.ndarray:
+    """Where the n-grams of ``order`` that count start in the padded id stream: a window counts
+    when its context holds no </s> (it would span two prompts) and it does not predict <s>."""
+    span = len(ids) - order + 1
+    bos, eos = width - 2, width - 1
+    if span <= 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.concatenate(([0], np.cumsum(ids == eos)))
+    inside = ends[order - 1 : order - 1 + span] == ends[:span]
+    inside &= ids[order - 1 :] != bos
+    return np.flatnonzero(inside)
+
+
+def context_keys(
+    columns: Sequence[np.ndarray], lower: Sequence[Counted], width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(found, context key, target) of n-grams given as word columns. A context is keyed
+    through its parent in the orders below; one whose parent was pruned is not found."""
+    order = len(columns)
+    found, index = np.ones(len(columns[0]), dtype=bool), columns[0]
+    for level, column in zip(lower[1:], range(1, order - 2), strict=False):
+        assert level.keys is not None
+        found, index = lookup(level.keys, np.where(found, index * width + columns[column], -1))
+    return found, index * width + columns[order - 2], columns[order - 1]
+
+
+def pruned(
+    contexts: np.ndarray, targets: np.ndarray, counts: np.ndarray, discount: float, min_count: int
+) -> Counted:
+    """One order above the trigram from its distinct (context, target) pairs, sorted, and their
+    counts: the n-grams seen fewer than ``min_count`` times go, their mass to the backoff."""
     if len(counts) == 0:
-        return _empty_order()
-    discount = _discount(counts)
+        return empty_order()
     keys, context_first = np.unique(contexts, return_index=True)
     total = np.add.reduceat(counts, context_first)
     kept = counts >= min_count
@@ -195,7 +234,7 @@ def _higher_order(
     )
 
 
-def _empty_order() -> Counted:
+def empty_order() -> Counted:
     return Counted(
         keys=np.zeros(0, dtype=np.int64),
         start=np.zeros(1, dtype=np.int64),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -304,12 +305,17 @@ def corpus_fields(corpus: Corpus) -> dict[str, Any]:
     }
 
 
-def build_cached(corpus: Corpus, root: Path | None = None) -> WordNgram:
-    """The full statistics of ``corpus``, built once (under a lock) and then loaded."""
+def build_cached(
+    corpus: Corpus,
+    root: Path | None = None,
+    count: Callable[[Iterable[str]], counting.Counts] = counting.count,
+) -> WordNgram:
+    """The full statistics of ``corpus``, built once (under a lock) and then loaded; ``count``
+    counts them (``sharded.count`` does in bounded memory, to the same result)."""
     directory = stats_dir(corpus.sha256, root)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory.with_name(directory.name + ".lock"))):
         if not (directory / META).is_file():
-            model = counting.build(corpus.prompts)
+            model = counting.estimate(count(corpus.prompts))
             save(model, directory, quantised=False, name=directory.name, **corpus_fields(corpus))
     return load(directory, rebuild_hint(directory))
