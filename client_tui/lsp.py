@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 DOCUMENT_URI = "untitled:prompt-repl.prompt"
 LANGUAGE_ID = "prompt"
 EXPAND_COMMAND = "promptAutocomplete.expand"
+LEARN_COMMAND = "promptAutocomplete.learn"
 CLIENT_NAME = "prompt-repl"
 
 
@@ -715,3 +716,8 @@ class PromptServerClient:
         if not isinstance(result, list):
             return []
         return [str(item) for item in result if isinstance(item, str) and item.strip()]
+
+    async def learn(self, text: str) -> None:
+        """Teach the server a finished prompt (its personal statistics)."""
+        params = types.ExecuteCommandParams(command=LEARN_COMMAND, arguments=[text])
+        await self._request(types.WORKSPACE_EXECUTE_COMMAND, params)

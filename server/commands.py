@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 EXPAND = "promptAutocomplete.expand"
+LEARN = "promptAutocomplete.learn"
 DEFAULT_EXPANSIONS = 4
 MAX_EXPANSIONS = 16
 MAX_EXPAND_TEXT = 4000  # code points; longer prompts are refused, not silently cut
+MAX_LEARN_TEXT = 16_000_000  # code points: tens of thousands of prompts in one call
 
 
 class BadArguments(ValueError):
@@ -29,3 +31,13 @@ def expand_arguments(arguments: Sequence[Any]) -> tuple[str, int]:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_EXPANSIONS:
         raise BadArguments(f"{usage}; got n={n!r}")
     return text, n
+
+
+def learn_arguments(arguments: Sequence[Any]) -> str:
+    """``[text]``: one or more prompts, newline-separated -> text."""
+    usage = f"{LEARN} takes [text]: prompts, one per line"
+    if len(arguments) != 1 or not isinstance(arguments[0], str):
+        raise BadArguments(f"{usage}; got {[type(a).__name__ for a in arguments]}")
+    if len(arguments[0]) > MAX_LEARN_TEXT:
+        raise BadArguments(f"{usage}; text is longer than {MAX_LEARN_TEXT} characters")
+    return arguments[0]

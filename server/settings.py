@@ -34,6 +34,7 @@ class ServerSettings:
     threads: int | None = None  # None: let the engine choose
     language_ids: tuple[str, ...] = ("plaintext", "markdown", "prompt")
     file_patterns: tuple[str, ...] = ("*.prompt",)
+    learn: bool = True  # learn the user's prompts (the learn command, saved and closed files)
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     def serves(self, language_id: str | None, path: str | None) -> bool:
@@ -125,6 +126,7 @@ _SERVER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "threads": ("threads", _threads),
     "languageIds": ("language_ids", _strings),
     "filePatterns": ("file_patterns", _strings),
+    "learn": ("learn", _bool),
 }
 _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "maxItems": ("max_items", _int_in(1, MAX_ITEMS_LIMIT)),

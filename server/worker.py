@@ -23,6 +23,7 @@ from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
 if TYPE_CHECKING:
+    from model_store.personal import PersonalLayer
     from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,15 @@ class Loader(Protocol):
     def __call__(self, ref: str, threads: int | None, progress: ProgressCallback) -> Engine: ...
 
 
-def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Engine:
+def load_engine(
+    ref: str,
+    threads: int | None,
+    progress: ProgressCallback,
+    personal: PersonalLayer | None = None,
+) -> Engine:
     """Resolve ``ref`` through the model store (may download or train), then load the engine
     for its kind, with the word statistics of its training corpus when they were built
-    (``prompt-models stats``).
+    (``prompt-models stats``), and the user's ``personal`` statistics.
 
     The engine starts with default settings: the user's are applied afterwards, so settings
     this model cannot take (too long an expansion for its context, say) are reported and
@@ -60,7 +66,9 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> En
         )
     # The engine's module is imported on the model thread: torch and transformers take
     # seconds to import, and the server should answer `initialize` without waiting for them.
-    return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
+    return engine_for(
+        checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
+    )
 
 
 class EngineState(enum.Enum):

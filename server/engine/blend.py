@@ -15,6 +15,14 @@ Once ``LM_LETTERS`` letters of the word are typed, ``P_KN`` ranks alone.
 
 Words are whitespace-separated with punctuation attached ("portrait,"), as the statistics
 count them (``model_store.wordstats``).
+
+With a personal layer (``model_store.personal``), the user's own statistics add their likeliest
+words to the candidates and take a share of every word's probability (``_with_personal``):
+
+    P(w) = (1 - personal) * P(w, as above) + personal * P_personal(w | up to four words before)
+
+where ``personal`` grows with the prompts learned (``personal_share``); inside a
+``Negative prompt:`` part the user's negative prompts' statistics are used.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from model_store.personal import PersonalLayer
 from model_store.wordstats import KneserNeyNgram, split_typed
 from server.engine.decoding import Budget
 from server.engine.runner import Runner
@@ -42,6 +51,8 @@ K = TypeVar("K")
 BLEND_WEIGHT = EngineSettings.blend_weight
 LM_LETTERS = EngineSettings.blend_lm_letters
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
+PERSONAL_CANDIDATES = 6  # the personal statistics' best words added to them
+PERSONAL_HALF_PROMPTS = 50  # the personal share is half its maximum after this many prompts
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
 RECENT_LINES = 8  # lines whose words' LM probabilities are kept
@@ -68,8 +79,10 @@ class WordBlender:
         runner: Runner,
         vocab: Vocabulary,
         encode: Callable[[str], list[int]],
+        personal: PersonalLayer | None = None,
     ) -> None:
         self._stats = stats
+        self._personal = personal
         self._runner = runner
         self._vocab = vocab
         self._encode = encode
@@ -79,7 +92,7 @@ class WordBlender:
         self._word_end_ids = torch.tensor(
             [i for i, end in enumerate(ends) if end], dtype=torch.long
         )
-        self._recent: OrderedDict[tuple[str, bool, float], list[RankedWord]] = OrderedDict()
+        self._recent: OrderedDict[tuple[object, ...], list[RankedWord]] = OrderedDict()
         # P_LM(word | line) by (line, separator): it does not change while the word is typed.
         self._scored: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
         self._ends_known: dict[tuple[int, int], float] = {}
@@ -97,6 +110,8 @@ class WordBlender:
         use_lm: bool = True,
         weight: float = BLEND_WEIGHT,
         lm_letters: int | None = LM_LETTERS,
+        negative: bool = False,
+        personal_weight: float = EngineSettings.personal_weight,
     ) -> list[RankedWord]:
         """Words that finish the word being typed at the end of ``before``, best first.
 
@@ -105,18 +120,22 @@ class WordBlender:
         The LM's part is skipped, leaving the corpus ranking, without ``use_lm``, once
         ``lm_letters`` letters of the word are typed (None: never), or once the time budget
         is spent. The last few rankings are remembered: an editor asks for the menu and the
-        ghost text at the same place.
+        ghost text at the same place. ``negative``: the word is in a negative prompt;
+        ``personal_weight``: the most the user's statistics may weigh (``personal_share``).
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
         typed = split_typed(before)
         if lm_letters is not None:
             use_lm = use_lm and len(typed[1]) < lm_letters
-        key = (before, use_lm, weight)
+        generation = self._personal.generation if self._personal is not None else 0
+        key = (before, use_lm, weight, negative, personal_weight, generation)
         known = self._recent.get(key)
         if known is not None:
             return known
-        ranked = self._rank(before, typed, budget, allowed, use_lm and weight > 0, weight)
+        ranked = self._rank(
+            before, typed, budget, allowed, use_lm and weight > 0, weight, negative, personal_weight
+        )
         self._recent[key] = ranked
         while len(self._recent) > RECENT_RANKINGS:
             self._recent.popitem(last=False)
@@ -134,6 +153,8 @@ class WordBlender:
         allowed: Callable[[str], bool],
         use_lm: bool,
         weight: float,
+        negative: bool,
+        personal_weight: float,
     ) -> list[RankedWord]:
         stats = self._stats
         words, partial, start = typed
@@ -148,17 +169,28 @@ class WordBlender:
                 CANDIDATES,
             )
         )
-        if not candidates:
+        tokens = [token for token, _ in candidates]
+        texts = ["" if token == stats.eos else stats.vocab[token] for token in tokens]
+        corpus = np.array([p for _, p in candidates], dtype=np.float64)
+        mine, share = None, 0.0  # the user's statistics, and their share
+        if self._personal is not None:
+            personal = self._personal.snapshot(negative)
+            mine, share = personal.stats, personal_share(personal.prompts, personal_weight)
+        if mine is not None and share > 0:  # the user's words join in
+            tokens, texts, corpus = _with_personal_candidates(
+                stats, mine, history, words, partial, allowed, tokens, texts, corpus
+            )
+        if not texts:
             return []
-        texts = ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates]
-        corpus = np.array([p for _, p in candidates])
         blended = corpus
         if use_lm and budget.left():
             separator = " " if before[:start].strip() else ""
             lm = self._lm_probabilities(before[:start].rstrip(), separator, texts, budget)
             # At weight 1 an LM probability can underflow to 0: keep every score loggable.
             blended = np.maximum((1 - weight) * corpus + weight * lm, np.finfo(np.float64).tiny)
-        ends = self._ends(history[-1], [token for token, _ in candidates])
+        if mine is not None and share > 0:
+            blended = _with_personal(mine, share, words, texts, blended)
+        ends = self._ends(history[-1], tokens)
         order = np.argsort(-blended, kind="stable")
         return [RankedWord(texts[i], float(blended[i]), ends[i]) for i in order]
 
@@ -169,6 +201,8 @@ class WordBlender:
         allowed: Callable[[str], bool],
         weight: float = BLEND_WEIGHT,
         lm_letters: int | None = LM_LETTERS,
+        negative: bool = False,
+        personal_weight: float = EngineSettings.personal_weight,
     ) -> tuple[str, float]:
         """Up to ``GHOST_WORDS`` best words chained greedily: text to insert at the cursor, and
         the sum of the words' log-probabilities.
@@ -182,7 +216,14 @@ class WordBlender:
         context = before
         for step in range(GHOST_WORDS):
             ranked = self.rank(
-                context, budget, allowed, use_lm=step == 0, weight=weight, lm_letters=lm_letters
+                context,
+                budget,
+                allowed,
+                use_lm=step == 0,
+                weight=weight,
+                lm_letters=lm_letters,
+                negative=negative,
+                personal_weight=personal_weight,
             )
             if not ranked or not ranked[0].text:
                 break
@@ -289,6 +330,62 @@ class WordBlender:
             scores.append(start + word_end[path[-1]] + sum(taken[used : used + inner]))
             used += inner
         return scores
+
+
+# The personal layer (issue 14) ---------------------------------------------------------------
+def personal_share(prompts: int, maximum: float) -> float:
+    """The user's statistics' share of a word's probability after ``prompts`` learned."""
+    return maximum * prompts / (prompts + PERSONAL_HALF_PROMPTS)
+
+
+def _with_personal_candidates(
+    stats: KneserNeyNgram,
+    personal: KneserNeyNgram,
+    history: list[int],
+    words: list[str],
+    partial: str,
+    allowed: Callable[[str], bool],
+    tokens: list[int],
+    texts: list[str],
+    corpus: np.ndarray,
+) -> tuple[list[int], list[str], np.ndarray]:
+    """The corpus's candidates (corpus ids, texts, probabilities), then the personal
+    statistics' best words not among them, with their corpus probabilities: a word the corpus
+    never saw keeps the id ``UNKNOWN`` and gets its unseen-word probability."""
+    known = set(texts)
+    extra: list[str] = []
+    for token, _ in personal.ranked(personal.history(words), partial):
+        text = "" if token == personal.eos else personal.vocab[token]
+        if text in known or (text and not allowed(text)):
+            continue
+        known.add(text)
+        extra.append(text)
+        if len(extra) == PERSONAL_CANDIDATES:
+            break
+    if not extra:
+        return tokens, texts, corpus
+    ids = [stats.id_of(text) if text else stats.eos for text in extra]
+    found = stats.probability(
+        np.repeat(np.asarray([history], dtype=np.int64), len(ids), axis=0),
+        np.asarray(ids, dtype=np.int64),
+    )
+    return tokens + ids, texts + extra, np.concatenate([corpus, found])
+
+
+def _with_personal(
+    personal: KneserNeyNgram,
+    share: float,
+    words: list[str],
+    texts: list[str],
+    blended: np.ndarray,
+) -> np.ndarray:
+    """Each word's probability with the personal statistics' ``share`` mixed in."""
+    ids = [personal.id_of(text) if text else personal.eos for text in texts]
+    history = np.asarray([personal.history(words)], dtype=np.int64)
+    mine = personal.probability(
+        np.repeat(history, len(ids), axis=0), np.asarray(ids, dtype=np.int64)
+    )
+    return (1 - share) * blended + share * mine
 
 
 def _remembered(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
+from model_store.personal import PersonalLayer
 from model_store.wordstats import KneserNeyNgram
 from server.engine.engine import CompletionEngine
 from server.engine.filters import TermFilter
@@ -41,6 +42,7 @@ class InfillingEngine(CompletionEngine):
         threads: int | None = None,
         word_stats: KneserNeyNgram | None = None,
         source: Path | None = None,
+        personal: PersonalLayer | None = None,
     ) -> None:
         """Masks are filled from ``source``, the checkpoint directory; without one (a scripted
         runner in tests) they get nothing."""
@@ -54,6 +56,7 @@ class InfillingEngine(CompletionEngine):
             threads=threads,
             word_stats=word_stats,
             source=source,
+            personal=personal,
         )
 
     def _infill_pair(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from model_store.personal import PersonalLayer
 from model_store.wordstats import KneserNeyNgram, split_typed
 from server.engine import decoding
 from server.engine.blend import WordBlender
@@ -130,6 +131,7 @@ class CompletionEngine:
         threads: int | None = None,
         word_stats: KneserNeyNgram | None = None,
         source: Path | None = None,
+        personal: PersonalLayer | None = None,
     ) -> None:
         """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
         and ``eos_id``: its fast tokenizer and end-of-text token (``load_tokenizer``);
@@ -138,6 +140,7 @@ class CompletionEngine:
         ``word_stats``: the training corpus's word statistics; with them, words and ghost text
         are ranked by the blend of ``blend.py``, which saves many more keystrokes than the LM
         alone (docs/BENCHMARKS.md). Phrases in the menu and expansions stay the LM's.
+        ``personal``: the user's own statistics, blended into those words (with ``word_stats``).
 
         ``threads`` sets torch's (process-wide) thread count. The default is one: each step
         of these small models is a chain of tiny matrix products that a second thread cannot
@@ -152,7 +155,7 @@ class CompletionEngine:
         self.source = source
         self._vocab = Vocabulary(tokenizer, eos_id, runner.vocab_size)
         self._blender = (
-            WordBlender(word_stats, self._runner, self._vocab, self._encode)
+            WordBlender(word_stats, self._runner, self._vocab, self._encode, personal)
             if word_stats is not None
             else None
         )
@@ -168,6 +171,7 @@ class CompletionEngine:
         settings: EngineSettings | None = None,
         threads: int | None = None,
         word_stats: KneserNeyNgram | None = None,
+        personal: PersonalLayer | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -182,6 +186,7 @@ class CompletionEngine:
             threads=threads,
             word_stats=word_stats,
             source=path,
+            personal=personal,
         )
 
     @property
@@ -210,6 +215,10 @@ class CompletionEngine:
             )
         if not 0.0 <= settings.blend_weight <= 1.0:
             raise ValueError(f"blend_weight must be within [0, 1], got {settings.blend_weight}")
+        if not 0.0 <= settings.personal_weight <= 1.0:
+            raise ValueError(
+                f"personal_weight must be within [0, 1], got {settings.personal_weight}"
+            )
         letters = settings.blend_lm_letters
         if letters is not None and (not isinstance(letters, int) or letters < 0):
             raise ValueError(f"blend_lm_letters must be None or a count >= 0, got {letters!r}")
@@ -391,6 +400,8 @@ class CompletionEngine:
             self._allowed,
             weight=self._settings.blend_weight,
             lm_letters=self._settings.blend_lm_letters,
+            negative=where.negative,
+            personal_weight=self._settings.personal_weight,
         )
         skipped = {partial}  # choosing the typed word itself gains nothing
         if (
@@ -423,6 +434,8 @@ class CompletionEngine:
             self._allowed,
             self._settings.blend_weight,
             self._settings.blend_lm_letters,
+            negative=where.negative,
+            personal_weight=self._settings.personal_weight,
         )
         ghost = cut_unbalanced(ghost, where.brackets)
         _, partial, _ = split_typed(before)

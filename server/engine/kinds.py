@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from server.engine.types import EngineSettings, Suggestion
 
 if TYPE_CHECKING:
+    from model_store.personal import PersonalLayer
     from model_store.wordstats import KneserNeyNgram
 
 
@@ -36,22 +37,39 @@ class Engine(Protocol):
     ) -> list[str]: ...
 
 
-Loader = Callable[[Path, "int | None", "KneserNeyNgram | None"], Engine]
+Loader = Callable[[Path, "int | None", "KneserNeyNgram | None", "PersonalLayer | None"], Engine]
 
 
-def _causal(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _causal(
+    path: Path,
+    threads: int | None,
+    word_stats: KneserNeyNgram | None,
+    personal: PersonalLayer | None,
+) -> Engine:
     from server.engine.causal_fill import InfillingEngine
 
-    return InfillingEngine.from_checkpoint(path, threads=threads, word_stats=word_stats)
+    return InfillingEngine.from_checkpoint(
+        path, threads=threads, word_stats=word_stats, personal=personal
+    )
 
 
-def _word_lstm(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _word_lstm(
+    path: Path,
+    threads: int | None,
+    word_stats: KneserNeyNgram | None,
+    personal: PersonalLayer | None,
+) -> Engine:
     from server.engine.lstm_engine import WordLSTMEngine
 
     return WordLSTMEngine.from_checkpoint(path, threads=threads)
 
 
-def _masked(path: Path, threads: int | None, word_stats: KneserNeyNgram | None) -> Engine:
+def _masked(
+    path: Path,
+    threads: int | None,
+    word_stats: KneserNeyNgram | None,
+    personal: PersonalLayer | None,
+) -> Engine:
     from server.engine.mlm_engine import MaskedLMEngine
 
     return MaskedLMEngine.from_checkpoint(path, threads=threads)
@@ -66,15 +84,16 @@ def engine_for(
     threads: int | None = None,
     *,
     word_stats: KneserNeyNgram | None = None,
+    personal: PersonalLayer | None = None,
 ) -> Engine:
     """The engine for a verified checkpoint directory of ``kind`` (its manifest's).
 
-    Word statistics blend into the causal engine's words; the study's models rank whole words
-    already and do not use them.
+    Word statistics (the corpus's, and the user's ``personal`` ones) blend into the causal
+    engine's words; the study's models rank whole words already and do not use them.
     """
     loader = LOADERS.get(kind)
     if loader is None:
         raise ValueError(
             f"{path}: cannot serve a model of kind {kind!r}; servable kinds: {', '.join(LOADERS)}"
         )
-    return loader(Path(path), threads, word_stats)
+    return loader(Path(path), threads, word_stats, personal)
