@@ -21,7 +21,9 @@ words to the candidates and take a share of every word's probability (``_with_pe
 
     P(w) = (1 - personal) * P(w, as above) + personal * P_personal(w | up to four words before)
 
-where ``personal`` grows with the prompts learned (``personal_share``); inside a
+where ``personal`` grows with how often the user has written the two words before the cursor
+(``personal_share``): from their first prompt on, their own phrases come back where they wrote
+them, while in contexts they never wrote the corpus keeps its say. Inside a
 ``Negative prompt:`` part the user's negative prompts' statistics are used.
 """
 
@@ -52,7 +54,9 @@ BLEND_WEIGHT = EngineSettings.blend_weight
 LM_LETTERS = EngineSettings.blend_lm_letters
 CANDIDATES = 8  # the n-gram's best words that the LM rescores
 PERSONAL_CANDIDATES = 6  # the personal statistics' best words added to them
-PERSONAL_HALF_PROMPTS = 50  # the personal share is half its maximum after this many prompts
+# The personal share is half its maximum where the user has written the words before the
+# cursor this many times (tuned with the maximum on modern-style prompts, docs/BENCHMARKS.md).
+PERSONAL_HALF_COUNT = 2
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
 RECENT_LINES = 8  # lines whose words' LM probabilities are kept
@@ -172,10 +176,8 @@ class WordBlender:
         tokens = [token for token, _ in candidates]
         texts = ["" if token == stats.eos else stats.vocab[token] for token in tokens]
         corpus = np.array([p for _, p in candidates], dtype=np.float64)
-        mine, share = None, 0.0  # the user's statistics, and their share
-        if self._personal is not None:
-            personal = self._personal.snapshot(negative)
-            mine, share = personal.stats, personal_share(personal.prompts, personal_weight)
+        mine = self._personal.snapshot(negative).stats if self._personal is not None else None
+        share = personal_share(mine, words, personal_weight) if mine is not None else 0.0
         if mine is not None and share > 0:  # the user's words join in
             tokens, texts, corpus = _with_personal_candidates(
                 stats, mine, history, words, partial, allowed, tokens, texts, corpus
@@ -333,9 +335,22 @@ class WordBlender:
 
 
 # The personal layer (issue 14) ---------------------------------------------------------------
-def personal_share(prompts: int, maximum: float) -> float:
-    """The user's statistics' share of a word's probability after ``prompts`` learned."""
-    return maximum * prompts / (prompts + PERSONAL_HALF_PROMPTS)
+def personal_share(personal: KneserNeyNgram, words: Sequence[str], maximum: float) -> float:
+    """The user's statistics' share of the next word's probability after ``words``: it grows
+    with how often they wrote the last two words (the last one, when the pair is new)."""
+    if maximum <= 0:
+        return 0.0
+    history = personal.history(words)
+    a, b = history[-2], history[-1]
+    seen = 0
+    if a >= 0 and b >= 0:
+        key = a * personal.width + b
+        at = int(np.searchsorted(personal.ctx3_keys, key))
+        if at < len(personal.ctx3_keys) and personal.ctx3_keys[at] == key:
+            seen = int(personal.ctx3_total[at])
+    if not seen and b >= 0:
+        seen = int(personal.ctx2_total[b])
+    return maximum * seen / (seen + PERSONAL_HALF_COUNT)
 
 
 def _with_personal_candidates(
