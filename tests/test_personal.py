@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from model_store import personal
+from model_store import personal, wordstats
 from model_store.cli import main
 from model_store.personal import PersonalLayer, PersonalStore, Prompts, split_lines, store_path
 from model_store.prompt_files import comfy_prompts, read_prompts
@@ -122,9 +122,10 @@ def test_the_first_prompt_already_teaches_its_next_words() -> None:
     assert stats.probability(history, np.array([ranked[0][0]]))[0] > 0.3
 
 
-def test_capped_statistics_still_sum_to_one() -> None:
-    stats = personal.count(["a b c d e f", "a b c d x", "b c d e y"])
-    assert stats is not None
+@pytest.mark.parametrize("min_count", [1, 2])
+def test_capped_statistics_still_sum_to_one(min_count: int) -> None:
+    prompts = ["a b c d e f", "a b c d x", "b c d e y", "a b c d e"]
+    stats = personal._capped(wordstats.build(prompts, min_count=min_count), 0.3)
     everything = np.arange(stats.width, dtype=np.int64)
     everything = np.append(everything[everything != stats.bos], -1)  # -1: the one <unk> type
     history = np.array([stats.history(["a", "b", "c", "d"])] * len(everything), dtype=np.int64)
