@@ -175,7 +175,10 @@ def run(
     lines = modern_lines(directory)
     targets = test_sample(lines, sample)
     dev_2022 = data.ksr_sample(data.dev_lines(directory), lsp_sample)
-    found: dict[str, Any] = {"test_pool": TEST_POOL, "curve": [], "dev_2022": [], "tuning": []}
+    from server.engine.types import EngineSettings
+
+    found: dict[str, Any] = {"test_pool": TEST_POOL, "weight": EngineSettings.personal_weight}
+    found.update(curve=[], dev_2022=[], tuning=[])
     runner = LoopThread()
     try:
         for learned in CURVE:
@@ -209,14 +212,16 @@ def tune(
     size: int,
     stamp: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """KSR in-process at each personal weight, after learning few and many prompts."""
+    """KSR in-process at each personal weight, after learning few and many prompts, on
+    modern prompts of the unlearned tail and on 2022 dev prompts outside the KSR sample."""
     from benchmarks.engine_system import EngineSystem
     from model_store.personal import PersonalLayer, PersonalStore, Prompts
     from model_store.store import ModelStore
     from server.engine import CompletionEngine
     from server.engine.types import EngineSettings
 
-    targets = tuning_sample(lines, size)
+    modern = tuning_sample(lines, size)
+    dev_2022 = data.tuning_sample(data.dev_lines(directory), size)
     store = ModelStore()
     checkpoint = store.resolve("default")
     rows = []
@@ -231,24 +236,19 @@ def tune(
                 layer.learn(Prompts(tuple(lines[:learned])))
                 if not layer.wait_counted(READY_S):
                     raise TimeoutError("the tuning prompts were never counted")
-                for weight in TUNE_WEIGHTS:
-                    engine.update_settings(EngineSettings(personal_weight=weight))
-                    name = f"personal weight {weight} after {learned} learned"
-                    _log(f"KSR {name} on {len(targets)} tuning prompts")
-                    began = time.perf_counter()
-                    result = evaluate(EngineSystem(engine, name), targets, use_menu=True)
-                    rows.append(
-                        stamp(
-                            {
-                                "learned": learned,
-                                "weight": weight,
-                                "prompts": len(targets),
-                                "ksr": round(result.ksr, 4),
-                                "seconds": round(time.perf_counter() - began, 1),
-                            }
-                        )
-                    )
-                    _log(f"  KSR {rows[-1]['ksr']}")
+                sets = [("modern", modern)]
+                if learned == TUNE_LEARNED[-1]:
+                    sets.append(("2022", dev_2022))
+                for style, targets in sets:
+                    for weight in TUNE_WEIGHTS:
+                        engine.update_settings(EngineSettings(personal_weight=weight))
+                        name = f"personal weight {weight} after {learned} learned, {style}"
+                        _log(f"KSR {name} on {len(targets)} tuning prompts")
+                        result = evaluate(EngineSystem(engine, name), targets, use_menu=True)
+                        row = {"learned": learned, "style": style, "weight": weight}
+                        row.update(prompts=len(targets), ksr=round(result.ksr, 4))
+                        rows.append(stamp(row))
+                        _log(f"  KSR {row['ksr']}")
         finally:
             layer.close()
     return rows

@@ -741,13 +741,22 @@ def _personal_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> 
     if found.get("tuning"):
         parts += [
             "Ablation of the personal weight (the most the user's statistics may weigh, "
-            "`EngineSettings.personal_weight`), in-process on "
-            f"{found['tuning'][0]['prompts']} other prompts of the unlearned lines; 0 is the "
-            "product without the personal layer:",
+            "`EngineSettings.personal_weight`; the product's in bold), in-process on "
+            f"{found['tuning'][0]['prompts']} other prompts of the unlearned modern lines and "
+            "as many 2022 dev prompts outside the KSR sample (seeded), where it was chosen; "
+            "0 is the product without the personal layer:",
             "",
             _table(
-                ["learned", "personal weight", "KSR ghost+menu"],
-                [[r["learned"], r["weight"], r["ksr"]] for r in found["tuning"]],
+                ["learned", "prompts", "personal weight", "KSR ghost+menu"],
+                [
+                    [
+                        r["learned"],
+                        r.get("style", "modern"),
+                        f"**{r['weight']}**" if r["weight"] == found["weight"] else r["weight"],
+                        r["ksr"],
+                    ]
+                    for r in found["tuning"]
+                ],
             ),
             "",
         ]

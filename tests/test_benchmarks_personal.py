@@ -31,6 +31,7 @@ def test_the_report_shows_the_curve_and_the_ablation(tmp_path: Path) -> None:
     row = {"command": "python -m benchmarks.run --sections personal", "prompts": 100}
     found = {
         "test_pool": 1676,
+        "weight": 0.6,
         "curve": [
             {**row, "learned": n, "ksr": k, "latency_ms": {"p50": 12.0}}
             for n, k in ((0, 0.36), (5000, 0.52))
@@ -43,4 +44,5 @@ def test_the_report_shows_the_curve_and_the_ablation(tmp_path: Path) -> None:
     assert "## Personal layer" in text
     assert "| 5000 | 100 | 0.52 | 12 |" in text
     assert "--sections personal" in text
+    assert "| 5000 | modern | **0.6** | 0.5 |" in text
     assert (tmp_path / "assets" / "personal.png").is_file()

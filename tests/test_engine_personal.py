@@ -102,3 +102,16 @@ def test_the_personal_share_grows_with_how_often_the_context_was_written() -> No
     assert personal_share(stats, ["q", "b"], 0.6) == pytest.approx(
         0.6 * 3 / (3 + PERSONAL_HALF_COUNT)
     )
+
+
+def test_a_prompt_in_another_style_is_left_to_the_corpus(
+    engine: CompletionEngine, layer: PersonalLayer
+) -> None:
+    """How well the user's statistics predicted the words so far decides their share."""
+    blender = engine._blender
+    mine = layer.snapshot(negative=False).stats
+    assert blender is not None and mine is not None
+    theirs = blender._style_odds(mine, ["(masterpiece:1.2),", "1girl,", "silver"])
+    corpus_like = blender._style_odds(mine, ["a", "cat", "on", "a", "mat,", "oil"])
+    assert theirs > 0 > corpus_like
+    assert blender._style_odds(mine, []) == 0  # no evidence yet: even odds

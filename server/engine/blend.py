@@ -23,7 +23,10 @@ words to the candidates and take a share of every word's probability (``_with_pe
 
 where ``personal`` grows with how often the user has written the two words before the cursor
 (``personal_share``): from their first prompt on, their own phrases come back where they wrote
-them, while in contexts they never wrote the corpus keeps its say. Inside a
+them, while in contexts they never wrote the corpus keeps its say. It is scaled by how well the
+user's statistics have been predicting the prompt being written, against the corpus's
+(``style_odds``): a prompt in another style than the user's usual one (a 2022-style prompt
+from someone who writes anime tags) is left to the corpus after a few words. Inside a
 ``Negative prompt:`` part the user's negative prompts' statistics are used.
 """
 
@@ -57,6 +60,8 @@ PERSONAL_CANDIDATES = 6  # the personal statistics' best words added to them
 # The personal share is half its maximum where the user has written the words before the
 # cursor this many times (tuned with the maximum on modern-style prompts, docs/BENCHMARKS.md).
 PERSONAL_HALF_COUNT = 2
+STYLE_EVIDENCE_CAP = 4.0  # nats one word may move the odds that a prompt is in the user's style
+REMEMBERED_STYLES = 256  # lines whose style odds are kept
 GHOST_WORDS = 4  # words of ghost text, as the trigram baseline offers
 RECENT_RANKINGS = 64
 RECENT_LINES = 8  # lines whose words' LM probabilities are kept
@@ -105,6 +110,8 @@ class WordBlender:
             lambda text: tuple(encode(text)[: ROOM - 1])
         )
         self._context_of = functools.lru_cache(maxsize=RECENT_LINES)(self._context)
+        # Log-odds that the line so far is in the user's style, by (statistics, words).
+        self._styles: OrderedDict[tuple[int, tuple[str, ...]], float] = OrderedDict()
 
     def rank(
         self,
@@ -177,7 +184,11 @@ class WordBlender:
         texts = ["" if token == stats.eos else stats.vocab[token] for token in tokens]
         corpus = np.array([p for _, p in candidates], dtype=np.float64)
         mine = self._personal.snapshot(negative).stats if self._personal is not None else None
-        share = personal_share(mine, words, personal_weight) if mine is not None else 0.0
+        share = 0.0
+        if mine is not None and personal_weight > 0:
+            share = personal_share(mine, words, personal_weight) * _sigmoid(
+                self._style_odds(mine, words)
+            )
         if mine is not None and share > 0:  # the user's words join in
             tokens, texts, corpus = _with_personal_candidates(
                 stats, mine, history, words, partial, allowed, tokens, texts, corpus
@@ -237,6 +248,30 @@ class WordBlender:
             if not budget.left():
                 break
         return inserted, logprob
+
+    def _style_odds(self, mine: KneserNeyNgram, words: list[str]) -> float:
+        """Log-odds that the words typed so far are in the user's style: the sum over the
+        words of log P_personal - log P_corpus (each capped), remembered per line so that
+        each keystroke scores at most the word just finished."""
+        key = (id(mine), tuple(words))
+        known = self._styles.get(key)
+        if known is not None:
+            return known
+        done = len(words)
+        while done > 0 and (id(mine), key[1][:done]) not in self._styles:
+            done -= 1
+        odds = self._styles.get((id(mine), key[1][:done]), 0.0)
+        if done < len(words):
+            stats = self._stats
+            steps = range(done, len(words))
+            ratio = np.log(_word_probabilities(mine, words, steps)) - np.log(
+                _word_probabilities(stats, words, steps)
+            )
+            odds += float(np.clip(ratio, -STYLE_EVIDENCE_CAP, STYLE_EVIDENCE_CAP).sum())
+        self._styles[key] = odds
+        while len(self._styles) > REMEMBERED_STYLES:
+            self._styles.popitem(last=False)
+        return odds
 
     def _ends(self, previous: int, tokens: Sequence[int]) -> list[float]:
         """P_KN(end of prompt | the word before, each word), from the trigram.
@@ -351,6 +386,17 @@ def personal_share(personal: KneserNeyNgram, words: Sequence[str], maximum: floa
     if not seen and b >= 0:
         seen = int(personal.ctx2_total[b])
     return maximum * seen / (seen + PERSONAL_HALF_COUNT)
+
+
+def _sigmoid(odds: float) -> float:
+    return 1.0 / (1.0 + math.exp(-odds))
+
+
+def _word_probabilities(stats: KneserNeyNgram, words: list[str], steps: range) -> np.ndarray:
+    """P(words[i] | the words before it) for each i in ``steps``."""
+    histories = np.asarray([stats.history(words[:i]) for i in steps], dtype=np.int64)
+    targets = np.asarray([stats.id_of(words[i]) for i in steps], dtype=np.int64)
+    return stats.probability(histories, targets)
 
 
 def _with_personal_candidates(

@@ -43,7 +43,7 @@ class EngineSettings:
     # The user's own statistics take up to this share of a word's probability, where they
     # have often written the words before it (blend.personal_share; tuned on modern-style
     # prompts, docs/BENCHMARKS.md); 0 turns the personal layer off.
-    personal_weight: float = 0.6
+    personal_weight: float = 0.9
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
