@@ -41,12 +41,12 @@ CHUNK = 2_000_000  # successors scored at once while estimating and pruning
 TINY = 1e-30
 
 
-def _discount(counts: np.ndarray) -> float:
+def _discount(counts: np.ndarray, cap: float = 1.0) -> float:
     n1 = int(np.count_nonzero(counts == 1))
     n2 = int(np.count_nonzero(counts == 2))
     if n1 == 0:
-        return 0.5
-    return n1 / (n1 + 2 * n2)
+        return min(0.5, cap)
+    return min(n1 / (n1 + 2 * n2), cap)
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,16 @@ def build(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     return estimate(count(prompts, order, min_count))
 
 
-def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_COUNT) -> Counts:
+def count(
+    prompts: Iterable[str],
+    order: int = MAX_ORDER,
+    min_count: int = MIN_COUNT,
+    max_discount: float = 1.0,
+) -> Counts:
     """Count the n-grams of ``prompts`` up to ``order``; above the trigram, those seen fewer
-    than ``min_count`` times are pruned."""
+    than ``min_count`` times are pruned. Every discount is at most ``max_discount``: over a
+    handful of prompts most n-grams are seen once, D = n1 / (n1 + 2 n2) reaches 1 and would
+    discount every count away (the personal layer caps it)."""
     if order < 3 or min_count < 1:
         raise ValueError(
             f"order must be at least 3 and min_count at least 1, got {order}, {min_count}"
@@ -129,7 +136,7 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     del bi_keys, bi_context
 
     continuation = np.bincount(bi_words, minlength=width).astype(np.float64)
-    d1, d2, d3 = _discount(continuation), _discount(bi_counts), _discount(tri_counts)
+    d1, d2, d3 = (_discount(c, max_discount) for c in (continuation, bi_counts, tri_counts))
     total1 = continuation.sum()
     floor = d1 * np.count_nonzero(continuation) / total1 / (len(vocab) + 2)
     unigram = np.maximum(continuation - d1, 0) / total1 + floor
@@ -139,12 +146,17 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
         Counted(ctx3_keys, ctx3_start, ctx3_total, tri_words, tri_counts, d3),
     ]
     for n in range(4, order + 1):
-        levels.append(_higher_order(ids, n, levels, width, min_count))
+        levels.append(_higher_order(ids, n, levels, width, min_count, max_discount))
     return Counts(vocab, unigram, float(floor), tuple(levels))
 
 
 def _higher_order(
-    ids: np.ndarray, order: int, lower: Sequence[Counted], width: int, min_count: int
+    ids: np.ndarray,
+    order: int,
+    lower: Sequence[Counted],
+    width: int,
+    min_count: int,
+    max_discount: float,
 ) -> Counted:
     """Count the n-grams of ``order`` in the padded id stream and prune the rare ones.
 
@@ -177,7 +189,7 @@ def _higher_order(
     contexts, targets = contexts[at], targets[at]
     if len(counts) == 0:
         return _empty_order()
-    discount = _discount(counts)
+    discount = _discount(counts, max_discount)
     keys, context_first = np.unique(contexts, return_index=True)
     total = np.add.reduceat(counts, context_first)
     kept = counts >= min_count

@@ -20,6 +20,13 @@ export const SERVER_KEYS = [
   "languageIds",
   "filePatterns",
   "threads",
+  "tagPacks",
+  "tagUnderscores",
+  "loraDirs",
+  "embeddingDirs",
+  "wildcardDirs",
+  "tokenLimit",
+  "learn",
 ] as const;
 
 /** Settings only the extension reads; never sent (the server reports unknown keys). */
