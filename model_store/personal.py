@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_PROMPTS = 100_000  # per store; past it the rarest, then oldest, prompts are pruned
 MAX_PROMPT_CHARS = 4000  # longer "prompts" are pasted documents, not prompts
+CHECKPOINT_AFTER = 1000  # prompts learned at once, past which the write-ahead log is emptied
 ORDER = counting.MAX_ORDER
 PRUNE_ABOVE = 20_000  # prompts; see ``count``
 # With a handful of prompts most n-grams are seen once and Kneser-Ney's discount
@@ -166,6 +167,9 @@ class PersonalStore:
                         (now, prompt, negative),
                     )
             pruned = self._prune(db)
+        if learned > CHECKPOINT_AFTER:  # give the write-ahead log's copy of a big import back
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return Learned(learned, duplicates, refused, pruned)
 
     def _prune(self, db: sqlite3.Connection) -> int:
@@ -209,10 +213,15 @@ class PersonalStore:
             )
         return rows.get(0, 0), rows.get(1, 0)
 
-    def version(self) -> int:
-        """Changes when another connection (another process) changed the prompts."""
-        with self._lock:
+    def version(self, wait: bool = True) -> int | None:
+        """Changes when another connection (another process) changed the prompts; None
+        without ``wait`` when this store is busy writing (completion must not wait for it)."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             (value,) = self._db.execute("PRAGMA data_version").fetchone()
+        finally:
+            self._lock.release()
         return int(value)
 
     def size_bytes(self) -> int:
@@ -304,7 +313,7 @@ class PersonalLayer:
         self._wanted = threading.Event()
         self._idle = threading.Event()
         self._closed = False
-        self._version = store.version()
+        self._version = store.version() or 0
         self._checked = time.monotonic()
         self._last_build_s = 0.0
         self._thread = threading.Thread(target=self._run, name="personal-stats", daemon=True)
@@ -321,8 +330,8 @@ class PersonalLayer:
         now = time.monotonic()
         if now - self._checked > self.CHECK_INTERVAL_S:
             self._checked = now
-            version = self.store.version()
-            if version != self._version:
+            version = self.store.version(wait=False)
+            if version is not None and version != self._version:
                 self._version = version
                 self._wanted.set()
         return self._snapshots[negative]

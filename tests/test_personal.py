@@ -108,6 +108,18 @@ def test_forget_all_or_what_matches(store: PersonalStore) -> None:
     assert store.counts() == (0, 0)
 
 
+def test_completion_never_waits_for_a_learn_in_progress(store: PersonalStore) -> None:
+    assert store.version(wait=False) is not None
+    with store._transaction():  # as a long import holds it
+        assert store.version(wait=False) is None
+
+
+def test_a_big_import_leaves_no_write_ahead_log_behind(store: PersonalStore) -> None:
+    store.add(Prompts(tuple(f"prompt {i}" for i in range(personal.CHECKPOINT_AFTER + 1))))
+    wal = store.path.with_name(store.path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
 def test_too_long_prompts_are_refused(store: PersonalStore) -> None:
     learned = store.add(Prompts(("x" * (personal.MAX_PROMPT_CHARS + 1), "short")))
     assert (learned.learned, learned.refused) == (1, 1)
