@@ -16,9 +16,9 @@ Once ``LM_LETTERS`` letters of the word are typed, ``P_KN`` ranks alone.
 Words are whitespace-separated with punctuation attached ("portrait,"), as the statistics
 count them (``model_store.ngram``).
 
-With a personal layer, the user's own statistics join each ranking once the LM has scored it
-(``personal_words``: their likeliest words become candidates, and they take a share of every
-word's probability); inside a ``Negative prompt:`` part their negative prompts' are used.
+With a personal layer (``personal_words``), the user's likeliest words join the candidates
+before the LM scores them, and the user's statistics take a share of every word's blended
+probability; inside a ``Negative prompt:`` part their negative prompts' statistics are used.
 """
 
 from __future__ import annotations
