@@ -193,6 +193,7 @@ def render(results: dict[str, Any], assets: Path, root: Path) -> str:
     parts += _server_section(results, assets, rel)
     parts += _vocabulary_section(results.get("vocabulary"))
     parts += _scale_section(results.get("scale"))
+    parts += _personal_section(results.get("personal"), assets, rel)
     return "\n".join(parts)
 
 
@@ -899,6 +900,92 @@ def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
         ]
     measured = [row for row in rows.values() if isinstance(row, dict) and "command" in row]
     parts += ["Produced by:", "", _commands(measured), ""]
+    return parts
+
+
+def _personal_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> list[str]:
+    """The personal layer: learning curve (with its chart), 2022 check, ablation, scale."""
+    if not found or not found.get("curve"):
+        return []
+    curve = found["curve"]
+
+    def draw(axes: Any) -> None:
+        axes.plot([r["learned"] for r in curve], [r["ksr"] for r in curve], marker="o")
+        axes.set_xscale("symlog", linthresh=100)
+        axes.set_xlabel("modern prompts learned (first N lines of modern_dev.txt)")
+        axes.set_ylabel("KSR, ghost + menu")
+        axes.axhline(0.5, linestyle="--", linewidth=0.8, color="grey")
+
+    _chart(assets / "personal.png", draw)
+    parts = [
+        "## Personal layer (learns its user)",
+        "",
+        "The server learns the first N lines of `modern/modern_dev.txt` (Civitai 2023 styles; "
+        "evaluation only, nothing counted from it is kept) with `promptAutocomplete.learn`, "
+        f"then types a fixed sample of {curve[0]['prompts']} of its last "
+        f"{found['test_pool']:,} lines (`random.Random(1234).sample`), which it never "
+        "learned. Target: KSR >= 0.50 after 5,000 learned.",
+        "",
+        _table(
+            ["learned", "prompts typed", "KSR ghost+menu", "p50 ms", "p95 ms", "p99 ms"],
+            [[r["learned"], r["prompts"], r["ksr"], *_latency(r.get("latency_ms"))] for r in curve],
+        ),
+        "",
+        f"![KSR after learning N prompts]({rel}/personal.png)",
+        "",
+    ]
+    if found.get("dev_2022"):
+        parts += [
+            "The 2022-style dev prompts (the KSR sample's first prompts) through the same "
+            "servers, before and after the 5,000 modern prompts (it may fall by 0.01 at most):",
+            "",
+            _table(
+                ["learned", "prompts typed", "KSR ghost+menu"],
+                [[r["learned"], r["prompts"], r["ksr"]] for r in found["dev_2022"]],
+            ),
+            "",
+        ]
+    if found.get("tuning"):
+        parts += [
+            "Ablation of the personal weight (the most the user's statistics may weigh, "
+            "`EngineSettings.personal_weight`; the product's in bold), in-process on "
+            f"{found['tuning'][0]['prompts']} other prompts of the unlearned modern lines and "
+            "as many 2022 dev prompts outside the KSR sample (seeded), where it was chosen; "
+            "0 is the product without the personal layer:",
+            "",
+            _table(
+                ["learned", "prompts", "personal weight", "KSR ghost+menu"],
+                [
+                    [
+                        r["learned"],
+                        r.get("style", "modern"),
+                        f"**{r['weight']}**" if r["weight"] == found["weight"] else r["weight"],
+                        r["ksr"],
+                    ]
+                    for r in found["tuning"]
+                ],
+            ),
+            "",
+        ]
+    scale = found.get("at_scale")
+    if scale:
+        latency = scale.get("latency_ms", {})
+        parts += [
+            f"With {scale['learned']:,} prompts learned (2022 training prompts standing in "
+            f"for a heavy user): learning and counting them took {scale['learn_and_count_s']} s "
+            "in one command; one more prompt's learn command answered in "
+            f"{scale['learn_one_ms'].get('p50')} ms p50 / {scale['learn_one_ms'].get('p99')} "
+            f"ms p99 (round trip); typing {scale['typed_prompts']} dev prompts, completion "
+            f"p50 {latency.get('completion', {}).get('p50')} ms / p99 "
+            f"{latency.get('completion', {}).get('p99')} ms, ghost text p50 "
+            f"{latency.get('inline', {}).get('p50')} ms / p99 "
+            f"{latency.get('inline', {}).get('p99')} ms; the personal store is "
+            f"{scale['store_mb']} MB on disk; the server's resident memory went from "
+            f"{scale['resident_mb_before']} to {scale['resident_mb_after']} MB.",
+            "",
+        ]
+    rows = curve + found.get("dev_2022", []) + found.get("tuning", [])
+    parts += ["Produced by:", "", _commands(rows), ""]
     return parts
 
 

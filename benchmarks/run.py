@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data, expansion, report, vocabulary
+from benchmarks import data, expansion, personal, report, vocabulary
 from benchmarks.benchmarked import Benchmarked, Context, model_identity, resolve_model
 from benchmarks.ksr import KsrResult, MemoSystem, evaluate
 from benchmarks.lsp_driver import LoopThread, LspDriver, LspSystem, ServerUnavailable
@@ -39,8 +39,9 @@ from model_store.store import ModelStore
 
 SECTIONS = ("ksr", "blend", "pack", "perplexity", "expansion", "server", "vocabulary")
 # Counting the statistics of the corpus and of one 5x its size takes about an hour on 2 busy
-# cores: it runs only when asked for (--sections scale).
-ON_REQUEST = ("scale",)
+# cores, and the personal layer's measurements most of an hour: they run only when asked for
+# (--sections scale, --sections personal).
+ON_REQUEST = ("scale", "personal")
 SCALE_FACTOR = 5
 SCALE_WORKERS = 2
 # The study's masked LM is slow to drive (KSR 786 s for 30 prompts, expansion 816 s for 200
@@ -822,6 +823,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.setdefault("vocabulary", {}).update(found)
         if "scale" in sections:
             results["scale"] = run_scale(context, args.scale_corpora, meta, results.get("scale"))
+        if "personal" in sections:
+            began_personal = _clock()
+            results["personal"] = personal.run(
+                directory,
+                server_command,
+                _server_log(),
+                lambda row: _stamp(row, meta, began_personal),
+                sizes.model_sample,
+                sizes.lsp_sample,
+                sizes.tune_prompts,
+            )
     finally:
         for system in systems:
             system.close()

@@ -69,6 +69,7 @@ class ReplOptions:
     history_file: Path | None = None  # None: history lives only as long as the process
     debounce_s: float = 0.06
     erase_when_done: bool = False  # erase the input line once printed (stdout is the screen)
+    learn: bool = True  # the server learns each finished prompt (personal statistics)
 
 
 class Repl:
@@ -147,6 +148,8 @@ class Repl:
                 self.suggester.forget()
                 if text.strip():
                     self.emit(text)
+                    if self.options.learn:
+                        await self._learn(text)
         finally:
             if starting is not None:
                 starting.cancel()
@@ -157,6 +160,13 @@ class Repl:
             await self.lsp.start()
         except ServerUnavailable as error:
             self.say(str(error))
+
+    async def _learn(self, text: str) -> None:
+        """Learning is a convenience: a server that cannot take it costs a message, no more."""
+        try:
+            await self.lsp.learn(text)
+        except LspError as error:
+            self.say(f"not learned: {error}")
 
     def emit(self, text: str) -> None:
         """The REPL's only output on stdout: the finished prompt, one line."""

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     repl.add_argument(
         "--no-history", action="store_true", help="keep history only for this session"
     )
+    repl.add_argument(
+        "--no-learn",
+        action="store_true",
+        help="do not teach the server's personal statistics the prompts finished here",
+    )
     parser.add_argument("--version", action="version", version=f"prompt-repl {__version__}")
     return parser
 
@@ -344,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         copy=args.copy,
         history_file=history,
         erase_when_done=sys.stdout.isatty(),
+        learn=not args.no_learn,
     )
     repl = Repl(client, options, output=_terminal_output())
     asyncio.run(repl.run())

@@ -39,6 +39,8 @@ DOCUMENT_URI = "untitled:prompt-repl.prompt"
 LANGUAGE_ID = "prompt"
 EXPAND_COMMAND = "promptAutocomplete.expand"
 TOKENS_COMMAND = "promptAutocomplete.tokens"
+LEARN_COMMAND = "promptAutocomplete.learn"
+STATUS_METHOD = "promptAutocomplete/status"
 CLIENT_NAME = "prompt-repl"
 
 
@@ -726,3 +728,22 @@ class PromptServerClient:
         if not isinstance(counted, int) or not isinstance(limit, int) or not chunks:
             raise RequestFailed(f"{TOKENS_COMMAND}: unexpected answer {result!r}")
         return counted, limit or 75 * len(chunks)
+
+    async def learn(self, text: str) -> dict[str, Any]:
+        """Teach the server finished prompts, one per line (its personal statistics); what it
+        did with them (``learned``, ``duplicates``, ...)."""
+        params = types.ExecuteCommandParams(command=LEARN_COMMAND, arguments=[text])
+        return _plain(await self._request(types.WORKSPACE_EXECUTE_COMMAND, params))
+
+    async def status(self) -> dict[str, Any]:
+        """The server's model state and counters (``promptAutocomplete/status``)."""
+        return _plain(await self._request(STATUS_METHOD, None))
+
+
+def _plain(value: Any) -> Any:
+    """An answer as plain dicts: pygls gives an unknown method's objects as named tuples."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

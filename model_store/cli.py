@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -146,6 +147,71 @@ def _megabytes(directory: Path) -> str:
     return f"{total / 1e6:.1f} MB in {directory}"
 
 
+def cmd_learn(store: ModelStore, args: argparse.Namespace) -> int:
+    """Import prompts from files; every prompt in one transaction, so an interruption
+    leaves the personal layer as it was."""
+    from tqdm import tqdm
+
+    from model_store.personal import PersonalStore, Prompts, store_path
+    from model_store.prompt_files import Refused, files_under, read_prompts
+
+    files = list(files_under([Path(p).expanduser() for p in args.paths]))
+    positive: list[str] = []
+    negative: list[str] = []
+    refused: list[tuple[Path, str]] = []
+    for path in tqdm(files, desc="reading", unit="file", file=sys.stderr, leave=False):
+        try:
+            found = read_prompts(path)
+        except Refused as exc:
+            refused.append((path, str(exc)))
+            continue
+        positive.extend(found.positive)
+        negative.extend(found.negative)
+    personal = PersonalStore(store_path(store.root))
+    learned = personal.add(Prompts(tuple(positive), tuple(negative)))
+    personal.close()
+    print(
+        f"{len(files) - len(refused)} files read, {learned.learned} prompts learned, "
+        f"{learned.duplicates} duplicates skipped, {len(refused)} files refused"
+        + (f", {learned.refused} prompts too long" if learned.refused else "")
+        + (f", {learned.pruned} old rare prompts pruned" if learned.pruned else "")
+    )
+    for path, reason in refused:
+        print(f"  refused {path}: {reason}")
+    return 0
+
+
+def cmd_personal(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store.personal import PersonalStore, frequent_phrases, size_summary, store_path
+
+    personal = PersonalStore(store_path(store.root))
+    summary = size_summary(personal)
+    print(
+        f"{summary['positive']} prompts, {summary['negative']} negative prompts, "
+        f"{summary['megabytes']} MB in {personal.path}"
+    )
+    for negative, title in ((False, "most frequent phrases"), (True, "in negative prompts")):
+        phrases = frequent_phrases(personal.prompts(negative), args.top)
+        if phrases:
+            print(f"{title}:")
+            for phrase, count in phrases:
+                print(f"  {count:>6}  {phrase}")
+    personal.close()
+    return 0
+
+
+def cmd_forget(store: ModelStore, args: argparse.Namespace) -> int:
+    from model_store.personal import PersonalStore, store_path
+
+    if args.all == (args.text is not None):
+        raise ValueError("forget takes either --all or a TEXT to match, not both or neither")
+    personal = PersonalStore(store_path(store.root))
+    removed = personal.forget(None if args.all else args.text)
+    personal.close()
+    print(f"{removed} prompts forgotten")
+    return 0
+
+
 def cmd_eval(store: ModelStore, args: argparse.Namespace) -> int:
     from model_store.corpus import load_corpus
     from model_store.evaluation import perplexity
@@ -244,6 +310,9 @@ HANDLERS: dict[str, Handler] = {
     "rm": cmd_rm,
     "embed": cmd_embed,
     "explore": cmd_explore,
+    "learn": cmd_learn,
+    "personal": cmd_personal,
+    "forget": cmd_forget,
 }
 
 
@@ -317,6 +386,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     explore = commands.add_parser("explore", help="write the corpus analysis report with plots")
     explore.add_argument("data", help=DATA_HELP)
     explore.add_argument("--out", default="corpus-report", help="report directory")
+    learn = commands.add_parser(
+        "learn",
+        help="learn your prompts from text files, A1111/Forge/ComfyUI PNGs, styles.csv, folders",
+    )
+    learn.add_argument("paths", nargs="+", metavar="PATH")
+    personal = commands.add_parser("personal", help="what was learned from your prompts")
+    personal.add_argument("--top", type=int, default=10, help="phrases to show (10)")
+    forget = commands.add_parser("forget", help="forget learned prompts")
+    forget.add_argument("text", nargs="?", help="forget the prompts containing this text")
+    forget.add_argument("--all", action="store_true", help="forget every learned prompt")
     handlers = dict(HANDLERS)
     for entry in entry_points(group=COMMANDS_GROUP):
         handlers[entry.name] = entry.load()(commands)
@@ -334,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # a read-only store, a full disk, a file where a directory belongs
         print(f"prompt-models: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"prompt-models: error: the personal prompts database: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("prompt-models: interrupted; rerun the same command to resume", file=sys.stderr)

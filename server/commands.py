@@ -7,9 +7,11 @@ from typing import Any
 
 EXPAND = "promptAutocomplete.expand"
 TOKENS = "promptAutocomplete.tokens"
+LEARN = "promptAutocomplete.learn"
 DEFAULT_EXPANSIONS = 4
 MAX_EXPANSIONS = 16
 MAX_EXPAND_TEXT = 4000  # code points; longer prompts are refused, not silently cut
+MAX_LEARN_TEXT = 16_000_000  # code points: tens of thousands of prompts in one call
 
 
 class BadArguments(ValueError):
@@ -36,9 +38,17 @@ def tokens_arguments(arguments: Sequence[Any]) -> str:
     return _text(arguments[0], usage)
 
 
-def _text(text: Any, usage: str) -> str:
+def learn_arguments(arguments: Sequence[Any]) -> str:
+    """``[text]``: one or more prompts, newline-separated -> text."""
+    usage = f"{LEARN} takes [text]: prompts, one per line"
+    if len(arguments) != 1:
+        raise BadArguments(f"{usage}; got {len(arguments)} arguments")
+    return _text(arguments[0], usage, MAX_LEARN_TEXT)
+
+
+def _text(text: Any, usage: str, longest: int = MAX_EXPAND_TEXT) -> str:
     if not isinstance(text, str):
         raise BadArguments(f"{usage}; text must be a string, got {type(text).__name__}")
-    if len(text) > MAX_EXPAND_TEXT:
-        raise BadArguments(f"{usage}; text is longer than {MAX_EXPAND_TEXT} characters")
+    if len(text) > longest:
+        raise BadArguments(f"{usage}; text is longer than {longest} characters")
     return text

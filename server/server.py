@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from pygls.exceptions import (
 )
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 
 from server import __version__, commands, items, stdio
 from server.diagnostics import token_diagnostics
@@ -34,9 +36,18 @@ from server.engine import clip_tokens
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
-from server.worker import EngineState, InFlight, ModelWorker, Priority
+from server.worker import (
+    EngineState,
+    InFlight,
+    Loading,
+    ModelWorker,
+    Priority,
+    ProgressCallback,
+    load_engine,
+)
 
 if TYPE_CHECKING:
+    from model_store.personal import PersonalLayer
     from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
@@ -56,7 +67,17 @@ class PromptProtocol(LanguageServerProtocol):
       future of ``workspace/executeCommand``, which would leave the model thread running.
     - A request whose params cannot be read gets an InvalidParams answer; pygls only logs it,
       which leaves the client waiting forever.
+    - A closed document's text is kept for the ``didClose`` handler (to learn its prompts):
+      pygls drops the document before calling it.
     """
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
+        server = cast(PromptLanguageServer, self._server)
+        document = self.workspace.text_documents.get(params.text_document.uri)
+        if document is not None and server.settings.serves(document.language_id, document.path):
+            server.closed_texts[params.text_document.uri] = document.source
+        yield from super().lsp_text_document__did_close(params)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         super()._handle_cancel_notification(msg_id)
@@ -111,7 +132,10 @@ class PromptLanguageServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.settings = ServerSettings()
-        self.worker = ModelWorker()
+        self.worker = ModelWorker(loader=self._load_engine)
+        self._personal: PersonalLayer | None = None
+        self.closed_texts: dict[str, str] = {}  # uri -> text, until didClose learns it
+        self._personal_lock = threading.Lock()
         self.in_flight = InFlight()
         self.initialization_options: Any = None
         self.client_shows_ghost_text = False  # it declared textDocument/inlineCompletion
@@ -202,6 +226,53 @@ class PromptLanguageServer(LanguageServer):
         """The engine kept its settings: make the server's agree, and tell the user."""
         self.settings = dataclasses.replace(self.settings, engine=self.worker.settings)
         self._warn_about_settings([f"the model refused them: {reason}"])
+
+    # -- personal statistics -------------------------------------------------------------
+
+    def personal(self) -> PersonalLayer:
+        """The user's prompts and their statistics, opened on first use (off the loop)."""
+        with self._personal_lock:
+            if self._personal is None:
+                from model_store.personal import PersonalLayer
+
+                self._personal = PersonalLayer.open()
+            return self._personal
+
+    def _load_engine(self, ref: str, threads: int | None, progress: ProgressCallback) -> Loading:
+        """``worker.load_engine`` with the personal layer; a store where it cannot be opened
+        (read-only, a broken database) serves without it rather than not at all."""
+        try:
+            personal = self.personal()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("personal statistics not used: %s", exc)
+            personal = None
+        return load_engine(ref, threads, progress, personal=personal)
+
+    async def learn(self, text: str) -> dict[str, Any]:
+        """Learn the prompts in ``text`` (one per line) unless the ``learn`` setting is off.
+
+        The store's transaction runs on the default executor: it never waits for the model
+        thread, and completions never wait for it.
+        """
+        if not self.settings.learn:
+            return {"learned": 0, "disabled": True}
+        from model_store.personal import split_lines
+
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(
+                None, lambda: self.personal().learn(split_lines(text))
+            )
+        except Exception as exc:  # a full disk, a locked or broken database
+            log.exception("learning prompts failed")
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Warning,
+                    message=f"Prompt autocompletion: could not learn prompts: {exc}",
+                )
+            )
+            return {"learned": 0, "error": str(exc)}
+        return dataclasses.asdict(found)
 
     # -- model loading -------------------------------------------------------------------
 
@@ -310,7 +381,11 @@ class PromptLanguageServer(LanguageServer):
 
     def status(self) -> dict[str, Any]:
         stats = self.worker.stats
+        personal = self._personal
         return {
+            "personal": None
+            if personal is None
+            else {"counted": list(personal.counted()), "idle": personal.wait_counted(0)},
             "state": self.worker.state.value,
             "model": self.worker.model_ref,
             "statistics": self.worker.statistics,
@@ -325,6 +400,8 @@ class PromptLanguageServer(LanguageServer):
     def shutdown(self) -> None:
         self.in_flight.stop_all()
         self.worker.shutdown()
+        if self._personal is not None:
+            self._personal.close()
         super().shutdown()
 
 
@@ -366,9 +443,21 @@ def did_change(ls: PromptLanguageServer, params: types.DidChangeTextDocumentPara
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: PromptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+async def did_close(ls: PromptLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    """A closed prompt document's lines are the user's prompts (each distinct line once)."""
     ls.in_flight.document_changed(params.text_document.uri)
     ls.publish_token_diagnostics(params.text_document.uri)
+    text = ls.closed_texts.pop(params.text_document.uri, None)
+    if text is not None:
+        await ls.learn(text)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE)
+async def did_save(ls: PromptLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+    """A saved prompt document's lines are the user's prompts (each distinct line once)."""
+    document = ls.workspace.text_documents.get(params.text_document.uri)
+    if document is not None and ls.settings.serves(document.language_id, document.path):
+        await ls.learn(document.source)
 
 
 @SERVER.feature(
@@ -442,6 +531,15 @@ def tokens(ls: PromptLanguageServer, *arguments: Any) -> dict[str, Any]:
         "chunks": counted.chunk_tokens,
         "limit": ls.settings.token_limit,
     }
+
+
+@SERVER.command(commands.LEARN)
+async def learn(ls: PromptLanguageServer, *arguments: Any) -> dict[str, Any]:
+    try:
+        text = commands.learn_arguments(arguments)
+    except commands.BadArguments as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
+    return await ls.learn(text)
 
 
 @SERVER.feature(STATUS_METHOD)

@@ -39,6 +39,7 @@ class ServerSettings:
     language_ids: tuple[str, ...] = ("plaintext", "text", "txt", "markdown", "prompt")
     file_patterns: tuple[str, ...] = ("*.prompt",)
     token_limit: int = 75  # CLIP tokens before a warning; 0: chunks are only noted
+    learn: bool = True  # learn the user's prompts (the learn command, saved and closed files)
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     def serves(self, language_id: str | None, path: str | None) -> bool:
@@ -145,6 +146,7 @@ _SERVER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "languageIds": ("language_ids", _strings),
     "filePatterns": ("file_patterns", _strings),
     "tokenLimit": ("token_limit", _int_in(0, MAX_TOKEN_LIMIT)),
+    "learn": ("learn", _bool),
 }
 _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "maxItems": ("max_items", _int_in(1, MAX_ITEMS_LIMIT)),

@@ -33,6 +33,7 @@ from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
 if TYPE_CHECKING:
+    from model_store.personal import PersonalLayer
     from server.engine.kinds import Engine
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,17 @@ class Loader(Protocol):
     ) -> Engine | Loading: ...
 
 
-def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Loading:
+def load_engine(
+    ref: str,
+    threads: int | None,
+    progress: ProgressCallback,
+    personal: PersonalLayer | None = None,
+) -> Loading:
     """Resolve ``ref`` through the model store (may download or train) and map the word
     statistics of its training corpus: the full ones when built (``prompt-models stats``),
     else the pack shipped with the default model. The engine for the model's kind is built
-    later, by ``Loading.full``.
+    later, by ``Loading.full``. Both engines blend the user's ``personal`` statistics into
+    the corpus's.
 
     Damaged statistics are reported (the file and how to repair it) and the model serves
     alone meanwhile.
@@ -96,13 +103,15 @@ def load_engine(ref: str, threads: int | None, progress: ProgressCallback) -> Lo
         progress(f"loading model {checkpoint.name}", None)
         # torch and transformers take seconds to import: never before `initialize` is
         # answered, and never before the statistics serve.
-        return engine_for(checkpoint.kind, checkpoint.path, threads, word_stats=word_stats)
+        return engine_for(
+            checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
+        )
 
     early = None
     if word_stats is not None:
         from server.engine.stats_engine import StatisticsEngine
 
-        early = StatisticsEngine(word_stats)
+        early = StatisticsEngine(word_stats, personal=personal)
     return Loading(full, early, statistics, notice)
 
 

@@ -18,6 +18,7 @@ from prompt_toolkit.input import create_pipe_input
 
 from client_tui.lsp import PromptServerClient, ServerState
 from client_tui.suggest import first_word
+from model_store.personal import PersonalStore, store_path
 from tests.repl_support import (
     ALT_LEFT_BRACKET,
     ALT_RIGHT_BRACKET,
@@ -43,8 +44,13 @@ PARTIAL = "woman portra"
 
 
 @pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PromptServerClient]:
-    client = make_client(tmp_path_factory.mktemp("home"))
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+async def server(home: Path) -> AsyncIterator[PromptServerClient]:
+    client = make_client(home)
     await asyncio.wait_for(client.start(), WAIT_S)
     await wait_until_loaded(client)
     yield client
@@ -166,6 +172,33 @@ async def test_enter_prints_only_the_typed_line_and_keeps_history(repl: ReplDriv
     await repl.press(ENTER)
     await wait_for(lambda: repl.printed() == [IDEA], "the prompt on stdout")
     assert IDEA in repl.repl.session.history.get_strings()
+
+
+def learned(home: Path) -> list[str]:
+    store = PersonalStore(store_path(home))
+    try:
+        return store.prompts(negative=False)
+    finally:
+        store.close()
+
+
+async def test_enter_teaches_the_server_the_prompt(repl: ReplDriver, home: Path) -> None:
+    await repl.type("a lighthouse in fog")
+    await repl.press(ENTER)
+    await wait_for(lambda: "a lighthouse in fog" in learned(home), "the prompt to be learned")
+
+
+async def test_with_no_learn_enter_teaches_nothing(
+    server: PromptServerClient, home: Path, tmp_path: Path
+) -> None:
+    with create_pipe_input() as pipe:
+        driver = ReplDriver(server, pipe, history_file=tmp_path / "history", learn=False)
+        await driver.start()
+        await driver.type("a secret prompt")
+        await driver.press(ENTER)
+        await wait_for(lambda: driver.printed() == ["a secret prompt"], "the prompt on stdout")
+        await driver.quit()
+    assert "a secret prompt" not in learned(home)
 
 
 async def test_ctrl_c_clears_the_line_without_printing(repl: ReplDriver) -> None:

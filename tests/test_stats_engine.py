@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from model_store.ngram import counting
+from model_store.personal import PersonalLayer, PersonalStore, Prompts
 from server.engine.stats_engine import StatisticsEngine
 from server.engine.types import EngineSettings
 from tests.test_engine_blend import CORPUS
@@ -27,6 +29,19 @@ def test_words_and_ghost_text_come_from_the_statistics(engine: StatisticsEngine)
     ghost = engine.inline("a ca", 4)
     assert ghost and ghost[0].new_text.startswith("t on a mat")
     assert engine.expand("a cat", 2) == []  # expansions are the LM's
+
+
+def test_the_users_own_words_serve_before_torch_too(tmp_path: Path) -> None:
+    layer = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3"))
+    try:
+        layer.learn(Prompts(("a cat, 1girl, silver hair", "a cat, 1girl, city lights")))
+        assert layer.wait_counted(60)
+        found = StatisticsEngine(counting.build(CORPUS), SETTINGS, personal=layer)
+        assert found.inline("a cat, 1g", 9)[0].new_text.startswith("irl,")
+        alone = StatisticsEngine(counting.build(CORPUS), SETTINGS).inline("a cat, 1g", 9)
+        assert not any(item.new_text.startswith("irl") for item in alone)
+    finally:
+        layer.close()
 
 
 def test_settings_apply_as_in_the_full_engine(engine: StatisticsEngine) -> None:

@@ -41,15 +41,17 @@ CHUNK = 2_000_000  # successors scored at once while estimating and pruning
 TINY = 1e-30
 
 
-def _discount(counts: np.ndarray) -> float:
-    return discount_of(int(np.count_nonzero(counts == 1)), int(np.count_nonzero(counts == 2)))
+def _discount(counts: np.ndarray, cap: float = 1.0) -> float:
+    return discount_of(
+        int(np.count_nonzero(counts == 1)), int(np.count_nonzero(counts == 2)), cap
+    )
 
 
-def discount_of(n1: int, n2: int) -> float:
-    """D = n1 / (n1 + 2 n2) from the numbers of n-grams seen once and twice."""
+def discount_of(n1: int, n2: int, cap: float = 1.0) -> float:
+    """D = n1 / (n1 + 2 n2) from the numbers of n-grams seen once and twice, at most ``cap``."""
     if n1 == 0:
-        return 0.5
-    return n1 / (n1 + 2 * n2)
+        return min(0.5, cap)
+    return min(n1 / (n1 + 2 * n2), cap)
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,16 @@ def build(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     return estimate(count(prompts, order, min_count))
 
 
-def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_COUNT) -> Counts:
+def count(
+    prompts: Iterable[str],
+    order: int = MAX_ORDER,
+    min_count: int = MIN_COUNT,
+    max_discount: float = 1.0,
+) -> Counts:
     """Count the n-grams of ``prompts`` up to ``order``; above the trigram, those seen fewer
-    than ``min_count`` times are pruned."""
+    than ``min_count`` times are pruned. Every discount is at most ``max_discount``: over a
+    handful of prompts most n-grams are seen once, D = n1 / (n1 + 2 n2) reaches 1 and would
+    discount every count away (the personal layer caps it)."""
     if order < 3 or min_count < 1:
         raise ValueError(
             f"order must be at least 3 and min_count at least 1, got {order}, {min_count}"
@@ -93,9 +102,9 @@ def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     del targets
     tri_keys, tri_counts = np.unique(keys, return_counts=True)
     del keys
-    unigram, floor, levels = from_trigrams(tri_keys, tri_counts, width)
+    unigram, floor, levels = from_trigrams(tri_keys, tri_counts, width, max_discount)
     for n in range(4, order + 1):
-        levels.append(_higher_order(ids, n, levels, width, min_count))
+        levels.append(_higher_order(ids, n, levels, width, min_count, max_discount))
     return Counts(vocab, unigram, floor, tuple(levels))
 
 
@@ -129,7 +138,7 @@ def with_markers(ids: np.ndarray, width: int) -> np.ndarray:
 
 
 def from_trigrams(
-    tri_keys: np.ndarray, tri_counts: np.ndarray, width: int
+    tri_keys: np.ndarray, tri_counts: np.ndarray, width: int, max_discount: float = 1.0
 ) -> tuple[np.ndarray, float, list[Counted]]:
     """The unigram, its floor and orders 2 and 3, all derived from the sorted trigram keys
     ``(a * width + b) * width + c`` and their counts."""
@@ -152,7 +161,7 @@ def from_trigrams(
     del bi_keys, bi_context
 
     continuation = np.bincount(bi_words, minlength=width).astype(np.float64)
-    d1, d2, d3 = _discount(continuation), _discount(bi_counts), _discount(tri_counts)
+    d1, d2, d3 = (_discount(c, max_discount) for c in (continuation, bi_counts, tri_counts))
     total1 = continuation.sum()
     floor = d1 * np.count_nonzero(continuation) / total1 / width
     unigram = np.maximum(continuation - d1, 0) / total1 + floor
@@ -165,7 +174,12 @@ def from_trigrams(
 
 
 def _higher_order(
-    ids: np.ndarray, order: int, lower: Sequence[Counted], width: int, min_count: int
+    ids: np.ndarray,
+    order: int,
+    lower: Sequence[Counted],
+    width: int,
+    min_count: int,
+    max_discount: float,
 ) -> Counted:
     """Count the n-grams of ``order`` in the padded id stream and prune the rare ones."""
     rows = window_starts(ids, order, width)
@@ -181,7 +195,7 @@ def _higher_order(
     first[1:] = (contexts[1:] != contexts[:-1]) | (targets[1:] != targets[:-1])
     at = np.flatnonzero(first)
     counts = np.diff(np.append(at, len(contexts)))
-    return pruned(contexts[at], targets[at], counts, _discount(counts), min_count)
+    return pruned(contexts[at], targets[at], counts, _discount(counts, max_discount), min_count)
 
 
 def window_starts(ids: np.ndarray, order: int, width: int) -> np.ndarray:

@@ -15,6 +15,10 @@ Once ``LM_LETTERS`` letters of the word are typed, ``P_KN`` ranks alone.
 
 Words are whitespace-separated with punctuation attached ("portrait,"), as the statistics
 count them (``model_store.ngram``).
+
+With a personal layer (``personal_words``), the user's likeliest words join the candidates
+before the LM scores them, and the user's statistics take a share of every word's blended
+probability; inside a ``Negative prompt:`` part their negative prompts' statistics are used.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 
 from model_store.ngram.model import WordNgram
 from server.engine.filters import has_content
+from server.engine.personal_words import Candidates, PersonalWords
 from server.engine.syntax import CursorContext, cut_unbalanced
 from server.engine.types import Budget, EngineSettings, Suggestion
 from server.engine.words import per_word, split_typed
@@ -69,10 +74,18 @@ class WordBlender:
     corpus ranks alone. Needs numpy, never torch: the LM's part is ``lm_words``.
     """
 
-    def __init__(self, stats: WordNgram, lm: WordScorer | None = None) -> None:
+    def __init__(
+        self,
+        stats: WordNgram,
+        lm: WordScorer | None = None,
+        personal: PersonalWords | None = None,
+    ) -> None:
         self._stats = stats
         self._lm = lm
-        self._recent: OrderedDict[tuple[str, bool, float], list[RankedWord]] = OrderedDict()
+        self._personal = personal
+        self._recent: OrderedDict[tuple[str, bool, float, bool, int], list[RankedWord]] = (
+            OrderedDict()
+        )
         self._ends_known: dict[tuple[int, int], float] = {}
         self._settings = EngineSettings()
         self._allowed: Callable[[str], bool] = lambda _: True
@@ -85,6 +98,7 @@ class WordBlender:
         use_lm: bool = True,
         weight: float = BLEND_WEIGHT,
         lm_letters: int | None = LM_LETTERS,
+        negative: bool = False,
     ) -> list[RankedWord]:
         """Words that finish the word being typed at the end of ``before``, best first.
 
@@ -94,7 +108,8 @@ class WordBlender:
         ``lm_letters`` letters of the word are typed (None: never), or once the time budget
         is spent. The last few rankings are remembered: an editor asks for the menu and the
         ghost text at the same place. One cut short by the time budget is not: it would
-        stand for the full ranking at that place from then on.
+        stand for the full ranking at that place from then on. ``negative``: the word is in a
+        negative prompt (the user's negative statistics join in, not their prompts').
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the blend weight must be within [0, 1], got {weight}")
@@ -102,11 +117,12 @@ class WordBlender:
         if lm_letters is not None:
             use_lm = use_lm and len(typed[1]) < lm_letters
         use_lm = use_lm and weight > 0 and self._lm is not None
-        key = (before, use_lm, weight)
+        generation = self._personal.generation if self._personal is not None else 0
+        key = (before, use_lm, weight, negative, generation)
         known = self._recent.get(key)
         if known is not None:
             return known
-        ranked, complete = self._rank(before, typed, budget, allowed, use_lm, weight)
+        ranked, complete = self._rank(before, typed, budget, allowed, use_lm, weight, negative)
         if complete:
             self._recent[key] = ranked
             while len(self._recent) > RECENT_RANKINGS:
@@ -128,6 +144,7 @@ class WordBlender:
         allowed: Callable[[str], bool],
         use_lm: bool,
         weight: float,
+        negative: bool,
     ) -> tuple[list[RankedWord], bool]:
         """The ranking, and whether it is what was asked for (False: the LM was to score but
         the time ran out)."""
@@ -144,10 +161,19 @@ class WordBlender:
                 CANDIDATES,
             )
         )
-        if not candidates:
+        found = Candidates(
+            [token for token, _ in candidates],
+            ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates],
+            np.array([p for _, p in candidates], dtype=np.float64),
+        )
+        mixing = None
+        if self._personal is not None:  # the user's own statistics (personal_words)
+            mixing = self._personal.mixing(words, negative, self._settings.personal_weight)
+        if mixing is not None:
+            found = mixing.with_candidates(stats, history, partial, allowed, found)
+        if not found.texts:
             return [], True
-        texts = ["" if token == stats.eos else stats.vocab[token] for token, _ in candidates]
-        corpus = np.array([p for _, p in candidates])
+        texts, corpus = found.texts, found.corpus
         blended = corpus
         complete = not use_lm
         if use_lm and self._lm is not None and budget.left():
@@ -156,7 +182,9 @@ class WordBlender:
             # At weight 1 an LM probability can underflow to 0: keep every score loggable.
             blended = np.maximum((1 - weight) * corpus + weight * lm, np.finfo(np.float64).tiny)
             complete = True
-        ends = self._ends(history[-1], [token for token, _ in candidates])
+        if mixing is not None:
+            blended = mixing.mixed(texts, blended)
+        ends = self._ends(history[-1], found.tokens)
         order = np.argsort(-blended, kind="stable")
         return [RankedWord(texts[i], float(blended[i]), ends[i]) for i in order], complete
 
@@ -167,6 +195,7 @@ class WordBlender:
         allowed: Callable[[str], bool],
         weight: float = BLEND_WEIGHT,
         lm_letters: int | None = LM_LETTERS,
+        negative: bool = False,
     ) -> tuple[str, float]:
         """Up to ``GHOST_WORDS`` best words chained greedily: text to insert at the cursor, and
         the sum of the words' log-probabilities.
@@ -180,7 +209,13 @@ class WordBlender:
         context = before
         for step in range(GHOST_WORDS):
             ranked = self.rank(
-                context, budget, allowed, use_lm=step == 0, weight=weight, lm_letters=lm_letters
+                context,
+                budget,
+                allowed,
+                use_lm=step == 0,
+                weight=weight,
+                lm_letters=lm_letters,
+                negative=negative,
             )
             if not ranked or not ranked[0].text:
                 break
@@ -209,6 +244,7 @@ class WordBlender:
             self._allowed,
             weight=settings.blend_weight,
             lm_letters=settings.blend_lm_letters,
+            negative=where.negative,
         )
         skipped = {partial}  # choosing the typed word itself gains nothing
         if settings.menu_skips_ghost and ranked and _shown_in_ghost(ranked[0].text, partial, where):
@@ -231,7 +267,12 @@ class WordBlender:
         before = text[where.segment_start : where.cursor]
         settings = self._settings
         ghost, logprob = self.ghost(
-            before, budget, self._allowed, settings.blend_weight, settings.blend_lm_letters
+            before,
+            budget,
+            self._allowed,
+            settings.blend_weight,
+            settings.blend_lm_letters,
+            negative=where.negative,
         )
         ghost = cut_unbalanced(ghost, where.brackets)
         _, partial, _ = split_typed(before)

@@ -30,6 +30,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model_store.ngram.model import WordNgram
+from model_store.personal import PersonalLayer
 from server.engine import decoding
 from server.engine.blend import WordBlender
 from server.engine.decoding import Word
@@ -37,6 +38,7 @@ from server.engine.expansions import sample_expansions
 from server.engine.ghost import GhostMemory
 from server.engine.healing import Request, prepare
 from server.engine.lm_words import LMWordScorer
+from server.engine.personal_words import PersonalWords
 from server.engine.phrases import PhraseDecoder, phrase_suggestions
 from server.engine.ranking import merge, option_suggestions, rank
 from server.engine.requests import (
@@ -80,6 +82,7 @@ class CompletionEngine:
         threads: int | None = None,
         word_stats: WordNgram | None = None,
         source: Path | None = None,
+        personal: PersonalLayer | None = None,
     ) -> None:
         """``runner``: the model (``load_runner``, or a scripted one in tests); ``tokenizer``
         and ``eos_id``: its fast tokenizer and end-of-text token (``load_tokenizer``);
@@ -88,6 +91,7 @@ class CompletionEngine:
         ``word_stats``: the training corpus's word statistics; with them, words and ghost text
         are ranked by the blend of ``blend.py``, which saves many more keystrokes than the LM
         alone (docs/BENCHMARKS.md). Phrases in the menu and expansions stay the LM's.
+        ``personal``: the user's own statistics, blended into those words (with ``word_stats``).
 
         ``threads``: torch's process-wide thread count (``requests.set_threads``).
         """
@@ -97,7 +101,11 @@ class CompletionEngine:
         self.source = source
         self._vocab = Vocabulary(tokenizer, eos_id, runner.vocab_size)
         self._blender = (
-            WordBlender(word_stats, LMWordScorer(self._runner, self._vocab, self._encode))
+            WordBlender(
+                word_stats,
+                LMWordScorer(self._runner, self._vocab, self._encode),
+                PersonalWords(personal, word_stats) if personal is not None else None,
+            )
             if word_stats is not None
             else None
         )
@@ -114,6 +122,7 @@ class CompletionEngine:
         settings: EngineSettings | None = None,
         threads: int | None = None,
         word_stats: WordNgram | None = None,
+        personal: PersonalLayer | None = None,
     ) -> CompletionEngine:
         """Load a model directory (weights, config and tokenizer) without touching a network."""
         path = Path(path)
@@ -128,6 +137,7 @@ class CompletionEngine:
             threads=threads,
             word_stats=word_stats,
             source=path,
+            personal=personal,
         )
 
     @property

@@ -11,6 +11,7 @@ from server.engine.types import EngineSettings, Suggestion
 
 if TYPE_CHECKING:
     from model_store.ngram.model import WordNgram
+    from model_store.personal import PersonalLayer
 
 
 class Engine(Protocol):
@@ -36,22 +37,30 @@ class Engine(Protocol):
     ) -> list[str]: ...
 
 
-Loader = Callable[[Path, "int | None", "WordNgram | None"], Engine]
+Loader = Callable[[Path, "int | None", "WordNgram | None", "PersonalLayer | None"], Engine]
 
 
-def _causal(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
+def _causal(
+    path: Path, threads: int | None, word_stats: WordNgram | None, personal: PersonalLayer | None
+) -> Engine:
     from server.engine.causal_fill import InfillingEngine
 
-    return InfillingEngine.from_checkpoint(path, threads=threads, word_stats=word_stats)
+    return InfillingEngine.from_checkpoint(
+        path, threads=threads, word_stats=word_stats, personal=personal
+    )
 
 
-def _word_lstm(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
+def _word_lstm(
+    path: Path, threads: int | None, word_stats: WordNgram | None, personal: PersonalLayer | None
+) -> Engine:
     from server.engine.study.lstm_engine import WordLSTMEngine
 
     return WordLSTMEngine.from_checkpoint(path, threads=threads)
 
 
-def _masked(path: Path, threads: int | None, word_stats: WordNgram | None) -> Engine:
+def _masked(
+    path: Path, threads: int | None, word_stats: WordNgram | None, personal: PersonalLayer | None
+) -> Engine:
     from server.engine.study.mlm_engine import MaskedLMEngine
 
     return MaskedLMEngine.from_checkpoint(path, threads=threads)
@@ -66,15 +75,16 @@ def engine_for(
     threads: int | None = None,
     *,
     word_stats: WordNgram | None = None,
+    personal: PersonalLayer | None = None,
 ) -> Engine:
     """The engine for a verified checkpoint directory of ``kind`` (its manifest's).
 
-    Word statistics blend into the causal engine's words; the study's models rank whole words
-    already and do not use them.
+    Word statistics (the corpus's, and the user's ``personal`` ones) blend into the causal
+    engine's words; the study's models rank whole words already and do not use them.
     """
     loader = LOADERS.get(kind)
     if loader is None:
         raise ValueError(
             f"{path}: cannot serve a model of kind {kind!r}; servable kinds: {', '.join(LOADERS)}"
         )
-    return loader(Path(path), threads, word_stats)
+    return loader(Path(path), threads, word_stats, personal)

@@ -65,6 +65,8 @@ def check_settings(settings: EngineSettings, max_expansion_tokens: int) -> TermF
         )
     if not 0.0 <= settings.blend_weight <= 1.0:
         raise ValueError(f"blend_weight must be within [0, 1], got {settings.blend_weight}")
+    if not 0.0 <= settings.personal_weight <= 1.0:
+        raise ValueError(f"personal_weight must be within [0, 1], got {settings.personal_weight}")
     letters = settings.blend_lm_letters
     if letters is not None and (not isinstance(letters, int) or letters < 0):
         raise ValueError(f"blend_lm_letters must be None or a count >= 0, got {letters!r}")

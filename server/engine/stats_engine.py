@@ -3,7 +3,8 @@
 Importing torch takes seconds (4.4 s to the first completion on these machines); the
 statistics are numpy arrays mapped in milliseconds. This engine answers word completions and
 ghost text from them (``blend.WordBlender`` without its LM) until the server switches to the
-full engine. Expansions need the LM: it offers none.
+full engine, with the user's personal statistics as the full engine blends them. Expansions
+need the LM: it offers none.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import threading
 
 from model_store.ngram.model import WordNgram
+from model_store.personal import PersonalLayer
 from server.engine.blend import WordBlender
 from server.engine.filters import TermFilter
+from server.engine.personal_words import PersonalWords
 from server.engine.ranking import option_suggestions
 from server.engine.requests import check_cursor
 from server.engine.syntax import analyse
@@ -22,8 +25,14 @@ from server.engine.types import Budget, EngineSettings, Suggestion
 class StatisticsEngine:
     """The ``Engine`` calls, answered by the word statistics (numpy only, no torch)."""
 
-    def __init__(self, stats: WordNgram, settings: EngineSettings | None = None) -> None:
-        self._blender = WordBlender(stats)
+    def __init__(
+        self,
+        stats: WordNgram,
+        settings: EngineSettings | None = None,
+        personal: PersonalLayer | None = None,
+    ) -> None:
+        mine = PersonalWords(personal, stats) if personal is not None else None
+        self._blender = WordBlender(stats, personal=mine)
         self._lock = threading.Lock()
         self.update_settings(settings or EngineSettings())
 

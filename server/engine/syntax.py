@@ -134,6 +134,7 @@ class CursorContext:
     brackets: str = ""
     options: tuple[str, ...] = ()
     option_start: int = 0
+    negative: bool = False  # after a ``Negative prompt:`` label
 
     @property
     def in_word(self) -> bool:
@@ -159,7 +160,8 @@ def analyse(text: str, cursor: int) -> CursorContext:
         return none()
     segment_start = line_start
     stripped = len(line) - len(line.lstrip())
-    if line[stripped:].casefold().startswith(NEGATIVE_LABEL):
+    negative = line[stripped:].casefold().startswith(NEGATIVE_LABEL)
+    if negative:
         label_end = line_start + stripped + len(NEGATIVE_LABEL)
         if cursor < label_end:
             return none()
@@ -199,7 +201,9 @@ def analyse(text: str, cursor: int) -> CursorContext:
 
     word_start, word_end = word_span(text, cursor, segment_start)
     word_end = min(word_end, line_end)
-    return CursorContext("text", cursor, segment_start, line_end, word_start, word_end, brackets)
+    return CursorContext(
+        "text", cursor, segment_start, line_end, word_start, word_end, brackets, negative=negative
+    )
 
 
 def _midjourney_parameters(before: str, offset: int, cursor: int) -> CursorContext | None:

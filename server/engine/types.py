@@ -63,6 +63,10 @@ class EngineSettings:
     # the LM's rescoring did not change the keystroke savings on tuning prompts, and it was
     # most of a keystroke's time.
     blend_lm_letters: int | None = 4
+    # The user's own statistics take up to this share of a word's probability, where they
+    # have often written the words before it (personal_words.personal_share; tuned on modern-style
+    # prompts, docs/BENCHMARKS.md); 0 turns the personal layer off.
+    personal_weight: float = 0.9
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False

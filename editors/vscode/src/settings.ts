@@ -26,6 +26,7 @@ export const SERVER_KEYS = [
   "loraDirs",
   "embeddingDirs",
   "wildcardDirs",
+  "learn",
 ] as const;
 
 /** Settings only the extension reads; never sent (the server reports unknown keys). */
