@@ -17,7 +17,7 @@ from server.engine.blend import WordBlender
 from server.engine.filters import TermFilter
 from server.engine.personal_words import PersonalWords
 from server.engine.ranking import option_suggestions
-from server.engine.requests import check_cursor
+from server.engine.requests import check_cursor, check_limit
 from server.engine.syntax import analyse
 from server.engine.types import Budget, EngineSettings, Suggestion
 
@@ -61,7 +61,7 @@ class StatisticsEngine:
     ) -> list[Suggestion]:
         """Menu words that finish the typed word (or follow it), as the full engine's are."""
         cursor = check_cursor(text, cursor)
-        limit = self._settings.max_items if limit is None else limit
+        limit = check_limit(limit, self._settings.max_items)
         with self._lock:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
