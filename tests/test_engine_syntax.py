@@ -12,7 +12,6 @@ from server.engine.syntax import (
     open_brackets,
     phrase_end,
     split_phrases,
-    word_span,
 )
 
 
@@ -36,21 +35,6 @@ class TestWords:
         where = analyse("woman portrait", 10)
         assert (where.word_start, where.word_end) == (6, 14)
         assert where.inside_word
-
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("sci-f", (0, 5)),  # a hyphen between letters joins
-            ("artist's", (0, 8)),
-            ("8k", (0, 2)),
-            ("cafe\u0301", (0, 5)),  # a combining mark stays in the word
-            ("a --", (4, 4)),  # dashes after a space are not a word
-            ("猫", (0, 1)),
-            ("🐱", (1, 1)),  # an emoji is not a word character
-        ],
-    )
-    def test_word_span(self, text: str, expected: tuple[int, int]) -> None:
-        assert word_span(text, len(text)) == expected
 
 
 class TestWeightsAndBrackets:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
 
-PACKAGES = ("server", "client_tui", "model_store", "benchmarks")
+# prompt_words, what a word is, sits below them all: every package may import it.
+PACKAGES = ("prompt_words", "server", "client_tui", "model_store", "benchmarks")
 
 
 def _module_name(path: Path) -> str:
@@ -53,6 +55,7 @@ def _top(module: str) -> str:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
+        ("prompt_words", {"server", "client_tui", "model_store", "benchmarks"}),
         ("model_store", {"server", "client_tui", "benchmarks"}),
         ("server", {"client_tui", "benchmarks"}),
         ("client_tui", {"server", "model_store", "benchmarks"}),
@@ -69,6 +72,17 @@ def test_packages_import_only_downwards(
         if _top(target) in forbidden
     }
     assert not wrong
+
+
+def test_prompt_words_needs_only_the_standard_library() -> None:
+    imported: set[str] = set()
+    for path in (REPO_ROOT / "prompt_words").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}
 
 
 def test_no_module_imports_itself_through_others(graph: dict[str, set[str]]) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from prompt_words import is_word_char, is_word_part
 from server.engine.runner import Context, Runner
-from server.engine.syntax import is_word_char, is_word_part
 from server.engine.types import Budget
 from server.engine.vocab import Vocabulary
 from server.engine.words import per_word

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
+from prompt_words import is_word_part
 from server.engine import decoding
 from server.engine.decoding import Row, Word
 from server.engine.filters import TermFilter, has_content, known_phrases, loop_start, repeats_known
 from server.engine.healing import Request
 from server.engine.runner import Runner
-from server.engine.syntax import cut_unbalanced, is_word_part, phrase_end
+from server.engine.syntax import cut_unbalanced, phrase_end
 from server.engine.text import (
     drop_trailing_function_words,
     drop_unfinished_word,

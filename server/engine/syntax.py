@@ -9,9 +9,10 @@ and ``((word))``, de-emphasis ``[word]``, prompt editing ``[a:b:0.5]``, alternat
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Literal
+
+from prompt_words import is_word_char, is_word_part, word_span
 
 OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 CLOSERS = {closer: opener for opener, closer in OPENERS.items()}
@@ -50,52 +51,6 @@ ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "4:5
 WEIGHTS = ("1.1", "1.2", "1.3", "1.4", "1.5", "0.9", "0.8", "0.7")
 
 Mode = Literal["text", "options", "none"]
-
-
-# What a word is, for every part of the engine: word characters, and joiners between them.
-# Characters that join word parts ("sci-fi", "artist's") without ending the word.
-WORD_JOINERS = "-'"
-# Words as counted for scores per word: "sci-fi" and "artist's" are one word each.
-_WORDS = re.compile(r"\w+(?:['-]\w+)*")
-
-
-def is_word_char(char: str) -> bool:
-    """Letters, digits, underscore and combining marks ("cafe" + U+0301 stays one word)."""
-    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
-
-
-def is_word_part(text: str) -> bool:
-    """Whether ``text`` has only word characters and joiners: it can sit inside a word."""
-    return all(is_word_char(char) or char in WORD_JOINERS for char in text)
-
-
-def count_words(text: str) -> int:
-    return len(_WORDS.findall(text))
-
-
-def _is_joiner_at(text: str, index: int) -> bool:
-    """A hyphen or apostrophe between word characters ("sci-fi", "artist's") is part of a word."""
-    return (
-        text[index] in WORD_JOINERS
-        and index > 0
-        and is_word_char(text[index - 1])
-        and index + 1 < len(text)
-        and is_word_char(text[index + 1])
-    )
-
-
-def word_span(text: str, cursor: int, lower_bound: int = 0) -> tuple[int, int]:
-    """Start and end of the word touching ``cursor``; (cursor, cursor) when there is none."""
-    start = cursor
-    while start > lower_bound and (
-        is_word_char(text[start - 1])
-        or (text[start - 1] in "-'" and _is_joiner_at(text, start - 1))
-    ):
-        start -= 1
-    end = cursor
-    while end < len(text) and (is_word_char(text[end]) or _is_joiner_at(text, end)):
-        end += 1
-    return start, end
 
 
 def open_brackets(text: str) -> str:

@@ -6,7 +6,7 @@ these decide where it ends.
 
 from __future__ import annotations
 
-from server.engine.syntax import is_word_char, is_word_part
+from prompt_words import is_word_char, is_word_part
 
 # fmt: off
 FUNCTION_WORDS = frozenset({

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from server.engine.syntax import WORD_JOINERS, is_word_char, is_word_part
+from prompt_words import WORD_JOINERS, is_word_char, is_word_part
 
 
 @lru_cache(maxsize=1)
