@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from prompt_words import whitespace_words
+
 
 @torch.inference_mode()
 def perplexity(
@@ -39,7 +41,7 @@ def perplexity(
         rows: list[list[int]] = []
         for ids, scored_text, whole in _scored_prefixes(tokenizer, batch, max_tokens):
             rows.append([eos, *ids, eos] if whole else [eos, *ids])
-            total_words += len(scored_text.split())
+            total_words += len(whitespace_words(scored_text))
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), eos, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -30,9 +30,9 @@ from model_store.study.lstm import (
     detokenize,
     load_word_lstm,
     lstm_perplexity,
-    tokenize,
     train_word_lstm,
 )
+from prompt_words import study_tokens
 from server.engine.study.lstm_engine import WordLSTMPredictor
 from tests.study_prompts import make_prompts, write_prompts
 
@@ -59,13 +59,6 @@ def predictor(trained: Checkpoint) -> WordLSTMPredictor:
 # -- tokenisation and vocabulary -----------------------------------------------------------------
 
 
-def test_tokenize_lowercases_and_splits_punctuation_but_keeps_inner_marks() -> None:
-    assert tokenize("Portrait of ((Masterpiece)), (cat:1.2), 8k, self-portrait, don't") == [
-        "portrait", "of", "(", "(", "masterpiece", ")", ")", ",", "(", "cat", ":", "1.2",
-        ")", ",", "8k", ",", "self-portrait", ",", "don't",
-    ]  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("tokens", "after", "text"),
     [
@@ -79,6 +72,31 @@ def test_tokenize_lowercases_and_splits_punctuation_but_keeps_inner_marks() -> N
 )
 def test_detokenize_continues_the_text(tokens: list[str], after: str, text: str) -> None:
     assert detokenize(tokens, after=after) == text
+
+
+# A checkpoint saved in the first format ("word-lstm-1") by the tokenizer of its time, from these
+# prompts (a 35-token vocabulary, untrained 4-wide weights: 2 kB).
+SAVED = Path(__file__).resolve().parent / "data" / "word_lstm_v1"
+SAVED_PROMPTS = [
+    "Portrait of a cat, highly detailed, 8k",
+    "a self-portrait (masterpiece:1.2), don\u2019t stop, sci-fi city",
+    "Cat's eye, 1.5x zoom; [dusk] {red|blue}",
+]
+
+
+def test_a_saved_checkpoint_loads_and_todays_tokens_rebuild_its_vocabulary() -> None:
+    model, vocab, config = load_word_lstm(SAVED)
+    assert Vocabulary.build(SAVED_PROMPTS, max_size=1000, min_count=1).words == vocab.words
+    assert vocab.encode(study_tokens("a self-portrait, don\u2019")) == [5, 12, 4, UNK_ID, UNK_ID]
+    predictor = WordLSTMPredictor(model, vocab, config)
+    # What the predictor answered when the checkpoint was saved.
+    assert [word for word, _ in predictor.complete_word("Portrait of a c", k=3)] == [
+        "city", "cat", "cat's",
+    ]  # fmt: skip
+    assert [word for word, _ in predictor.complete_word("a self-portrait, don\u2019")] == [
+        "don\u2019t"
+    ]
+    assert [word for word, _ in predictor.complete_word("Cat's eye, 1.")] == ["1.2", "1.5x"]
 
 
 def test_vocabulary_caps_by_frequency_and_maps_the_rest_to_unk() -> None:

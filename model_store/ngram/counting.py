@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from model_store.ngram.model import Level, SortedWords, WordNgram, lookup
+from prompt_words import whitespace_words
 
 MAX_ORDER = 5
 MIN_COUNT = 2  # of the n-grams kept above the trigram
@@ -116,7 +117,7 @@ def encode(prompts: Iterable[str]) -> tuple[list[str], np.ndarray]:
     flat = array("i")
     for prompt in prompts:
         flat.extend((-1, -1))
-        flat.extend([setdefault(t, len(index)) for t in prompt.split()])
+        flat.extend([setdefault(t, len(index)) for t in whitespace_words(prompt)])
         flat.append(-2)
     vocab = sorted(index)
     rank = np.empty(len(vocab), dtype=np.int64)

@@ -40,15 +40,12 @@ from typing import Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from prompt_words import whitespace_words
+
 UNKNOWN = -1
 CANDIDATES_PER_ORDER = 24
 REMEMBERED_ROWS = 32  # distinct contexts per lookup still answered from the context cache
 DEDUPLICATED_ROWS = 100_000  # larger batches (estimating, pruning) look every row up directly
-
-
-def tokenize(text: str) -> list[str]:
-    """Words as the statistics count them (whitespace-separated, punctuation attached)."""
-    return text.split()
 
 
 class Table(Protocol):
@@ -305,7 +302,7 @@ class WordNgram:
         targets: list[int] = []
         words = 0
         for prompt in prompts:
-            tokens = tokenize(prompt)
+            tokens = whitespace_words(prompt)
             ids = [self.bos] * width + [self.id_of(t) for t in tokens] + [self.eos]
             histories.append(sliding_window_view(np.asarray(ids[:-1], dtype=np.int64), width))
             targets.extend(ids[width:])

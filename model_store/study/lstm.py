@@ -6,7 +6,7 @@ training loss of 0.002 (memorised) and could not generate. Here it keeps the stu
 Adam, cross-entropy) but trains on many more prompts, watches the loss on held-out prompt
 families, stops early and keeps the best weights.
 
-Tokenisation (chosen for completion):
+Tokenisation (``prompt_words.study_tokens``, chosen for completion):
 - lower-cased: Stable Diffusion's CLIP text encoder lower-cases prompts, so case carries no
   meaning for the image and would only split the vocabulary ("Portrait"/"portrait");
 - words keep inner hyphens, apostrophes and decimal points ("self-portrait", "1.2");
@@ -45,21 +45,16 @@ from model_store.runs import (
     held_out_split,
     open_run,
 )
+from prompt_words import study_tokens, whitespace_words
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 FORMAT = "word-lstm-1"
 
-_TOKEN = re.compile(r"\w+(?:[-'\u2019.]\w+)*|[^\w\s]")
 _WORDLIKE = re.compile(r"\w")
 _NO_SPACE_BEFORE = frozenset(",.;:!?)]}%")
 _NO_SPACE_AFTER = frozenset("([{")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words and single punctuation characters (see the module docstring)."""
-    return _TOKEN.findall(text.lower())
 
 
 def detokenize(tokens: Iterable[str], after: str = "") -> str:
@@ -91,7 +86,7 @@ class Vocabulary:
     @classmethod
     def build(cls, prompts: Iterable[str], max_size: int, min_count: int) -> Vocabulary:
         """The ``max_size - 4`` most frequent words seen at least ``min_count`` times."""
-        counts = Counter(token for prompt in prompts for token in tokenize(prompt))
+        counts = Counter(token for prompt in prompts for token in study_tokens(prompt))
         kept = [w for w, c in counts.most_common() if c >= min_count][: max_size - len(SPECIALS)]
         return cls([*SPECIALS, *kept])
 
@@ -169,7 +164,7 @@ class EncodedPrompts:
         ids: list[int] = []
         starts: list[int] = []
         for prompt in prompts:
-            row = [BOS_ID, *vocab.encode(tokenize(prompt)), EOS_ID]
+            row = [BOS_ID, *vocab.encode(study_tokens(prompt)), EOS_ID]
             starts.extend([len(ids)] * len(row))
             ids.extend(row)
         stream = np.asarray(ids, dtype=np.int64)
@@ -220,7 +215,7 @@ def lstm_perplexity(
         raise ValueError("no prompts to evaluate")
     data = EncodedPrompts.encode(prompts, vocab)
     nll, count = window_nll(model, data, config.context)
-    words = sum(len(prompt.split()) for prompt in prompts)
+    words = sum(len(whitespace_words(prompt)) for prompt in prompts)
     unknown = int(np.count_nonzero(data.stream[data.targets] == UNK_ID))
     return {
         "token_perplexity": math.exp(nll / count),

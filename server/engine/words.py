@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from model_store.ngram.model import tokenize
-from server.engine.syntax import count_words
+from prompt_words import count_words, whitespace_words
 
 
 def split_typed(typed: str) -> tuple[list[str], str, int]:
     """(complete tokens, the partial word under the cursor, where that partial word starts)."""
     if not typed or typed[-1].isspace():
-        return tokenize(typed), "", len(typed)
-    tokens = tokenize(typed)
+        return whitespace_words(typed), "", len(typed)
+    tokens = whitespace_words(typed)
     partial = tokens[-1]
     return tokens[:-1], partial, len(typed) - len(partial)
 

@@ -9,7 +9,6 @@ It reads only the text before the cursor, so a ``<mask>`` is filled from its lef
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,8 @@ from model_store.study.lstm import (
     context_window,
     detokenize,
     load_word_lstm,
-    tokenize,
 )
+from prompt_words import study_partial, study_tokens
 from server.engine.masks import MaskSpan, joined
 from server.engine.requests import check_stop
 from server.engine.study.word_engine import WordEngine
@@ -36,8 +35,6 @@ from server.engine.types import EngineSettings
 
 PHRASE_WORDS = 6  # greedy words after the first, enough for "in the style of greg rutkowski"
 MAX_EXPANSION_WORDS = 200
-
-_PARTIAL_WORD = re.compile(r"\w[\w'\u2019.-]*$")
 
 
 class WordLSTMPredictor:
@@ -55,7 +52,7 @@ class WordLSTMPredictor:
         return cls(*load_word_lstm(path))
 
     def _context_ids(self, text: str) -> list[int]:
-        return [BOS_ID, *self.vocab.encode(tokenize(text))]
+        return [BOS_ID, *self.vocab.encode(study_tokens(text))]
 
     @torch.no_grad()
     def _logprobs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -72,8 +69,7 @@ class WordLSTMPredictor:
         With the cursor after a space, these are next-word predictions (punctuation left
         out). A candidate keeps what was typed as typed ("Portr" -> "Portrait").
         """
-        match = _PARTIAL_WORD.search(text_before_cursor)
-        partial = match.group(0) if match else ""
+        partial = study_partial(text_before_cursor)
         context = text_before_cursor[: len(text_before_cursor) - len(partial)]
         return [
             (partial + word[len(partial) :], score)
