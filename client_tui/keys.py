@@ -9,7 +9,8 @@ from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
-from client_tui.suggest import first_word, ghost_shown, menu_item_selected
+from client_tui.suggest import ghost_shown, menu_item_selected
+from prompt_words import ghost_word
 
 
 def build_key_bindings(
@@ -49,7 +50,7 @@ def build_key_bindings(
     def _accept_word(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
         assert buffer.suggestion is not None
-        buffer.insert_text(first_word(buffer.suggestion.text))
+        buffer.insert_text(ghost_word(buffer.suggestion.text))
 
     @bindings.add("escape", "]")
     def _next_alternative(event: KeyPressEvent) -> None:

@@ -9,7 +9,6 @@ the edit's start.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 
@@ -19,24 +18,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from client_tui.lsp import Edit, LspError, PromptServerClient
-
-# A "word" of ghost text: leading spaces, then a run up to the next space or comma, keeping that
-# comma (prompts are comma-separated phrases), or a lone comma.
-_GHOST_WORD = re.compile(r"\s*(?:[^\s,]+,?|,)")
-# The word being typed: the run of characters before the cursor up to a space or comma.
-_TYPED_WORD = re.compile(r"[^\s,()\[\]{}:]+$")
-
-
-def first_word(ghost: str) -> str:
-    """The part of ghost text that Ctrl-Right accepts ("trait, highly" -> "trait,")."""
-    match = _GHOST_WORD.match(ghost)
-    return match.group(0) if match else ghost
-
-
-def typed_word(text_before_cursor: str) -> str:
-    """The partial word just before the cursor ("" right after a space or comma)."""
-    match = _TYPED_WORD.search(text_before_cursor)
-    return match.group(0) if match else ""
+from prompt_words import typed_word
 
 
 def ghost_from_edit(text: str, cursor: int, edit: Edit) -> str | None:

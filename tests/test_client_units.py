@@ -14,9 +14,7 @@ from client_tui.lsp import Edit, Progress
 from client_tui.suggest import (
     completion_from_edit,
     expansion_completions,
-    first_word,
     ghost_from_edit,
-    typed_word,
     unique_ghosts,
 )
 from client_tui.textpos import changed_span, index_to_position, position_to_index
@@ -59,26 +57,6 @@ def test_changed_span_is_the_smallest_edit(old: str, new: str, span: tuple[int, 
     assert changed_span(old, new) == span
     start, end, replacement = span
     assert old[:start] + replacement + old[end:] == new
-
-
-@pytest.mark.parametrize(
-    ("ghost", "word"),
-    [
-        ("trait, highly detailed", "trait,"),
-        (" highly detailed", " highly"),
-        (", highly detailed", ","),
-        ("8k", "8k"),
-        ("   ", "   "),
-    ],
-)
-def test_first_word_of_ghost_text(ghost: str, word: str) -> None:
-    assert first_word(ghost) == word
-
-
-def test_typed_word_stops_at_spaces_commas_and_brackets() -> None:
-    assert typed_word("woman portra") == "portra"
-    assert typed_word("woman, ") == ""
-    assert typed_word("(masterpi") == "masterpi"
 
 
 def test_an_edit_that_extends_the_typed_word_becomes_ghost_text() -> None:

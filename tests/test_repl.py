@@ -17,8 +17,8 @@ from prompt_toolkit.buffer import CompletionState
 from prompt_toolkit.input import create_pipe_input
 
 from client_tui.lsp import PromptServerClient, ServerState
-from client_tui.suggest import first_word
 from model_store.personal import PersonalStore, store_path
+from prompt_words import ghost_word
 from tests.repl_support import (
     ALT_LEFT_BRACKET,
     ALT_RIGHT_BRACKET,
@@ -78,11 +78,11 @@ async def test_ctrl_right_inserts_the_first_word_of_the_ghost(repl: ReplDriver) 
     await repl.type(IDEA)
     ghost = await repl.wait_for_ghost()
     await repl.press(CTRL_RIGHT)
-    expected = IDEA + first_word(ghost)
+    expected = IDEA + ghost_word(ghost)
     await wait_for(lambda: repl.buffer.text == expected, "Ctrl-Right to insert one word")
-    if first_word(ghost) != ghost:
+    if ghost_word(ghost) != ghost:
         # The rest of the same ghost stays on offer without a new request.
-        await wait_for(lambda: repl.ghost == ghost[len(first_word(ghost)) :], "the ghost's rest")
+        await wait_for(lambda: repl.ghost == ghost[len(ghost_word(ghost)) :], "the ghost's rest")
 
 
 async def test_typing_the_ghosts_next_character_keeps_the_rest(repl: ReplDriver) -> None:
