@@ -33,19 +33,25 @@ def tmux_installed() -> None:
 
 
 class Tmux:
-    """One detached tmux session running a command in a fixed-size terminal."""
+    """One detached tmux session running a command in a fixed-size terminal.
+
+    Each runs on a tmux server of its own (``-L``): a session added to a running server gets
+    that server's environment, not ours, so a test running beside another (pytest-xdist, or
+    another checkout's suite) would start the REPL with the other's store and paths.
+    """
 
     def __init__(self, command: str, env: dict[str, str]) -> None:
         self.name = f"prompt-repl-test-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name]
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "110", "-y", "16", command],
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", "110", "-y", "16", command],
             check=True,
             env=env,
         )
 
     def send(self, *keys: str, literal: bool = False) -> None:
         flags = ["-l"] if literal else []
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *flags, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *flags, *keys], check=True)
 
     def type(self, text: str) -> None:
         for char in text:
@@ -54,7 +60,7 @@ class Tmux:
 
     def screen(self) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-t", self.name],
             check=True,
             capture_output=True,
             text=True,
@@ -71,7 +77,7 @@ class Tmux:
             time.sleep(0.1)
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
+        subprocess.run([*self.tmux, "kill-server"], check=False)
 
 
 def prompt_line(screen: str) -> str:
