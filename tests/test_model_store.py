@@ -327,6 +327,9 @@ def test_perplexity_of_a_whole_prompt_predicts_its_end(default_model_dir: Path) 
 # The trainers get one torch thread (OMP_NUM_THREADS): on two shared cores, OpenMP's
 # barriers made training many times slower.
 PROMPTS_TO_TRAIN = 1000
+# tiny saves every 40 steps: the killed run leaves checkpoint-40 and its resumption has one
+# step left instead of the preset's 80, which resumes from a checkpoint all the same.
+STEPS_TO_RESUME = ["--max-steps", "41"]
 
 
 # prompt-models, pausing for PAUSE_S seconds after each checkpoint it saves. On a small
@@ -366,7 +369,7 @@ def test_tiny_training_resumes_after_sigkill(tmp_path: Path) -> None:
     env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     run_dir = tmp_path / "home" / "runs" / "tiny"
     first = subprocess.Popen(
-        [*_pausing_cli(tmp_path, 600), "train", "tiny", "--data", str(prompts)],
+        [*_pausing_cli(tmp_path, 600), "train", "tiny", "--data", str(prompts), *STEPS_TO_RESUME],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -381,7 +384,11 @@ def test_tiny_training_resumes_after_sigkill(tmp_path: Path) -> None:
     assert not (tmp_path / "home" / "models" / "tiny").exists()
 
     second = subprocess.run(
-        _train_command(prompts), env=env, capture_output=True, text=True, timeout=300
+        [*_train_command(prompts), *STEPS_TO_RESUME],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert second.returncode == 0, second.stderr
     assert "resuming from checkpoint-" in second.stderr
