@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# One torch (OpenMP) thread in the test processes and the servers and trainers they start:
+# pytest-xdist already keeps every core busy, and two threads per process on two cores made
+# OpenMP's barriers spin against each other. Set before anything imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = Path(
@@ -54,14 +58,3 @@ def default_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Two shared cores: one thread is faster than two fighting other processes."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

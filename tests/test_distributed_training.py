@@ -47,9 +47,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def baseline(
-    corpus: Path, tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None
-) -> Path:
+def baseline(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One process, uninterrupted: the run directory of the loss to match."""
     store = ModelStore(tmp_path_factory.mktemp("baseline"))
     store.train("tiny", data=str(corpus), max_steps=STEPS)
@@ -58,7 +56,7 @@ def baseline(
 
 @pytest.fixture(scope="module")
 def two_process_store(
-    corpus: Path, tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None
+    corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[ModelStore, subprocess.CompletedProcess[str]]:
     """A one-process run stopped by its time budget after a step, finished by torchrun."""
     store = ModelStore(tmp_path_factory.mktemp("two-processes"))

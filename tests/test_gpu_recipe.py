@@ -36,7 +36,6 @@ def test_the_recipe_trains_packs_and_unpacks_a_verified_fp16_model(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    one_torch_thread: None,
 ) -> None:
     recipe = _load_recipe()
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "unused"))  # the script sets it; undone after

@@ -16,8 +16,6 @@ from model_store.loading import load_causal_lm
 from server.engine.infill import _compose, _text_logprobs, infill_with_causal_lm
 from server.engine.types import Cancelled
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def causal(default_model_dir: Path) -> tuple:

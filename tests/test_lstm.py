@@ -36,8 +36,6 @@ from prompt_words import study_tokens
 from server.engine.study.lstm_engine import WordLSTMPredictor
 from tests.study_prompts import make_prompts, write_prompts
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkpoint]:

@@ -29,8 +29,6 @@ from server.engine.study.mlm_infill import expand_with_masked_lm, fill_mask
 from server.engine.types import Cancelled
 from tests.study_prompts import make_prompts, write_prompts
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def store_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

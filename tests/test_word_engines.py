@@ -20,8 +20,6 @@ from server.engine.study.mlm_engine import MaskedLMEngine
 from server.engine.study.mlm_infill import fill_mask
 from tests.study_models import random_masked_lm, trained_lstm
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def lstm(tmp_path_factory: pytest.TempPathFactory) -> WordLSTMEngine:
