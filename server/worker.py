@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from server import torch_libraries
 from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
@@ -102,7 +103,9 @@ def load_engine(
     def full() -> Engine:
         progress(f"loading model {checkpoint.name}", None)
         # torch and transformers take seconds to import: never before `initialize` is
-        # answered, and never before the statistics serve.
+        # answered, and never before the statistics serve; and its libraries load without
+        # holding the GIL, so the statistics go on answering meanwhile.
+        torch_libraries.preload()
         return engine_for(
             checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
         )
