@@ -291,7 +291,7 @@ class PromptLanguageServer(LanguageServer):
             f"promptAutocomplete/load/{self._loads}",
             enabled=self._client_supports("window.work_done_progress"),
         )
-        await progress.begin(f"Prompt model {ref}")
+        progress.begin(f"Prompt model {ref}")
         try:
             outcome = await self.worker.load(ref, threads, progress.callback)
         except asyncio.CancelledError:
