@@ -23,7 +23,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -274,9 +274,17 @@ class ModelWorker:
             return str(exc)
         return None
 
-    async def load(self, ref: str, threads: int | None, progress: ProgressCallback) -> LoadOutcome:
+    async def load(
+        self,
+        ref: str,
+        threads: int | None,
+        progress: ProgressCallback,
+        before_build: Callable[[], Awaitable[None]] | None = None,
+    ) -> LoadOutcome:
         """Replace the engine with ``ref``'s. Requests answer empty until the statistics
         serve (state STATISTICS), and from the statistics until the model is ready (READY).
+        ``before_build`` is awaited between the two: the caller decides when the model's
+        build may take the CPU.
 
         Raises whatever the store or the engine raised (the state becomes FAILED; statistics
         already serving go on serving).
@@ -303,6 +311,8 @@ class ModelWorker:
                 self._engine = plan.early
                 self.state = EngineState.STATISTICS
                 progress("serving from the corpus statistics; loading the model", None)
+            if before_build is not None:
+                await before_build()
             loaded = await loop.run_in_executor(self._builder, self._build_job, generation, plan)
         except Exception as exc:
             if generation == self._generation:

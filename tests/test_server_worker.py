@@ -199,6 +199,37 @@ async def test_the_statistics_serve_until_the_model_is_built_then_it_takes_over(
     assert model.settings.max_items == 3
 
 
+async def test_the_model_is_built_only_once_before_build_lets_it() -> None:
+    """The statistics serve while ``before_build`` holds the model's build back (the server
+    holds it until they have answered, so that torch's import cannot delay that answer)."""
+    build_allowed = asyncio.Event()
+    built: list[BlockingEngine] = []
+    early, model = BlockingEngine(), BlockingEngine()
+
+    def build_model() -> BlockingEngine:
+        built.append(model)
+        return model
+
+    def loader(ref, threads, progress):
+        return Loading(full=build_model, early=early, statistics="pack")
+
+    worker = ModelWorker(loader=loader)
+    loading = asyncio.ensure_future(
+        worker.load("default", None, lambda m, f: None, before_build=build_allowed.wait)
+    )
+    for _ in range(int(WAIT_S * 100)):
+        if worker.state is EngineState.STATISTICS:
+            break
+        await asyncio.sleep(0.01)
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is early
+    await asyncio.sleep(0.05)  # time the build would need to start, if it could
+    assert built == [] and not loading.done()
+    build_allowed.set()
+    assert (await loading).current and worker.state is EngineState.READY
+    assert built == [model]
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is model
+
+
 async def occupy_thread(
     worker: ModelWorker, engine: BlockingEngine
 ) -> tuple[threading.Event, asyncio.Future[object]]:
