@@ -457,6 +457,8 @@ def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None
     ls.initialization_options = params.initialization_options
     documents = params.capabilities.text_document
     ls.client_shows_ghost_text = documents is not None and documents.inline_completion is not None
+    if ls.settings_from(None).settings.model == "default":  # the model the client will likely set
+        ls.worker.warm_up()
 
 
 @SERVER.feature(types.INITIALIZED)

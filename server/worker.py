@@ -118,6 +118,27 @@ def load_engine(
     return Loading(full, early, statistics, notice)
 
 
+def warm_up() -> None:
+    """What ``load_engine`` does first for the default model, done ahead: the packaged model
+    and its statistics are hashed on threads (``hash_ahead``: ``verify`` waits for them
+    instead of hashing again) and the modules that open and serve the statistics are
+    imported. It decides nothing: the load checks everything as before and reports any
+    problem."""
+    from model_store.checkpoint import Checkpoint, CheckpointError, hash_ahead, read_manifest
+    from model_store.store import DEFAULT_MODEL_DIR, ModelStore
+
+    try:
+        hash_ahead(DEFAULT_MODEL_DIR)
+        checkpoint = Checkpoint("default", DEFAULT_MODEL_DIR, read_manifest(DEFAULT_MODEL_DIR))
+        statistics = ModelStore().word_stats_dir(checkpoint)
+        if statistics is not None:
+            hash_ahead(statistics)
+        import model_store.personal  # noqa: F401
+        import server.engine.stats_engine  # noqa: F401
+    except (CheckpointError, OSError) as exc:
+        log.debug("warming up for the default model: %s", exc)
+
+
 class Priority(enum.IntEnum):
     """Which waiting job the model thread takes first (lower first)."""
 
@@ -234,6 +255,11 @@ class ModelWorker:
     @property
     def ready(self) -> bool:
         return self._engine is not None
+
+    def warm_up(self) -> None:
+        """Run ``warm_up`` on the model thread while the client and the server exchange their
+        first messages; the load queues behind it, so the two never import at once."""
+        self._executor.submit(warm_up)
 
     @property
     def working(self) -> bool:

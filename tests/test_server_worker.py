@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
+from model_store import store
 from server.engine import Cancelled, EngineSettings
 from server.worker import (
     MAX_WAITING_EXPANSIONS,
@@ -15,6 +18,8 @@ from server.worker import (
     Loading,
     ModelWorker,
     Priority,
+    load_engine,
+    warm_up,
 )
 
 WAIT_S = 10.0  # bounds a broken test; never reached when the code works
@@ -281,3 +286,21 @@ async def test_a_burst_of_expansions_keeps_only_the_newest_waiting() -> None:
     kept = len(results) - MAX_WAITING_EXPANSIONS
     assert all(isinstance(result, Cancelled) for result in results[:kept])
     assert results[kept:] == list(range(kept, 10))
+
+
+def test_a_corrupt_pack_is_refused_by_name_after_the_warm_up_hashed_it(
+    store_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up hashes the pack ahead; the load still checks it and refuses it."""
+    pack = Path(shutil.copytree(store.DEFAULT_STATS_DIR, tmp_path / "default_stats"))
+    damaged = pack / "order3_words.npy"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(store, "DEFAULT_STATS_DIR", pack)
+    warm_up()
+    plan = load_engine("default", None, lambda message, fraction: None)
+    assert plan.early is None and plan.statistics == "none"
+    assert plan.notice is not None
+    assert "order3_words.npy: sha256 does not match" in plan.notice
+    assert store.REINSTALL_HINT in plan.notice
