@@ -738,16 +738,54 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
             ),
             "",
         ]
+    phases = server.get("latency_by_phase_ms", {})
+    if phases:
+        parts += [
+            "The same keystrokes by what served them: typing starts at the first completion, "
+            "while the model still loads and the corpus statistics serve (`loading`), and "
+            "goes on once its loading progress has ended (`ready`).",
+            "",
+            _table(
+                ["phase", "keystrokes", "completion p50 / p99 ms", "inline p50 / p99 ms"],
+                [
+                    [
+                        phase,
+                        server.get("requests_by_phase", {}).get(phase),
+                        *(_p50_p99(found.get(kind)) for kind in ("completion", "inline")),
+                    ]
+                    for phase, found in phases.items()
+                ],
+            ),
+            "",
+        ]
+    if server.get("cold_starts_s"):
+        loads = server.get("cold_start_load_average") or [None] * len(server["cold_starts_s"])
+        typing = " -> ".join(map(str, server.get("typing_load_average", [])))
+        parts += [
+            "Cold starts, spawn to (initialize reply, first non-empty completion) in s, with "
+            "the 1-minute load average before each spawn (2 cores, shared): "
+            + "; ".join(
+                f"({initialize}, {first}) at {load}"
+                for (initialize, first), load in zip(server["cold_starts_s"], loads, strict=True)
+            )
+            + (f". Load average while typing: {typing}." if typing else "."),
+            "",
+        ]
     floors = server.get("import_floors_s")
     if floors:
+        measured_at = server.get("import_floors_load_average")
         parts += [
-            "Import floors (s), spawn to the end of each import done alone (fastest of 3): "
+            "Import floors (s), spawn to the end of each import done alone (fastest of 3"
+            + (f", load average {measured_at}" if measured_at is not None else "")
+            + "): "
             + ", ".join(f"{name} {value}" for name, value in floors.items())
             + ". The server answers `initialize` after the first two; it completes from the "
             "corpus statistics (numpy) while torch still loads, so the first completion can "
             "come sooner than `import torch` alone takes.",
             "",
         ]
+    if server.get("bytecode"):
+        parts += [f"Bytecode: {server['bytecode']}.", ""]
     resident = server.get("resident_at_end_mb")
     if resident:
         parts += [
@@ -782,6 +820,10 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
         parts += [f"![server latency]({rel}/latency.png)", ""]
     parts += ["Produced by:", "", _commands([server]), ""]
     return parts
+
+
+def _p50_p99(numbers: dict[str, float] | None) -> str:
+    return f"{numbers['p50']} / {numbers['p99']}" if numbers else "-"
 
 
 def _target_rows(results: dict[str, Any]) -> list[list[Any]]:

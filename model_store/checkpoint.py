@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,9 +104,13 @@ def verify(directory: Path, name: str, repair_hint: str, *, rehash: bool = False
     """Check every file against the manifest; raise CheckpointError naming the first bad one.
 
     A file's digest is trusted without hashing only if this process hashed the very same
-    file (``_VERIFIED``); ``rehash`` (``prompt-models verify``) hashes everything regardless.
-    A digest cache on disk keyed on size and mtime let bit rot pass forever, so there is none.
+    file (``_HASHED``, which ``hash_ahead`` may have filled); ``rehash`` (``prompt-models
+    verify``) hashes everything regardless. A digest cache on disk keyed on size and mtime let
+    bit rot pass forever, so there is none.
     """
+    ahead = _AHEAD.get(directory.resolve())
+    if ahead is not None:
+        ahead.join()
     manifest = read_manifest(directory)
     root = directory.resolve()
     files = manifest["files"]
@@ -130,18 +135,42 @@ def verify(directory: Path, name: str, repair_hint: str, *, rehash: bool = False
                 f"checkpoint {name!r} is partial or corrupt; {repair_hint}"
             )
         key = _identity(file, stat)
-        if rehash or _VERIFIED.get(key) != entry.get("sha256"):
-            if sha256_file(file) != entry.get("sha256"):
+        if rehash or _HASHED.get(key) != entry.get("sha256"):
+            _HASHED[key] = sha256_file(file)
+            if _HASHED[key] != entry.get("sha256"):
                 raise CheckpointError(
                     f"{file}: sha256 does not match the manifest; checkpoint {name!r} is "
                     f"corrupt; {repair_hint}"
                 )
-            _VERIFIED[key] = entry["sha256"]
     return Checkpoint(name=name, path=directory, manifest=manifest)
 
 
+def hash_ahead(directory: Path) -> None:
+    """Hash the files ``directory``'s manifest lists on a thread, for a ``verify`` to come: it
+    waits for that thread instead of hashing them again, then checks them as always. hashlib
+    and file reads release the GIL, so the hashing runs beside the caller's Python work.
+    Problems are left for ``verify`` to report."""
+
+    def run() -> None:
+        try:
+            root = directory.resolve()
+            for rel in read_manifest(directory)["files"]:
+                file = _inside(root, directory, rel, directory.name)
+                key = _identity(file, file.stat())  # before reading: a rewrite changes it
+                if key not in _HASHED:
+                    _HASHED[key] = sha256_file(file)
+        except (CheckpointError, OSError, TypeError):
+            return
+
+    thread = threading.Thread(target=run, name=f"hash {directory.name}", daemon=True)
+    _AHEAD[directory.resolve()] = thread
+    thread.start()
+
+
 # Files this process has hashed: (path, device, inode, size, mtime, ctime) -> sha256.
-_VERIFIED: dict[tuple[Any, ...], str] = {}
+_HASHED: dict[tuple[Any, ...], str] = {}
+# Directories being hashed by ``hash_ahead`` (their threads).
+_AHEAD: dict[Path, threading.Thread] = {}
 
 
 def _identity(file: Path, stat: os.stat_result) -> tuple[Any, ...]:

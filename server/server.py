@@ -7,6 +7,7 @@ worker (the model thread), progress ($/progress while loading), commands (argume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sqlite3
@@ -29,10 +30,8 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
-from server import __version__, commands, items, stdio
-from server.diagnostics import token_diagnostics
+from server import __version__, commands, diagnostics, items, stdio
 from server.documents import PromptContext, context_at
-from server.engine import clip_tokens
 from server.engine.types import Cancelled
 from server.progress import LoadProgress
 from server.settings import SECTION, ServerSettings, Validated, build_settings, section_of
@@ -56,6 +55,12 @@ T = TypeVar("T")
 STATUS_METHOD = "promptAutocomplete/status"
 TRIGGER_CHARACTERS = [" ", ",", "(", ">"]  # ">": a <mask> was just typed
 CONFIGURATION_TIMEOUT_S = 10.0
+# The model's build (torch: seconds of CPU, holding the GIL in long stretches) waits this
+# long for the corpus statistics to answer a first keystroke, which it would otherwise delay.
+FIRST_ANSWER_WAIT_S = 1.0
+# CLIP's tokenizer loads once the model thread serves; a download or training run that keeps
+# it from serving for longer than this does not hold the diagnostics back.
+CLIP_WAIT_S = 5.0
 EMPTY_COMPLETIONS = types.CompletionList(is_incomplete=True, items=[])
 INTERNAL_ERROR = "internal error in prompt-ls (details in its log)"
 
@@ -142,6 +147,9 @@ class PromptLanguageServer(LanguageServer):
         self._load_task: asyncio.Task[None] | None = None
         self.exit_code = 0  # 1 after `exit` without `shutdown`
         self._loads = 0
+        self._answered = asyncio.Event()  # an engine answered a keystroke
+        self._clip: asyncio.Task[None] | None = None  # loading CLIP's tokenizer
+        self._diagnose_later: set[str] = set()  # documents edited before it loaded
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve stdio with frames that resynchronise after bad input (``server.stdio``)."""
@@ -291,14 +299,17 @@ class PromptLanguageServer(LanguageServer):
             f"promptAutocomplete/load/{self._loads}",
             enabled=self._client_supports("window.work_done_progress"),
         )
-        await progress.begin(f"Prompt model {ref}")
+        progress.begin(f"Prompt model {ref}")
         try:
-            outcome = await self.worker.load(ref, threads, progress.callback)
+            outcome = await self.worker.load(
+                ref, threads, progress.callback, before_build=self._before_model_build
+            )
         except asyncio.CancelledError:
             progress.end("replaced by a newer model setting")
             raise
         except Exception as exc:  # corrupt checkpoint, missing model, bad weights, ...
             log.exception("loading model %r failed", ref)
+            self.clip_counter()
             progress.end("failed")
             self.window_show_message(
                 types.ShowMessageParams(
@@ -322,6 +333,33 @@ class PromptLanguageServer(LanguageServer):
         if outcome.settings_problem:
             self._settings_refused(outcome.settings_problem)
 
+    async def _before_model_build(self) -> None:
+        """Startup in order of need: while the statistics serve, the model's build waits for
+        their first answer (or ``FIRST_ANSWER_WAIT_S``) and then for CLIP's tokenizer, so
+        neither slows the first keystrokes; without statistics the model is what they need,
+        and CLIP's tokenizer loads beside it."""
+        if self.worker.state is not EngineState.STATISTICS:
+            self.clip_counter()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), FIRST_ANSWER_WAIT_S)
+        await self.clip_counter()
+
+    # -- diagnostics ---------------------------------------------------------------------
+
+    def clip_counter(self) -> asyncio.Task[None]:
+        """CLIP's tokenizer, loaded once on a thread; then the diagnostics that waited for it
+        are published."""
+        if self._clip is None:
+            self._clip = asyncio.create_task(self._load_clip())
+        return self._clip
+
+    async def _load_clip(self) -> None:
+        await asyncio.to_thread(diagnostics.load_counter)
+        waiting, self._diagnose_later = self._diagnose_later, set()
+        for uri in sorted(waiting):
+            self.publish_token_diagnostics(uri)
+
     # -- requests ------------------------------------------------------------------------
 
     def prepare(self, uri: str, position: types.Position) -> PreparedRequest | None:
@@ -332,10 +370,14 @@ class PromptLanguageServer(LanguageServer):
         return PreparedRequest(uri, document.version, context_at(document, position))
 
     def publish_token_diagnostics(self, uri: str) -> None:
-        """The CLIP chunks of a served document (none for others, or once it is closed)."""
+        """The CLIP chunks of a served document (none for others, or once it is closed);
+        once CLIP's tokenizer has loaded (``clip_counter``)."""
+        if not diagnostics.counter_loaded():
+            self._diagnose_later.add(uri)
+            return
         document = self.workspace.text_documents.get(uri)
         served = document is not None and self.settings.serves(document.language_id, document.path)
-        found = token_diagnostics(document, self.settings.token_limit) if served else []
+        found = diagnostics.token_diagnostics(document, self.settings.token_limit) if served else []
         version = document.version if document is not None else None
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=version)
@@ -366,6 +408,8 @@ class PromptLanguageServer(LanguageServer):
             except Exception:
                 log.exception("model request failed")
                 return None
+        if priority is Priority.KEYSTROKE:
+            self._answered.set()
         if request is not None and not self._is_current(request):
             return None  # a newer edit arrived while the model worked
         return result
@@ -413,10 +457,13 @@ def initialize(ls: PromptLanguageServer, params: types.InitializeParams) -> None
     ls.initialization_options = params.initialization_options
     documents = params.capabilities.text_document
     ls.client_shows_ghost_text = documents is not None and documents.inline_completion is not None
+    if ls.settings_from(None).settings.model == "default":  # the model the client will likely set
+        ls.worker.warm_up()
 
 
 @SERVER.feature(types.INITIALIZED)
 async def initialized(ls: PromptLanguageServer, params: types.InitializedParams) -> None:
+    asyncio.get_running_loop().call_later(CLIP_WAIT_S, ls.clip_counter)
     configuration = await ls.pull_configuration()
     await ls.apply_settings(ls.settings_from(configuration))
 
@@ -519,12 +566,15 @@ async def expand(ls: PromptLanguageServer, *arguments: Any) -> list[str]:
 
 
 @SERVER.command(commands.TOKENS)
-def tokens(ls: PromptLanguageServer, *arguments: Any) -> dict[str, Any]:
+async def tokens(ls: PromptLanguageServer, *arguments: Any) -> dict[str, Any]:
     """CLIP tokens as A1111's counter shows them, tokens per 75-token chunk, and the limit."""
     try:
         text = commands.tokens_arguments(arguments)
     except commands.BadArguments as exc:
         raise JsonRpcInvalidParams(str(exc)) from None
+    await ls.clip_counter()
+    from server.engine import clip_tokens
+
     counted = clip_tokens.budget(text)
     return {
         "tokens": counted.tokens,

@@ -23,12 +23,13 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from server import torch_libraries
 from server.engine.kinds import engine_for
 from server.engine.types import Cancelled, EngineSettings
 
@@ -102,7 +103,9 @@ def load_engine(
     def full() -> Engine:
         progress(f"loading model {checkpoint.name}", None)
         # torch and transformers take seconds to import: never before `initialize` is
-        # answered, and never before the statistics serve.
+        # answered, and never before the statistics serve; and its libraries load without
+        # holding the GIL, so the statistics go on answering meanwhile.
+        torch_libraries.preload()
         return engine_for(
             checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
         )
@@ -113,6 +116,27 @@ def load_engine(
 
         early = StatisticsEngine(word_stats, personal=personal)
     return Loading(full, early, statistics, notice)
+
+
+def warm_up() -> None:
+    """What ``load_engine`` does first for the default model, done ahead: the packaged model
+    and its statistics are hashed on threads (``hash_ahead``: ``verify`` waits for them
+    instead of hashing again) and the modules that open and serve the statistics are
+    imported. It decides nothing: the load checks everything as before and reports any
+    problem."""
+    from model_store.checkpoint import Checkpoint, CheckpointError, hash_ahead, read_manifest
+    from model_store.store import DEFAULT_MODEL_DIR, ModelStore
+
+    try:
+        hash_ahead(DEFAULT_MODEL_DIR)
+        checkpoint = Checkpoint("default", DEFAULT_MODEL_DIR, read_manifest(DEFAULT_MODEL_DIR))
+        statistics = ModelStore().word_stats_dir(checkpoint)
+        if statistics is not None:
+            hash_ahead(statistics)
+        import model_store.personal  # noqa: F401
+        import server.engine.stats_engine  # noqa: F401
+    except (CheckpointError, OSError) as exc:
+        log.debug("warming up for the default model: %s", exc)
 
 
 class Priority(enum.IntEnum):
@@ -232,6 +256,11 @@ class ModelWorker:
     def ready(self) -> bool:
         return self._engine is not None
 
+    def warm_up(self) -> None:
+        """Run ``warm_up`` on the model thread while the client and the server exchange their
+        first messages; the load queues behind it, so the two never import at once."""
+        self._executor.submit(warm_up)
+
     @property
     def working(self) -> bool:
         """A load or a job is running on the model thread (and cannot be interrupted)."""
@@ -271,9 +300,17 @@ class ModelWorker:
             return str(exc)
         return None
 
-    async def load(self, ref: str, threads: int | None, progress: ProgressCallback) -> LoadOutcome:
+    async def load(
+        self,
+        ref: str,
+        threads: int | None,
+        progress: ProgressCallback,
+        before_build: Callable[[], Awaitable[None]] | None = None,
+    ) -> LoadOutcome:
         """Replace the engine with ``ref``'s. Requests answer empty until the statistics
         serve (state STATISTICS), and from the statistics until the model is ready (READY).
+        ``before_build`` is awaited between the two: the caller decides when the model's
+        build may take the CPU.
 
         Raises whatever the store or the engine raised (the state becomes FAILED; statistics
         already serving go on serving).
@@ -300,6 +337,8 @@ class ModelWorker:
                 self._engine = plan.early
                 self.state = EngineState.STATISTICS
                 progress("serving from the corpus statistics; loading the model", None)
+            if before_build is not None:
+                await before_build()
             loaded = await loop.run_in_executor(self._builder, self._build_job, generation, plan)
         except Exception as exc:
             if generation == self._generation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ async def start_session(
     home: Path,
     initialization_options: Any = None,
     configuration: dict[str, Any] | None = None,
+    command: Sequence[str] = SERVER_COMMAND,
 ) -> Session:
-    """A server process with its own model-store root, initialised as ``client_name``."""
+    """A server process (``command``) with its own model-store root, initialised as
+    ``client_name``."""
     config = ClientServerConfig(
-        server_command=SERVER_COMMAND,
+        server_command=list(command),
         # Offline hub: a test that went wrong must fail, not reach for the network.
         server_env=subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(home), HF_HUB_OFFLINE="1"),
     )

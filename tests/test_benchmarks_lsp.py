@@ -99,7 +99,12 @@ def test_latency_run_types_every_character(tmp_path: Path) -> None:
         )
     )
     assert len(result["cold_starts_s"]) == 2  # one spawn only for the cold start, one typed
+    assert len(result["cold_start_load_average"]) == 2  # what each spawn competed with
+    assert len(result["typing_load_average"]) == 2
     assert result["requests"] == {"completion": 19, "inline": 19}
+    # The fake server reports no loading progress: every keystroke finds it ready.
+    assert result["requests_by_phase"] == {"loading": 0, "ready": 19}
+    assert set(result["latency_by_phase_ms"]) == {"ready"}
     assert result["typed"][:3] == ["a", "a ", "a 🐱"]
     assert 0 < result["initialize_s"] <= result["first_completion_s"]
     assert result["peak_rss_mb"] > 0

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -446,6 +447,41 @@ def test_verify_hashes_even_what_this_process_verified(
     assert hashed == []  # the same file, seen by this process: trusted
     verify(checkpoint_copy, "copy", "repair me", rehash=True)
     assert len(hashed) == len(read_manifest(checkpoint_copy)["files"])
+
+
+def test_hashing_ahead_does_verifys_hashing_on_its_own_thread(
+    checkpoint_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hashes the packaged files while it answers its first messages."""
+    hashed_on: list[str] = []
+    real = checkpoint.sha256_file
+    monkeypatch.setattr(
+        checkpoint,
+        "sha256_file",
+        lambda path: hashed_on.append(threading.current_thread().name) or real(path),
+    )
+    checkpoint.hash_ahead(checkpoint_copy)
+    verify(checkpoint_copy, "copy", "repair me")
+    assert len(hashed_on) == len(read_manifest(checkpoint_copy)["files"])
+    assert threading.current_thread().name not in hashed_on
+
+
+def test_a_file_hashed_ahead_is_still_refused_when_corrupt(checkpoint_copy: Path) -> None:
+    flip_a_byte_keeping_mtime(checkpoint_copy / "model.safetensors")
+    checkpoint.hash_ahead(checkpoint_copy)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 does not match"):
+        verify(checkpoint_copy, "copy", "repair me")
+
+
+def test_a_file_changed_after_it_was_hashed_ahead_is_hashed_again(checkpoint_copy: Path) -> None:
+    checkpoint.hash_ahead(checkpoint_copy)
+    verify(checkpoint_copy, "copy", "repair me")
+    weights = checkpoint_copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[7] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 does not match"):
+        verify(checkpoint_copy, "copy", "repair me")
 
 
 def rewrite_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:

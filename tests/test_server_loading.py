@@ -6,12 +6,14 @@ Each test starts its own server with a fresh model-store root, so nothing is cac
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from lsprotocol import types
+from pytest_lsp import LanguageClient
 
 from model_store.checkpoint import read_manifest
 from model_store.ngram import counting, storage
@@ -175,6 +177,58 @@ async def test_the_statistics_pack_serves_before_the_model_and_the_blend_after(
         "serving from the corpus statistics" in (getattr(value, "message", None) or "")
         for value in progress_values(session)
     )
+
+
+HELD_MODEL_SERVER = [sys.executable, "-m", "tests.held_model_server"]
+
+
+async def test_initialize_and_the_statistics_answer_before_torch_and_the_model_builds_after(
+    tmp_path: Path,
+) -> None:
+    """With the model's build held back (``tests/held_model_server.py``): ``initialize`` is
+    answered and the pack serves with torch not imported; the build starts only once the
+    statistics have answered, CLIP's diagnostics come without the model, and the model then
+    takes over."""
+    session = await start_session(
+        "visual_studio_code",
+        tmp_path / "home",
+        initialization_options=NO_TIME_LIMIT,
+        command=HELD_MODEL_SERVER,
+    )
+    client = session.client
+    try:
+        assert session.result.capabilities.completion_provider is not None
+        assert await probe(client) == {"building": False, "torch": False}
+        await wait_for_state(client, "statistics")
+        assert await probe(client) == {"building": False, "torch": False}
+        text = "portrait of a woman, highly det"
+        uri = session.documents.open(text)
+        items = (await complete(client, uri, 0, len(text))).items
+        assert any(item.label.startswith("detailed") for item in items)
+
+        async def building() -> bool:
+            return (await probe(client))["building"]
+
+        await eventually(building, "the model's build started after the first answer")
+        await eventually(_has_diagnostics(session, uri), "CLIP diagnostics without the model")
+        assert (await probe(client))["torch"] is False
+        assert (await status(client))["state"] == "statistics"
+        await client.protocol.send_request_async("test/releaseModel", None)
+        await wait_until_ready(client)
+        assert (await probe(client))["torch"] is True
+    finally:
+        await end_session(session)
+
+
+async def probe(client: LanguageClient) -> dict[str, bool]:
+    return dict((await client.protocol.send_request_async("test/probe", None))._asdict())
+
+
+def _has_diagnostics(session: Session, uri: str) -> Callable[[], Awaitable[bool]]:
+    async def published() -> bool:
+        return uri in session.client.diagnostics
+
+    return published
 
 
 async def test_damaged_statistics_are_named_and_the_model_serves_alone(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
+from model_store import store
 from server.engine import Cancelled, EngineSettings
 from server.worker import (
     MAX_WAITING_EXPANSIONS,
@@ -15,6 +18,8 @@ from server.worker import (
     Loading,
     ModelWorker,
     Priority,
+    load_engine,
+    warm_up,
 )
 
 WAIT_S = 10.0  # bounds a broken test; never reached when the code works
@@ -199,6 +204,37 @@ async def test_the_statistics_serve_until_the_model_is_built_then_it_takes_over(
     assert model.settings.max_items == 3
 
 
+async def test_the_model_is_built_only_once_before_build_lets_it() -> None:
+    """The statistics serve while ``before_build`` holds the model's build back (the server
+    holds it until they have answered, so that torch's import cannot delay that answer)."""
+    build_allowed = asyncio.Event()
+    built: list[BlockingEngine] = []
+    early, model = BlockingEngine(), BlockingEngine()
+
+    def build_model() -> BlockingEngine:
+        built.append(model)
+        return model
+
+    def loader(ref, threads, progress):
+        return Loading(full=build_model, early=early, statistics="pack")
+
+    worker = ModelWorker(loader=loader)
+    loading = asyncio.ensure_future(
+        worker.load("default", None, lambda m, f: None, before_build=build_allowed.wait)
+    )
+    for _ in range(int(WAIT_S * 100)):
+        if worker.state is EngineState.STATISTICS:
+            break
+        await asyncio.sleep(0.01)
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is early
+    await asyncio.sleep(0.05)  # time the build would need to start, if it could
+    assert built == [] and not loading.done()
+    build_allowed.set()
+    assert (await loading).current and worker.state is EngineState.READY
+    assert built == [model]
+    assert await worker.run(lambda engine, stop: engine, threading.Event()) is model
+
+
 async def occupy_thread(
     worker: ModelWorker, engine: BlockingEngine
 ) -> tuple[threading.Event, asyncio.Future[object]]:
@@ -250,3 +286,21 @@ async def test_a_burst_of_expansions_keeps_only_the_newest_waiting() -> None:
     kept = len(results) - MAX_WAITING_EXPANSIONS
     assert all(isinstance(result, Cancelled) for result in results[:kept])
     assert results[kept:] == list(range(kept, 10))
+
+
+def test_a_corrupt_pack_is_refused_by_name_after_the_warm_up_hashed_it(
+    store_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up hashes the pack ahead; the load still checks it and refuses it."""
+    pack = Path(shutil.copytree(store.DEFAULT_STATS_DIR, tmp_path / "default_stats"))
+    damaged = pack / "order3_words.npy"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(store, "DEFAULT_STATS_DIR", pack)
+    warm_up()
+    plan = load_engine("default", None, lambda message, fraction: None)
+    assert plan.early is None and plan.statistics == "none"
+    assert plan.notice is not None
+    assert "order3_words.npy: sha256 does not match" in plan.notice
+    assert store.REINSTALL_HINT in plan.notice
