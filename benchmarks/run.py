@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -85,7 +86,7 @@ QUICK = Sizes(
 )
 # Relative-entropy thresholds of the pack's size/quality curve (Stolcke pruning; larger:
 # smaller). The full statistics are the curve's last point.
-PACK_PRUNING = (1e-6, 3e-7, 1e-7, 3e-8)
+PACK_PRUNING = (1e-6, 3e-7, 1e-7, 5e-8)
 
 
 def _log(message: str) -> None:
@@ -240,6 +241,8 @@ def ksr_rows(system: Benchmarked, targets: Sequence[str]) -> dict[str, Any]:
         "calls": len(memo.latencies),
         "per_prompt": _per_prompt(full, ghost_only),
     }
+    if isinstance(system.system, LspSystem):  # the server's memory budget, pack included
+        row["peak_rss_mb"] = round(system.system.driver.peak_rss_bytes() / 2**20, 1)
     kinds = getattr(system.system, "latencies", None)
     if isinstance(kinds, dict) and not isinstance(system.system, LspSystem):
         row["latency_by_kind_ms"] = {kind: _ms(v) for kind, v in kinds.items() if v}
@@ -384,6 +387,7 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
         row.update(
             threshold=threshold,
             megabytes=round(size / 1e6, 1),
+            zipped_megabytes=round(_zipped_size(directory) / 1e6, 1),
             ngrams=sum(len(level.words) for level in stats.levels),
         )
         rows.append(_stamp(row, meta, began, system))
@@ -393,6 +397,16 @@ def run_pack(context: Context, sizes: Sizes, meta: dict[str, Any]) -> dict[str, 
         "model": model_identity(model_dir),
         "rows": rows,
     }
+
+
+def _zipped_size(directory: Path) -> int:
+    """Bytes the files of ``directory`` take deflated, as in the wheel (what its limit counts)."""
+    with tempfile.TemporaryFile() as scratch:
+        with zipfile.ZipFile(scratch, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(directory.iterdir()):
+                if file.is_file():
+                    archive.write(file, file.name)
+        return scratch.tell()
 
 
 def _shipped_threshold() -> float | None:
