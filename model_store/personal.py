@@ -10,45 +10,36 @@ are pruned past it). Positive and negative prompts are kept and counted apart.
 Each distinct prompt counts once: saving a document again, or re-importing a folder, must not
 make its words look more frequent than the user's writing does.
 
-``PersonalLayer`` serves the statistics: the same interpolated Kneser-Ney machinery as the
-corpus's (``model_store.ngram.counting``), rebuilt from the stored prompts on a background
-thread after prompts are learned, so learning costs one small transaction and never waits for
-counting. The statistics are kept in memory only; the prompts are their source of truth.
+``PersonalLayer`` serves the statistics: interpolated Kneser-Ney counts of the stored prompts
+(``personal_counts``), which a background thread updates prompt by prompt as they are learned,
+so learning costs one small transaction and never waits for counting. The counts are kept in
+memory only (counted again at start-up); the prompts are their source of truth.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import queue
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from model_store import paths
-from model_store.ngram import counting
-from model_store.ngram.model import WordNgram
+from model_store.personal_counts import MERGE_AFTER, NgramCounts, count
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPTS = 100_000  # per store; past it the rarest, then oldest, prompts are pruned
 MAX_PROMPT_CHARS = 4000  # longer "prompts" are pasted documents, not prompts
 CHECKPOINT_AFTER = 1000  # prompts learned at once, past which the write-ahead log is emptied
-ORDER = counting.MAX_ORDER
-PRUNE_ABOVE = 20_000  # prompts; see ``count``
-# With a handful of prompts most n-grams are seen once and Kneser-Ney's discount
-# n1 / (n1 + 2 n2) reaches 1, which would discount every count away: a user's first prompts
-# would teach nothing. Capping it keeps part of each count from the first prompt on.
-MAX_DISCOUNT = 0.8
-# A rebuild waits at least this many times its last duration after the previous one, so
-# counting uses at most a fifth of a core while the user learns prompts one by one.
-REBUILD_SPACING = 4.0
 NEGATIVE_LABEL = re.compile(r"^\s*negative prompt:\s*", re.IGNORECASE)
 PARAMETERS_LINE = re.compile(r"^\s*Steps:\s*\d", re.IGNORECASE)
 
@@ -144,8 +135,15 @@ class PersonalStore:
 
     def add(self, prompts: Prompts, now: float | None = None) -> Learned:
         """Store new prompts (all of them or, on any error, none); count the known ones."""
+        return self.add_changes(prompts, now)[0]
+
+    def add_changes(
+        self, prompts: Prompts, now: float | None = None
+    ) -> tuple[Learned, Prompts, Prompts]:
+        """``add``, and the prompts it stored and those it pruned (their statistics change)."""
         now = time.time() if now is None else now
-        learned = duplicates = refused = 0
+        duplicates = refused = 0
+        added: dict[bool, list[str]] = {False: [], True: []}
         with self._transaction() as db:
             for negative, batch in ((False, prompts.positive), (True, prompts.negative)):
                 for prompt in batch:
@@ -158,7 +156,7 @@ class PersonalStore:
                         (prompt, negative, now),
                     ).rowcount
                     if inserted:
-                        learned += 1
+                        added[negative].append(prompt)
                         continue
                     duplicates += 1
                     db.execute(
@@ -166,23 +164,38 @@ class PersonalStore:
                         "WHERE text = ? AND negative = ?",
                         (now, prompt, negative),
                     )
-            pruned = self._prune(db)
+            removed = self._prune(db)
+        # A prompt stored and pruned at once (a batch past the bound) was never counted.
+        for negative, gone in ((False, removed.positive), (True, removed.negative)):
+            both = set(gone) & set(added[negative])
+            added[negative] = [p for p in added[negative] if p not in both]
+            kept = tuple(p for p in gone if p not in both)
+            removed = Prompts(kept, removed.negative) if not negative else Prompts(
+                removed.positive, kept
+            )
+        learned = len(added[False]) + len(added[True])
         if learned > CHECKPOINT_AFTER:  # give the write-ahead log's copy of a big import back
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return Learned(learned, duplicates, refused, pruned)
+        result = Learned(learned, duplicates, refused, len(removed))
+        return result, Prompts(tuple(added[False]), tuple(added[True])), removed
 
-    def _prune(self, db: sqlite3.Connection) -> int:
+    def _prune(self, db: sqlite3.Connection) -> Prompts:
+        """Remove the rarest, then oldest, prompts past the bound; the removed ones."""
         (count,) = db.execute("SELECT count(*) FROM prompts").fetchone()
         excess = count - self.max_prompts
         if excess <= 0:
-            return 0
-        db.execute(
+            return Prompts()
+        rows = db.execute(
             "DELETE FROM prompts WHERE rowid IN "
-            "(SELECT rowid FROM prompts ORDER BY uses, last_used, rowid LIMIT ?)",
+            "(SELECT rowid FROM prompts ORDER BY uses, last_used, rowid LIMIT ?) "
+            "RETURNING text, negative",
             (excess,),
+        ).fetchall()
+        return Prompts(
+            tuple(text for text, negative in rows if not negative),
+            tuple(text for text, negative in rows if negative),
         )
-        return excess
 
     def prompts(self, negative: bool) -> list[str]:
         """The stored prompts of one kind, in the order they were first learned."""
@@ -253,140 +266,144 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 # ------------------------------------------------------------------------ statistics
-@dataclass(frozen=True)
-class PersonalStats:
-    """The user's statistics: the query model, and how often they wrote each context."""
-
-    model: WordNgram
-    pair_keys: np.ndarray  # sorted ``a * width + b`` of every two-word context (<s> included)
-    pair_totals: np.ndarray  # c(a b .) of each
-    word_totals: np.ndarray  # c(b .) by word id
-
-    def written(self, words: Sequence[str]) -> int:
-        """How often the user wrote the last two of ``words`` before another word (the last
-        one alone when they never wrote that pair); 0 for a word they never wrote."""
-        model = self.model
-        *_, a, b = model.history(words)  # at least two ids: the order is at least 3
-        if a >= 0 and b >= 0:
-            key = a * model.width + b
-            at = int(np.searchsorted(self.pair_keys, key))
-            if at < len(self.pair_keys) and self.pair_keys[at] == key:
-                return int(self.pair_totals[at])
-        return int(self.word_totals[b]) if b >= 0 else 0
-
-
-def count(prompts: Iterable[str], order: int = ORDER) -> PersonalStats | None:
-    """Kneser-Ney statistics of the user's prompts (``model_store.ngram``, as the corpus's),
-    or None for none.
-
-    Every n-gram counts while the user has written few prompts; past ``PRUNE_ABOVE`` the
-    4- and 5-grams seen once are pruned as the corpus's are (they took 56 MB at 100k prompts).
-    """
-    prompts = [p for p in prompts if p.split()]
-    if not prompts:
-        return None
-    min_count = 1 if len(prompts) <= PRUNE_ABOVE else counting.MIN_COUNT
-    counts = counting.count(prompts, order, min_count, max_discount=MAX_DISCOUNT)
-    pairs, words = counts.orders[1], counts.orders[0]
-    assert pairs.keys is not None
-    return PersonalStats(counting.estimate(counts), pairs.keys, pairs.total, words.total)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One kind's statistics as last counted; immutable, so readers need no lock."""
-
-    stats: PersonalStats | None = None
-    prompts: int = 0
-
-
 class PersonalLayer:
-    """Learns prompts into the store and keeps their statistics counted, off the caller's
-    thread; ``snapshot`` is what completion reads."""
+    """Learns prompts into the store and keeps their counts (``personal_counts``) up to
+    date, off the caller's thread; ``counts`` is what completion reads.
+
+    A learned or pruned prompt updates the counts in O(its n-grams); a big import, a forget
+    or a change by another process counts the stored prompts again from scratch (vectorised).
+    """
 
     CHECK_INTERVAL_S = 2.0  # how often a change by another process is looked for
 
     def __init__(self, store: PersonalStore) -> None:
         self.store = store
-        self._snapshots = {False: Snapshot(), True: Snapshot()}
-        self.generation = 0  # changes with every new snapshot (rankings made before are stale)
-        self._wanted = threading.Event()
+        self._counts = {False: NgramCounts(), True: NgramCounts()}
+        self.generation = 0  # changes whenever the counts do (rankings made before are stale)
+        self._work: queue.SimpleQueue[tuple[int, Change] | None] = queue.SimpleQueue()
+        # Stored changes are numbered in commit order; a recount reads the store and the
+        # number at once, and the changes up to it are in what it read.
+        self._sequence = 0
+        self._counted_through = -1
+        self._order = threading.Lock()
+        self._busy = 0  # work items queued or being applied
+        self._busy_lock = threading.Lock()
         self._idle = threading.Event()
-        self._closed = False
         self._version = store.version() or 0
         self._checked = time.monotonic()
-        self._last_build_s = 0.0
-        self._thread = threading.Thread(target=self._run, name="personal-stats", daemon=True)
-        self._wanted.set()  # count what is stored already
+        self._thread = threading.Thread(target=self._run, name="personal-counts", daemon=True)
+        self._queue(RECOUNT)  # count what is stored already
         self._thread.start()
 
     @classmethod
     def open(cls, root: Path | None = None) -> PersonalLayer:
         return cls(PersonalStore(store_path(root)))
 
-    def snapshot(self, negative: bool) -> Snapshot:
-        """The statistics to complete with; asks for a recount when another process (an
-        import, a forget) changed the prompts since the last look."""
+    def counts(self, negative: bool) -> NgramCounts | None:
+        """The counts to complete with (None before any prompt); asks for a recount when
+        another process (an import, a forget) changed the prompts since the last look."""
         now = time.monotonic()
         if now - self._checked > self.CHECK_INTERVAL_S:
             self._checked = now
             version = self.store.version(wait=False)
             if version is not None and version != self._version:
                 self._version = version
-                self._wanted.set()
-        return self._snapshots[negative]
+                self._queue(RECOUNT)
+        found = self._counts[negative]
+        return found if found.prompts > 0 else None
 
     def learn(self, prompts: Prompts) -> Learned:
-        """Store the prompts; their statistics follow on the background thread."""
-        learned = self.store.add(prompts)
-        if learned.learned or learned.pruned:
-            self._idle.clear()
-            self._wanted.set()
+        """Store the prompts; their counts follow on the background thread."""
+        with self._order:
+            learned, added, removed = self.store.add_changes(prompts)
+            if len(added) > RECOUNT_ABOVE:
+                self._queue(RECOUNT)
+            elif added or removed:
+                self._queue(Change(added, removed))
         return learned
 
     def forget(self, containing: str | None = None) -> int:
-        removed = self.store.forget(containing)
-        self._idle.clear()
-        self._wanted.set()
+        with self._order:
+            removed = self.store.forget(containing)
+            self._queue(RECOUNT)
         return removed
 
     def counted(self) -> tuple[int, int]:
-        """(positive, negative) prompts in the statistics now being served."""
-        return self._snapshots[False].prompts, self._snapshots[True].prompts
+        """(positive, negative) prompts in the counts now being served."""
+        return self._counts[False].prompts, self._counts[True].prompts
 
     def wait_counted(self, timeout: float) -> bool:
         """Block until everything learned so far is counted (tests, benchmarks)."""
         return self._idle.wait(timeout)
 
     def close(self) -> None:
-        self._closed = True
-        self._wanted.set()
+        self._work.put(None)
         self._thread.join(timeout=5)
         self.store.close()
 
+    def _queue(self, work: Change) -> None:
+        with self._busy_lock:
+            self._busy += 1
+            self._idle.clear()
+            self._sequence += 1
+            self._work.put((self._sequence, work))
+
     def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            if self._closed:
-                return
-            self._wanted.clear()
-            began = time.monotonic()
+        while (item := self._work.get()) is not None:
+            sequence, work = item
             try:
-                self._recount()
+                if work is RECOUNT:
+                    self._recount()
+                elif sequence > self._counted_through:
+                    self._apply(work)
             except Exception:  # a broken database must not take completion down with it
                 log.exception("counting the personal prompts failed")
-            self._last_build_s = time.monotonic() - began
-            if not self._wanted.is_set():
-                self._idle.set()
-            time.sleep(min(REBUILD_SPACING * self._last_build_s, 30.0))
+            with self._busy_lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+    def _apply(self, change: Change) -> None:
+        """Count the added prompts and uncount the removed ones, one at a time: completion
+        waits at most for one prompt's update."""
+        for negative in (False, True):
+            counts = self._counts[negative]
+            for prompt in change.removed.negative if negative else change.removed.positive:
+                counts.remove(prompt)
+            for prompt in change.added.negative if negative else change.added.positive:
+                counts.add(prompt)
+            if counts.pending() > MERGE_AFTER:
+                counts.merge()
+        self.generation += 1
 
     def _recount(self) -> None:
-        snapshots = {}
+        with self._order:
+            stored = {negative: self.store.prompts(negative) for negative in (False, True)}
+            with self._busy_lock:
+                self._counted_through = self._sequence
         for negative in (False, True):
-            prompts = self.store.prompts(negative)
-            snapshots[negative] = Snapshot(count(prompts), len(prompts))
-        self._snapshots = snapshots
+            self._counts[negative] = count(stored.pop(negative))
         self.generation += 1
+        trim_heap()
+
+
+@dataclass(frozen=True)
+class Change:
+    """Prompts to count (newly stored) and to uncount (pruned); ``RECOUNT``: everything."""
+
+    added: Prompts = Prompts()
+    removed: Prompts = Prompts()
+
+
+RECOUNT = Change()
+RECOUNT_ABOVE = 2000  # prompts learned at once: counting everything again is faster
+
+
+def trim_heap() -> None:
+    """Give the heap that a recount freed back to the system (glibc keeps it otherwise: a
+    100k-prompt recount left 200 MB resident for 25 MB of counts)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def size_summary(store: PersonalStore) -> dict[str, float]:
