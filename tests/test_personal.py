@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -333,4 +334,21 @@ def test_a_kill_during_learn_leaves_the_previous_prompts_intact(
         child.wait(timeout=60)
     store = PersonalStore(store_path(store_home))
     assert store.prompts(negative=False) == ["the prompt from before"]
+    store.close()
+
+
+def test_a_store_made_before_the_prompt_key_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE prompts (text TEXT NOT NULL, negative INTEGER NOT NULL,"
+        " uses INTEGER NOT NULL, last_used REAL NOT NULL, UNIQUE (text, negative))"
+    )
+    old.executemany("INSERT INTO prompts VALUES (?, ?, 1, 0)", [("a cat", 0), ("blurry", 1)])
+    old.commit()
+    old.close()
+    store = PersonalStore(path)
+    assert store.add(Prompts(("a cat", "a dog"))).learned == 1
+    assert store.prompts(negative=False) == ["a cat", "a dog"]
+    assert store.prompts(negative=True) == ["blurry"]
     store.close()
