@@ -16,15 +16,17 @@ The lower orders' a(g) change only when an n-gram type appears or disappears, so
 D_n = n1 / (n1 + 2 n2) of its adjusted counts (at most ``MAX_DISCOUNT``: over a handful of
 prompts it would reach 1 and discount every count away), with n1 and n2 kept up to date.
 
-Storage: order 1 is arrays by word id; order n >= 2 is sorted int64 keys (the index of the
-n-gram's first n - 1 words among order n - 1's, times ``WIDTH``, plus its last word) with
-uint32 adjusted counts; order 2 keeps raw counts too (how often the user wrote a pair,
+Storage (25 MB for the 2.9M n-gram types of 100k prompts): order 1 is arrays by word id;
+order n >= 2 is sorted keys, the index of the n-gram's first n - 1 words among order n - 1's
+times ``WIDTH`` plus its last word (``Keys``: their low 32 bits), beside adjusted counts in 16
+bits (32 once one needs them); order 2 keeps raw counts too (how often the user wrote a pair,
 ``written``). Counts of known n-grams change in place; new types wait in small dicts until
 ``merge`` inserts them. Each prompt is padded with ORDER - 1 <s>; the all-<s> n-grams are
 kept as zero entries so that every context has an index. ``count`` builds the same counts
 from scratch, vectorised (imports, forgetting, start-up).
 
-Not thread-safe: the caller serialises updates with queries (``PersonalLayer``).
+One thread updates (``PersonalLayer``'s); queries from others hold ``lock``, which an update
+holds for one prompt and a merge only to swap its arrays in.
 """
 
 from __future__ import annotations
@@ -52,6 +54,64 @@ LOW_BITS = 0xFFFFFFFF
 def discount(n1: int, n2: int) -> float:
     """D = n1 / (n1 + 2 n2) of one order's adjusted counts, at most ``MAX_DISCOUNT``."""
     return discount_of(n1, n2, MAX_DISCOUNT)
+
+
+class Words(Sequence[str]):
+    """The vocabulary: words by id in one UTF-8 buffer, and their ids in string order (UTF-8
+    bytes sort as their strings do). As Python strings, a list and a dict, the 70k words of
+    100k prompts took 10 MB; here about 1.5 MB."""
+
+    def __init__(self, words: Sequence[str] = ()) -> None:
+        """``words``: by id, after <s> and </s> (ids 0 and 1, not in the string order)."""
+        encoded = [w.encode("utf-8") for w in ("<s>", "</s>", *words)]
+        self._data = bytearray(b"".join(encoded))
+        self._ends = array("q", np.cumsum([len(b) for b in encoded]).tolist())
+        order = sorted(range(2, len(encoded)), key=encoded.__getitem__)
+        self._order = np.asarray(order, dtype=np.int32)  # ids of the words in string order
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def _bytes(self, index: int) -> bytes:
+        return bytes(self._data[self._ends[index - 1] if index else 0 : self._ends[index]])
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return self._bytes(index).decode("utf-8")
+
+    def _position(self, key: bytes) -> int:
+        """Where ``key`` is, or would be inserted, in the string order."""
+        order = self._order
+        return bisect.bisect_left(range(len(order)), key, key=lambda k: self._bytes(order[k]))
+
+    def index_of(self, word: str) -> int:
+        """The word's id, or UNKNOWN."""
+        key = word.encode("utf-8")
+        at = self._position(key)
+        if at < len(self._order) and self._bytes(self._order[at]) == key:
+            return int(self._order[at])
+        return UNKNOWN
+
+    def add(self, word: str) -> int:
+        """The word's id, a new one for a new word."""
+        key = word.encode("utf-8")
+        at = self._position(key)
+        if at < len(self._order) and self._bytes(self._order[at]) == key:
+            return int(self._order[at])
+        self._data += key
+        self._ends.append(len(self._data))
+        self._order = np.insert(self._order, at, len(self._ends) - 1)
+        return len(self._ends) - 1
+
+    def with_prefix(self, prefix: str) -> np.ndarray:
+        """The ids of the words that start with ``prefix``."""
+        key = prefix.encode("utf-8")
+        low = self._position(key)
+        high = self._position(key + b"\xff")  # no UTF-8 byte is 0xff
+        return self._order[low:high].astype(np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._data) + self._ends.itemsize * len(self._ends) + self._order.nbytes
 
 
 class Keys:
@@ -107,15 +167,12 @@ class NgramCounts:
         if order < 2:
             raise ValueError(f"order must be at least 2, got {order}")
         self.order = order
-        self.vocab: list[str] = ["<s>", "</s>"]
-        self._ids: dict[str, int] = {}
-        self._sorted: list[str] = []  # the words in string order, for prefixes
-        self._sorted_ids: list[int] = []
+        self.vocab = Words()
         self.unigram = np.zeros(64, dtype=np.int64)  # a(w) by id
         self.unigram_raw = np.zeros(64, dtype=np.int64)  # c(w) by id
         self.keys = [Keys(np.zeros(0, np.int64)) for _ in range(order + 1)]  # 0, 1 unused
-        self.adjusted = [np.zeros(0, np.uint32) for _ in range(order + 1)]
-        self.pair_raw = np.zeros(0, np.uint32)  # c(a b) beside keys[2]
+        self.adjusted = [np.zeros(0, np.uint16) for _ in range(order + 1)]
+        self.pair_raw = np.zeros(0, np.uint16)  # c(a b) beside keys[2]
         # New types by order: word-id tuple -> [adjusted, raw]; contexts of new types ->
         # [their adjusted sum, how many are above 0, their last words].
         self._new: list[dict[tuple[int, ...], list[int]]] = [{} for _ in range(order + 1)]
@@ -131,19 +188,13 @@ class NgramCounts:
 
     # ------------------------------------------------------------------ vocabulary
     def id_of(self, word: str) -> int:
-        return self._ids.get(word, UNKNOWN)
+        return self.vocab.index_of(word)
 
     def _word_id(self, word: str) -> int:
-        found = self._ids.get(word)
-        if found is None:
-            found = self._ids[word] = len(self.vocab)
-            self.vocab.append(word)
-            at = bisect.bisect_left(self._sorted, word)
-            self._sorted.insert(at, word)
-            self._sorted_ids.insert(at, found)
-            if found >= len(self.unigram):
-                self.unigram = _grown(self.unigram, 2 * found)
-                self.unigram_raw = _grown(self.unigram_raw, 2 * found)
+        found = self.vocab.add(word)
+        if found >= len(self.unigram):
+            self.unigram = _grown(self.unigram, 2 * found)
+            self.unigram_raw = _grown(self.unigram_raw, 2 * found)
         return found
 
     @property
@@ -191,7 +242,7 @@ class NgramCounts:
                     changed = False
             self.unigram_raw[word] += step
             if here[2] >= 0:
-                self.pair_raw[here[2]] = int(self.pair_raw[here[2]]) + step
+                self.pair_raw = _set(self.pair_raw, here[2], int(self.pair_raw[here[2]]) + step)
             else:
                 self._new[2][tuple(ids[end - 1 : end + 1])][1] += step
             before = here
@@ -207,7 +258,7 @@ class NgramCounts:
             self._unigram_types += (before == 0) - (before + step == 0)
         elif at >= 0:
             before = int(self.adjusted[n][at])
-            self.adjusted[n][at] = before + step
+            self.adjusted[n] = _set(self.adjusted[n], at, before + step)
         else:
             entry = self._new[n].setdefault(gram, [0, 0])
             before = entry[0]
@@ -263,11 +314,11 @@ class NgramCounts:
             sort = np.argsort(all_keys, kind="stable")
             keys_out.append(Keys(all_keys[sort]))
             merged = np.concatenate([adjusted[keep].astype(np.int64), new_adjusted])
-            adjusted_out.append(merged[sort].astype(np.uint32))
+            adjusted_out.append(compact(merged[sort]))
             if n == 2:
                 new_raw = np.fromiter((new[g][1] for g in grams), np.int64, len(grams))
                 merged = np.concatenate([self.pair_raw[keep].astype(np.int64), new_raw])
-                pair_raw = merged[sort].astype(np.uint32)
+                pair_raw = compact(merged[sort])
             where = np.empty(len(sort), dtype=np.int64)
             where[sort] = np.arange(len(sort))
             remap = np.full(len(keys), -1, dtype=np.int64)
@@ -403,15 +454,13 @@ class NgramCounts:
             return self._ranked(tuple(history), partial)
 
     def _ranked(self, history: tuple[int, ...], partial: str) -> list[tuple[int, float]]:
-        low, high = self._prefix(partial)
-        if low >= high and partial:
-            return []
+        if partial:
+            ids = self.vocab.with_prefix(partial)
+            if not len(ids):
+                return []
+        else:
+            ids = np.arange(1, len(self.vocab), dtype=np.int64)
         candidates: set[int] = set()
-        ids = (
-            np.asarray(self._sorted_ids[low:high], dtype=np.int64)
-            if partial
-            else np.arange(1, len(self.vocab), dtype=np.int64)
-        )
         candidates.update(_top(ids, self.unigram[ids]))
         wanted = None  # by word id: whether it starts with ``partial``
         for n in range(2, self.order + 1):
@@ -446,12 +495,6 @@ class NgramCounts:
     def _starts(self, word: int, partial: str) -> bool:
         return word != EOS and self.vocab[word].startswith(partial) if partial else True
 
-    def _prefix(self, partial: str) -> tuple[int, int]:
-        """[low, high) of the words starting with ``partial`` in ``_sorted``."""
-        low = bisect.bisect_left(self._sorted, partial)
-        high = bisect.bisect_left(self._sorted, partial + "\U0010ffff", lo=low)
-        return low, high
-
     # ------------------------------------------------------------------ inspection
     def as_dict(self) -> dict[tuple[str, ...], tuple[int, int]]:
         """Every n-gram with a count above 0: words -> (adjusted, raw; raw 0 above order 2)."""
@@ -473,9 +516,24 @@ class NgramCounts:
         return found
 
     def nbytes(self) -> int:
-        """Bytes of the count arrays (the vocabulary and pending dicts not included)."""
+        """Bytes of the count arrays and the vocabulary (the pending dicts not included)."""
         arrays = [self.unigram, self.unigram_raw, self.pair_raw, *self.adjusted]
-        return sum(a.nbytes for a in arrays) + sum(k.nbytes for k in self.keys)
+        keys = sum(k.nbytes for k in self.keys)
+        return sum(a.nbytes for a in arrays) + keys + self.vocab.nbytes
+
+
+def compact(counts: np.ndarray) -> np.ndarray:
+    """``counts`` in 16 bits, or 32 where one needs them (most counts are 1 or 2)."""
+    fits = not len(counts) or int(counts.max()) <= np.iinfo(np.uint16).max
+    return counts.astype(np.uint16 if fits else np.uint32)
+
+
+def _set(counts: np.ndarray, at: int, value: int) -> np.ndarray:
+    """``counts`` with ``counts[at] = value``, widened to 32 bits first if it needs them."""
+    if value > np.iinfo(counts.dtype).max:
+        counts = counts.astype(np.uint32)
+    counts[at] = value
+    return counts
 
 
 def _grown(counts: np.ndarray, size: int) -> np.ndarray:
@@ -498,7 +556,7 @@ def _top(words: np.ndarray, counts: np.ndarray) -> list[int]:
 def count(prompts: Iterable[str], order: int = ORDER) -> NgramCounts:
     """The counts of ``prompts`` from scratch (vectorised; equal to adding them one by one)."""
     counts = NgramCounts(order)
-    vocab, index = counts.vocab, counts._ids
+    index: dict[str, int] = {}
     setdefault = index.setdefault
     flat = array("q")
     padding = [BOS] * (order - 1)
@@ -511,10 +569,9 @@ def count(prompts: Iterable[str], order: int = ORDER) -> NgramCounts:
             counts.prompts += 1
     if not flat:
         return counts
-    vocab.extend(sorted(index, key=index.__getitem__))
-    counts._sorted = sorted(index)
-    counts._sorted_ids = [index[w] for w in counts._sorted]
-    size = len(vocab)
+    counts.vocab = Words(sorted(index, key=index.__getitem__))
+    del index
+    size = len(counts.vocab)
     counts.unigram = _grown(counts.unigram, max(size, 64))
     counts.unigram_raw = _grown(counts.unigram_raw, max(size, 64))
     ids = np.frombuffer(flat, dtype=np.int64).copy()
@@ -538,10 +595,11 @@ def count(prompts: Iterable[str], order: int = ORDER) -> NgramCounts:
         starts_bos = np.zeros(len(keys), dtype=bool)
         starts_bos[index[targets]] = firsts[targets] == BOS
         counts.keys[n] = Keys(keys)
-        counts.adjusted[n] = raw.astype(np.uint32)  # raw; lower orders: _continuation
+        counts.adjusted[n] = raw  # raw; lower orders: _continuation
         if n == 2:
-            counts.pair_raw = raw.astype(np.uint32)
+            counts.pair_raw = compact(raw)
         below = index
+    counts.adjusted[order] = compact(counts.adjusted[order])
     counts._refresh_totals()
     return counts
 
@@ -566,4 +624,4 @@ def _continuation(
         return
     continuation = np.bincount(shorter[first], minlength=len(counts.adjusted[n]))
     raw = counts.adjusted[n]
-    counts.adjusted[n] = np.where(starts_bos, raw, continuation).astype(np.uint32)
+    counts.adjusted[n] = compact(np.where(starts_bos, raw, continuation))

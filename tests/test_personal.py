@@ -352,3 +352,16 @@ def test_a_store_made_before_the_prompt_key_is_converted(tmp_path: Path) -> None
     assert store.prompts(negative=False) == ["a cat", "a dog"]
     assert store.prompts(negative=True) == ["blurry"]
     store.close()
+
+
+def test_a_count_past_16_bits_widens_its_order() -> None:
+    counts = count(["hi there"] * 2)
+    assert counts.adjusted[5].dtype == np.uint16
+    for _ in range(3):
+        counts.add("hi there")
+    counts.adjusted[5] = counts.adjusted[5].copy()
+    at = counts.adjusted[5].argmax()
+    counts.adjusted[5][at] = np.iinfo(np.uint16).max
+    counts.add("hi there")
+    assert counts.adjusted[5].dtype == np.uint32
+    assert counts.adjusted[5][at] == np.iinfo(np.uint16).max + 1
