@@ -165,38 +165,34 @@ class PersonalStore:
                         "UPDATE prompts SET uses = uses + 1, last_used = ? WHERE key = ?",
                         (now, key),
                     )
-            removed = self._prune(db) if added[False] or added[True] else Prompts()
-        # A prompt stored and pruned at once (a batch past the bound) was never counted.
-        for negative, gone in ((False, removed.positive), (True, removed.negative)):
-            both = set(gone) & set(added[negative])
+            removed = self._prune(db) if added[False] or added[True] else {False: [], True: []}
+        for negative in (False, True):  # stored and pruned at once (past the bound): neither
+            both = set(added[negative]) & set(removed[negative])
             added[negative] = [p for p in added[negative] if p not in both]
-            kept = tuple(p for p in gone if p not in both)
-            removed = Prompts(kept, removed.negative) if not negative else Prompts(
-                removed.positive, kept
-            )
+            removed[negative] = [p for p in removed[negative] if p not in both]
         learned = len(added[False]) + len(added[True])
         if learned > CHECKPOINT_AFTER:  # give the write-ahead log's copy of a big import back
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        result = Learned(learned, duplicates, refused, len(removed))
-        return result, Prompts(tuple(added[False]), tuple(added[True])), removed
+        result = Learned(learned, duplicates, refused, len(removed[False]) + len(removed[True]))
+        return result, _prompts(added), _prompts(removed)
 
-    def _prune(self, db: sqlite3.Connection) -> Prompts:
+    def _prune(self, db: sqlite3.Connection) -> dict[bool, list[str]]:
         """Remove the rarest, then oldest, prompts past the bound; the removed ones."""
         (count,) = db.execute("SELECT count(*) FROM prompts").fetchone()
         excess = count - self.max_prompts
+        removed: dict[bool, list[str]] = {False: [], True: []}
         if excess <= 0:
-            return Prompts()
+            return removed
         rows = db.execute(
             "DELETE FROM prompts WHERE rowid IN "
             "(SELECT rowid FROM prompts ORDER BY uses, last_used, rowid LIMIT ?) "
             "RETURNING text, negative",
             (excess,),
         ).fetchall()
-        return Prompts(
-            tuple(text for text, negative in rows if not negative),
-            tuple(text for text, negative in rows if negative),
-        )
+        for text, negative in rows:
+            removed[bool(negative)].append(text)
+        return removed
 
     def prompts(self, negative: bool) -> list[str]:
         """The stored prompts of one kind, in the order they were first learned."""
@@ -256,6 +252,10 @@ class PersonalStore:
             for path in (self.path, self.path.with_name(self.path.name + "-wal"))
             if path.exists()
         )
+
+
+def _prompts(kinds: dict[bool, list[str]]) -> Prompts:
+    return Prompts(tuple(kinds[False]), tuple(kinds[True]))
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -365,3 +365,18 @@ def test_a_count_past_16_bits_widens_its_order() -> None:
     counts.add("hi there")
     assert counts.adjusted[5].dtype == np.uint32
     assert counts.adjusted[5][at] == np.iinfo(np.uint16).max + 1
+
+
+def test_a_batch_past_the_bound_counts_only_what_stays(tmp_path: Path) -> None:
+    layer = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3", max_prompts=3))
+    try:
+        layer.learn(Prompts(("a b", "c d")))
+        learned = layer.learn(Prompts(("e f", "g h", "i j")))
+        assert learned.pruned == 2
+        layer.learn(Prompts(("k l", "m n", "o p", "q r")))  # some pruned in their own batch
+        assert layer.wait_counted(30)
+        stored = layer.store.prompts(negative=False)
+        mine = layer.counts(negative=False)
+        assert mine is not None and mine.as_dict() == count(stored).as_dict()
+    finally:
+        layer.close()
