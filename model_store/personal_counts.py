@@ -109,10 +109,6 @@ class Words(Sequence[str]):
         high = self._position(key + b"\xff")  # no UTF-8 byte is 0xff
         return self._order[low:high].astype(np.int64)
 
-    @property
-    def nbytes(self) -> int:
-        return len(self._data) + self._ends.itemsize * len(self._ends) + self._order.nbytes
-
 
 class Keys:
     """Sorted int64 keys kept as their low 32 bits and where each high part starts: half
@@ -154,10 +150,6 @@ class Keys:
         """All the keys as int64 (merging)."""
         pages = np.repeat(np.arange(len(self.pages) - 1, dtype=np.int64), np.diff(self.pages))
         return (pages << 32) | self.low.astype(np.int64)
-
-    @property
-    def nbytes(self) -> int:
-        return self.low.nbytes + self.pages.nbytes
 
 
 class NgramCounts:
@@ -514,12 +506,6 @@ class NgramCounts:
                 if adjusted or raw:
                     found[tuple(self.vocab[w] for w in gram)] = (adjusted, raw if n == 2 else 0)
         return found
-
-    def nbytes(self) -> int:
-        """Bytes of the count arrays and the vocabulary (the pending dicts not included)."""
-        arrays = [self.unigram, self.unigram_raw, self.pair_raw, *self.adjusted]
-        keys = sum(k.nbytes for k in self.keys)
-        return sum(a.nbytes for a in arrays) + keys + self.vocab.nbytes
 
 
 def compact(counts: np.ndarray) -> np.ndarray:
