@@ -48,6 +48,7 @@ MERGE_AFTER = 20_000  # new n-gram types kept in dicts before they are inserted 
 SCAN_SEGMENT = 64  # a context's successors filtered by prefix one by one up to this many
 CANDIDATES_PER_ORDER = 24
 UNKNOWN = -1
+REMEMBERED_WORDS = 4096  # word ids kept at hand for queries
 LOW_BITS = 0xFFFFFFFF
 
 
@@ -68,6 +69,8 @@ class Words(Sequence[str]):
         self._ends = array("q", np.cumsum([len(b) for b in encoded]).tolist())
         order = sorted(range(2, len(encoded)), key=encoded.__getitem__)
         self._order = np.asarray(order, dtype=np.int32)  # ids of the words in string order
+        self._recent: dict[str, int] = {}  # found words: a search costs ~30 us, a keystroke
+        # looks up the same few words dozens of times (ids never change once given)
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -85,10 +88,16 @@ class Words(Sequence[str]):
 
     def index_of(self, word: str) -> int:
         """The word's id, or UNKNOWN."""
+        found = self._recent.get(word)
+        if found is not None:
+            return found
         key = word.encode("utf-8")
         at = self._position(key)
         if at < len(self._order) and self._bytes(self._order[at]) == key:
-            return int(self._order[at])
+            if len(self._recent) >= REMEMBERED_WORDS:
+                self._recent.clear()
+            found = self._recent[word] = int(self._order[at])
+            return found
         return UNKNOWN
 
     def add(self, word: str) -> int:
