@@ -16,7 +16,7 @@ The lower orders' a(g) change only when an n-gram type appears or disappears, so
 D_n = n1 / (n1 + 2 n2) of its adjusted counts (at most ``MAX_DISCOUNT``: over a handful of
 prompts it would reach 1 and discount every count away), with n1 and n2 kept up to date.
 
-Storage (25 MB for the 2.9M n-gram types of 100k prompts): order 1 is arrays by word id;
+Storage (19.5 MB for the 2.9M n-gram types of 100k prompts): order 1 is arrays by word id;
 order n >= 2 is sorted keys, the index of the n-gram's first n - 1 words among order n - 1's
 times ``WIDTH`` plus its last word (``Keys``: their low 32 bits), beside adjusted counts in 16
 bits (32 once one needs them); order 2 keeps raw counts too (how often the user wrote a pair,
