@@ -1,12 +1,15 @@
 """The personal layer on modern-style prompts: ``python -m benchmarks.run --sections personal``.
 
 ``modern/modern_dev.txt`` (evaluation only: nothing counted from it is kept) holds 6,676
-prompts in collection order. A server learns its first N lines through the learn command
-(``promptAutocomplete.learn``) and is then measured on a fixed sample of 100 of its last 1,676
-lines, which it never learned: the learning curve. The same servers type the 2022-style dev
-sample too, which the personal layer must not make worse. The personal weight is tuned
-in-process on other prompts of those last lines, never on the test sample. Finally a server that
-has learned 100k prompts (2022 training prompts) is timed, and its personal store measured.
+prompts in collection order. One server learns its first lines through the learn command
+(``promptAutocomplete.learn``), N at a time as a user would (the counts after learning 100 then
+400 more equal those after learning 500 at once: tests/test_personal.py), and after each N is
+measured on a fixed sample of 100 of its last 1,676 lines, which it never learned: the learning
+curve. The same server types the 2022-style dev sample too, before learning and after 5,000,
+which the personal layer must not make worse. The personal weight is tuned in-process on
+modern_dev's first 5,000 lines only (learning its first lines, typing lines 4,500-5,000), never
+on the test region. Finally a server that has learned 100k prompts (2022 training prompts) is
+timed, and its personal store and memory measured. Timed rows carry the load average.
 
 Each server gets its own store: a folder that links to everything in the real store (the
 corpus statistics) except the personal prompts.
@@ -15,6 +18,7 @@ corpus statistics) except the personal prompts.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import tempfile
 import time
@@ -32,8 +36,9 @@ from model_store import paths
 CURVE = (0, 100, 500, 2000, 5000)
 TEST_POOL = 1676  # the last lines of modern_dev.txt: never learned
 TEST_PROMPTS = 100
-TUNE_LEARNED = (100, 5000)
-TUNE_WEIGHTS = (0.0, 0.3, 0.6, 0.9)
+TUNE_LEARNED = (4500,)
+TUNE_POOL = (4500, 5000)  # the lines typed while tuning: after those learned, before the test
+TUNE_WEIGHTS = (0.0, 0.9)  # the product's and none (finer: docs/benchmarks-notes.md)
 LATENCY_LEARNED = 100_000
 LEARN_CALLS = 200  # single-prompt learn commands timed
 READY_S = 600.0
@@ -45,10 +50,10 @@ def test_sample(lines: Sequence[str], size: int = TEST_PROMPTS) -> list[str]:
 
 
 def tuning_sample(lines: Sequence[str], size: int) -> list[str]:
-    """Prompts of the unlearned tail outside the test sample (the weight is chosen here)."""
-    held_out = set(test_sample(lines))
-    rest = [line for line in lines[-TEST_POOL:] if line not in held_out]
-    return random.Random(data.SEED + 1).sample(rest, min(size, len(rest)))
+    """Prompts of lines 4,500-5,000, which the tuning never learns and the curve's test
+    region (the last 1,676 lines) does not include: the weight is chosen here."""
+    pool = list(lines[TUNE_POOL[0] : TUNE_POOL[1]])
+    return random.Random(data.SEED + 1).sample(pool, min(size, len(pool)))
 
 
 @contextlib.contextmanager
@@ -146,29 +151,36 @@ def run(
     found.update(curve=[], dev_2022=[], tuning=[])
     runner = LoopThread()
     try:
-        for learned in CURVE:
-            with private_store() as home:
-                server = LearningServer(runner, command, home, log)
-                server.start()
-                try:
-                    if learned:
-                        server.learn(lines[:learned])
+        with private_store() as home:
+            server = LearningServer(runner, command, home, log)
+            server.start()
+            try:
+                learned = 0
+                for target in CURVE:
+                    if target > learned:
+                        server.learn(lines[learned:target])
+                        learned = target
                     _log(f"KSR on {len(targets)} modern prompts after learning {learned}")
                     row = server.ksr(targets, f"prompt-ls after {learned} learned")
-                    found["curve"].append(stamp({"learned": learned, **row}))
+                    found["curve"].append(stamp({"learned": learned, **row, **_load()}))
                     _log(f"  KSR {row['ksr']}")
                     if learned in (0, CURVE[-1]):
                         _log(f"KSR on {len(dev_2022)} 2022 dev prompts after learning {learned}")
                         row = server.ksr(dev_2022, f"2022 dev after {learned} learned")
-                        found["dev_2022"].append(stamp({"learned": learned, **row}))
+                        found["dev_2022"].append(stamp({"learned": learned, **row, **_load()}))
                         _log(f"  KSR {row['ksr']}")
-                finally:
-                    server.stop()
-        found["tuning"] = tune(lines, directory, tune_prompts, stamp)
+            finally:
+                server.stop()
         found["at_scale"] = at_scale(runner, command, log, directory, stamp)
+        found["tuning"] = tune(lines, directory, tune_prompts, stamp)
     finally:
         runner.close()
     return found
+
+
+def _load() -> dict[str, list[float]]:
+    """The load average when a row's timing was taken (the machine is shared)."""
+    return {"load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def tune(
@@ -177,8 +189,9 @@ def tune(
     size: int,
     stamp: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """KSR in-process at each personal weight, after learning few and many prompts, on
-    modern prompts of the unlearned tail and on 2022 dev prompts outside the KSR sample."""
+    """KSR in-process at each personal weight, after learning few and many of modern_dev's
+    first lines, on its lines 4,500-5,000 (``tuning_sample``) and on 2022 dev prompts
+    outside the KSR sample."""
     from benchmarks.engine_system import EngineSystem
     from model_store.personal import PersonalLayer, PersonalStore, Prompts
     from model_store.store import ModelStore
@@ -211,7 +224,7 @@ def tune(
                         _log(f"KSR {name} on {len(targets)} tuning prompts")
                         result = evaluate(EngineSystem(engine, name), targets, use_menu=True)
                         row = {"learned": learned, "style": style, "weight": weight}
-                        row.update(prompts=len(targets), ksr=round(result.ksr, 4))
+                        row.update(prompts=len(targets), ksr=round(result.ksr, 4), **_load())
                         rows.append(stamp(row))
                         _log(f"  KSR {row['ksr']}")
         finally:
@@ -261,6 +274,7 @@ def at_scale(
             "store_mb": round(size / 2**20, 1),
             "resident_mb_before": before,
             "resident_mb_after": after,
+            **_load(),
         }
     )
 

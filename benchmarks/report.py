@@ -973,11 +973,12 @@ def _personal_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> 
     parts = [
         "## Personal layer (learns its user)",
         "",
-        "The server learns the first N lines of `modern/modern_dev.txt` (Civitai 2023 styles; "
+        "One server learns the first lines of `modern/modern_dev.txt` (Civitai 2023 styles; "
         "evaluation only, nothing counted from it is kept) with `promptAutocomplete.learn`, "
-        f"then types a fixed sample of {curve[0]['prompts']} of its last "
-        f"{found['test_pool']:,} lines (`random.Random(1234).sample`), which it never "
-        "learned. Target: KSR >= 0.50 after 5,000 learned.",
+        "N at a time, and after each N types a fixed sample of "
+        f"{curve[0]['prompts']} of its last {found['test_pool']:,} lines "
+        "(`random.Random(1234).sample`), which it never learned. Target: KSR >= 0.50 after "
+        "5,000 learned.",
         "",
         _table(
             ["learned", "prompts typed", "KSR ghost+menu", "p50 ms", "p95 ms", "p99 ms"],
@@ -1001,10 +1002,11 @@ def _personal_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> 
     if found.get("tuning"):
         parts += [
             "Ablation of the personal weight (the most the user's statistics may weigh, "
-            "`EngineSettings.personal_weight`; the product's in bold), in-process on "
-            f"{found['tuning'][0]['prompts']} other prompts of the unlearned modern lines and "
-            "as many 2022 dev prompts outside the KSR sample (seeded), where it was chosen; "
-            "0 is the product without the personal layer:",
+            "`EngineSettings.personal_weight`; the product's in bold), in-process after "
+            "learning modern_dev's first N lines, on "
+            f"{found['tuning'][0]['prompts']} prompts of its lines 4,500-5,000 (never the "
+            "test region) and as many 2022 dev prompts outside the KSR sample (seeded), "
+            "where it was chosen; 0 is the product without the personal layer:",
             "",
             _table(
                 ["learned", "prompts", "personal weight", "KSR ghost+menu"],
@@ -1034,7 +1036,8 @@ def _personal_section(found: dict[str, Any] | None, assets: Path, rel: Path) -> 
             f"{latency.get('inline', {}).get('p50')} ms / p99 "
             f"{latency.get('inline', {}).get('p99')} ms; the personal store is "
             f"{scale['store_mb']} MB on disk; the server's resident memory went from "
-            f"{scale['resident_mb_before']} to {scale['resident_mb_after']} MB.",
+            f"{scale['resident_mb_before']} to {scale['resident_mb_after']} MB (load "
+            f"average {scale.get('load_average')} on a shared machine).",
             "",
         ]
     rows = curve + found.get("dev_2022", []) + found.get("tuning", [])

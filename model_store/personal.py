@@ -10,45 +10,37 @@ are pruned past it). Positive and negative prompts are kept and counted apart.
 Each distinct prompt counts once: saving a document again, or re-importing a folder, must not
 make its words look more frequent than the user's writing does.
 
-``PersonalLayer`` serves the statistics: the same interpolated Kneser-Ney machinery as the
-corpus's (``model_store.ngram.counting``), rebuilt from the stored prompts on a background
-thread after prompts are learned, so learning costs one small transaction and never waits for
-counting. The statistics are kept in memory only; the prompts are their source of truth.
+``PersonalLayer`` serves the statistics: interpolated Kneser-Ney counts of the stored prompts
+(``personal_counts``), which a background thread updates prompt by prompt as they are learned,
+so learning costs one small transaction and never waits for counting. The counts are kept in
+memory only (counted again at start-up); the prompts are their source of truth.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import hashlib
 import logging
 import os
+import queue
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from model_store import paths
-from model_store.ngram import counting
-from model_store.ngram.model import WordNgram
+from model_store.personal_counts import MERGE_AFTER, NgramCounts, count
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPTS = 100_000  # per store; past it the rarest, then oldest, prompts are pruned
 MAX_PROMPT_CHARS = 4000  # longer "prompts" are pasted documents, not prompts
 CHECKPOINT_AFTER = 1000  # prompts learned at once, past which the write-ahead log is emptied
-ORDER = counting.MAX_ORDER
-PRUNE_ABOVE = 20_000  # prompts; see ``count``
-# With a handful of prompts most n-grams are seen once and Kneser-Ney's discount
-# n1 / (n1 + 2 n2) reaches 1, which would discount every count away: a user's first prompts
-# would teach nothing. Capping it keeps part of each count from the first prompt on.
-MAX_DISCOUNT = 0.8
-# A rebuild waits at least this many times its last duration after the previous one, so
-# counting uses at most a fifth of a core while the user learns prompts one by one.
-REBUILD_SPACING = 4.0
 NEGATIVE_LABEL = re.compile(r"^\s*negative prompt:\s*", re.IGNORECASE)
 PARAMETERS_LINE = re.compile(r"^\s*Steps:\s*\d", re.IGNORECASE)
 
@@ -144,45 +136,63 @@ class PersonalStore:
 
     def add(self, prompts: Prompts, now: float | None = None) -> Learned:
         """Store new prompts (all of them or, on any error, none); count the known ones."""
+        return self.add_changes(prompts, now)[0]
+
+    def add_changes(
+        self, prompts: Prompts, now: float | None = None
+    ) -> tuple[Learned, Prompts, Prompts]:
+        """``add``, and the prompts it stored and those it pruned (their statistics change)."""
         now = time.time() if now is None else now
-        learned = duplicates = refused = 0
+        duplicates = refused = 0
+        added: dict[bool, list[str]] = {False: [], True: []}
         with self._transaction() as db:
             for negative, batch in ((False, prompts.positive), (True, prompts.negative)):
                 for prompt in batch:
                     if len(prompt) > MAX_PROMPT_CHARS:
                         refused += 1
                         continue
+                    key = prompt_key(prompt, negative)
                     inserted = db.execute(
-                        "INSERT OR IGNORE INTO prompts (text, negative, uses, last_used) "
-                        "VALUES (?, ?, 1, ?)",
-                        (prompt, negative, now),
+                        "INSERT OR IGNORE INTO prompts (key, text, negative, uses, last_used) "
+                        "VALUES (?, ?, ?, 1, ?)",
+                        (key, prompt, negative, now),
                     ).rowcount
                     if inserted:
-                        learned += 1
+                        added[negative].append(prompt)
                         continue
                     duplicates += 1
                     db.execute(
-                        "UPDATE prompts SET uses = uses + 1, last_used = ? "
-                        "WHERE text = ? AND negative = ?",
-                        (now, prompt, negative),
+                        "UPDATE prompts SET uses = uses + 1, last_used = ? WHERE key = ?",
+                        (now, key),
                     )
-            pruned = self._prune(db)
+            removed = self._prune(db) if added[False] or added[True] else {False: [], True: []}
+        for negative in (False, True):  # stored and pruned at once (past the bound): neither
+            both = set(added[negative]) & set(removed[negative])
+            added[negative] = [p for p in added[negative] if p not in both]
+            removed[negative] = [p for p in removed[negative] if p not in both]
+        learned = len(added[False]) + len(added[True])
         if learned > CHECKPOINT_AFTER:  # give the write-ahead log's copy of a big import back
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return Learned(learned, duplicates, refused, pruned)
+        result = Learned(learned, duplicates, refused, len(removed[False]) + len(removed[True]))
+        return result, _prompts(added), _prompts(removed)
 
-    def _prune(self, db: sqlite3.Connection) -> int:
+    def _prune(self, db: sqlite3.Connection) -> dict[bool, list[str]]:
+        """Remove the rarest, then oldest, prompts past the bound; the removed ones."""
         (count,) = db.execute("SELECT count(*) FROM prompts").fetchone()
         excess = count - self.max_prompts
+        removed: dict[bool, list[str]] = {False: [], True: []}
         if excess <= 0:
-            return 0
-        db.execute(
+            return removed
+        rows = db.execute(
             "DELETE FROM prompts WHERE rowid IN "
-            "(SELECT rowid FROM prompts ORDER BY uses, last_used, rowid LIMIT ?)",
+            "(SELECT rowid FROM prompts ORDER BY uses, last_used, rowid LIMIT ?) "
+            "RETURNING text, negative",
             (excess,),
-        )
-        return excess
+        ).fetchall()
+        for text, negative in rows:
+            removed[bool(negative)].append(text)
+        return removed
 
     def prompts(self, negative: bool) -> list[str]:
         """The stored prompts of one kind, in the order they were first learned."""
@@ -191,6 +201,17 @@ class PersonalStore:
                 "SELECT text FROM prompts WHERE negative = ? ORDER BY rowid", (negative,)
             ).fetchall()
         return [text for (text,) in rows]
+
+    def prompt_lines(self, negative: bool) -> str:
+        """``prompts`` as one string, one per line: a recount reads 100k prompts without
+        100k string objects, whose freed memory Python's allocator would keep."""
+        with self._lock:
+            (text,) = self._db.execute(
+                "SELECT group_concat(text, char(10)) FROM "
+                "(SELECT text FROM prompts WHERE negative = ? ORDER BY rowid)",
+                (negative,),
+            ).fetchone()
+        return text or ""
 
     def forget(self, containing: str | None = None) -> int:
         """Remove every prompt, or those containing ``containing`` (ignoring case)."""
@@ -233,6 +254,10 @@ class PersonalStore:
         )
 
 
+def _prompts(kinds: dict[bool, list[str]]) -> Prompts:
+    return Prompts(tuple(kinds[False]), tuple(kinds[True]))
+
+
 def _open(path: Path) -> sqlite3.Connection:
     """Open (creating, owner-only) the database; SQLite gives its journal the same mode."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -243,150 +268,192 @@ def _open(path: Path) -> sqlite3.Connection:
     db.isolation_level = ""  # transactions opened by ``with db`` (autocommit off)
     db.execute("PRAGMA journal_mode = WAL")  # a learn commits without waiting for the disk
     db.execute("PRAGMA synchronous = NORMAL")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS prompts ("
-        " text TEXT NOT NULL, negative INTEGER NOT NULL, uses INTEGER NOT NULL,"
-        " last_used REAL NOT NULL, UNIQUE (text, negative))"
-    )
-    db.commit()
+    with db:
+        _create(db)
     return db
 
 
+def prompt_key(prompt: str, negative: bool) -> int:
+    """A 64-bit hash of the prompt and its kind: what makes a stored prompt distinct.
+
+    A unique index on the text itself kept a second copy of every prompt (67 MB at 100k
+    prompts with the table); this index holds 8 bytes a prompt."""
+    digest = hashlib.blake2b(prompt.encode("utf-8"), digest_size=8, person=b"neg" * negative)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _create(db: sqlite3.Connection) -> None:
+    """The table and its indexes; a store made before the key existed is converted."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(prompts)")}
+    if columns and "key" not in columns:
+        db.execute("ALTER TABLE prompts RENAME TO prompts_before_key")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS prompts ("
+        " key INTEGER NOT NULL UNIQUE, text TEXT NOT NULL, negative INTEGER NOT NULL,"
+        " uses INTEGER NOT NULL, last_used REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS prompts_by_use ON prompts (uses, last_used)")
+    if columns and "key" not in columns:
+        rows = db.execute(
+            "SELECT text, negative, uses, last_used FROM prompts_before_key ORDER BY rowid"
+        ).fetchall()
+        db.executemany(
+            "INSERT OR IGNORE INTO prompts (key, text, negative, uses, last_used) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(prompt_key(t, bool(n)), t, n, u, last) for t, n, u, last in rows],
+        )
+        db.execute("DROP TABLE prompts_before_key")
+
+
 # ------------------------------------------------------------------------ statistics
-@dataclass(frozen=True)
-class PersonalStats:
-    """The user's statistics: the query model, and how often they wrote each context."""
-
-    model: WordNgram
-    pair_keys: np.ndarray  # sorted ``a * width + b`` of every two-word context (<s> included)
-    pair_totals: np.ndarray  # c(a b .) of each
-    word_totals: np.ndarray  # c(b .) by word id
-
-    def written(self, words: Sequence[str]) -> int:
-        """How often the user wrote the last two of ``words`` before another word (the last
-        one alone when they never wrote that pair); 0 for a word they never wrote."""
-        model = self.model
-        *_, a, b = model.history(words)  # at least two ids: the order is at least 3
-        if a >= 0 and b >= 0:
-            key = a * model.width + b
-            at = int(np.searchsorted(self.pair_keys, key))
-            if at < len(self.pair_keys) and self.pair_keys[at] == key:
-                return int(self.pair_totals[at])
-        return int(self.word_totals[b]) if b >= 0 else 0
-
-
-def count(prompts: Iterable[str], order: int = ORDER) -> PersonalStats | None:
-    """Kneser-Ney statistics of the user's prompts (``model_store.ngram``, as the corpus's),
-    or None for none.
-
-    Every n-gram counts while the user has written few prompts; past ``PRUNE_ABOVE`` the
-    4- and 5-grams seen once are pruned as the corpus's are (they took 56 MB at 100k prompts).
-    """
-    prompts = [p for p in prompts if p.split()]
-    if not prompts:
-        return None
-    min_count = 1 if len(prompts) <= PRUNE_ABOVE else counting.MIN_COUNT
-    counts = counting.count(prompts, order, min_count, max_discount=MAX_DISCOUNT)
-    pairs, words = counts.orders[1], counts.orders[0]
-    assert pairs.keys is not None
-    return PersonalStats(counting.estimate(counts), pairs.keys, pairs.total, words.total)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One kind's statistics as last counted; immutable, so readers need no lock."""
-
-    stats: PersonalStats | None = None
-    prompts: int = 0
-
-
 class PersonalLayer:
-    """Learns prompts into the store and keeps their statistics counted, off the caller's
-    thread; ``snapshot`` is what completion reads."""
+    """Learns prompts into the store and keeps their counts (``personal_counts``) up to
+    date, off the caller's thread; ``counts`` is what completion reads.
+
+    A learned or pruned prompt updates the counts in O(its n-grams); a big import, a forget
+    or a change by another process counts the stored prompts again from scratch (vectorised).
+    """
 
     CHECK_INTERVAL_S = 2.0  # how often a change by another process is looked for
 
     def __init__(self, store: PersonalStore) -> None:
         self.store = store
-        self._snapshots = {False: Snapshot(), True: Snapshot()}
-        self.generation = 0  # changes with every new snapshot (rankings made before are stale)
-        self._wanted = threading.Event()
+        self._counts = {False: NgramCounts(), True: NgramCounts()}
+        self.generation = 0  # changes whenever the counts do (rankings made before are stale)
+        self._work: queue.SimpleQueue[tuple[int, Change] | None] = queue.SimpleQueue()
+        # Stored changes are numbered in commit order; a recount reads the store and the
+        # number at once, and the changes up to it are in what it read.
+        self._sequence = 0
+        self._counted_through = -1
+        self._order = threading.Lock()
+        self._busy = 0  # work items queued or being applied
+        self._busy_lock = threading.Lock()
         self._idle = threading.Event()
-        self._closed = False
         self._version = store.version() or 0
         self._checked = time.monotonic()
-        self._last_build_s = 0.0
-        self._thread = threading.Thread(target=self._run, name="personal-stats", daemon=True)
-        self._wanted.set()  # count what is stored already
+        self._thread = threading.Thread(target=self._run, name="personal-counts", daemon=True)
+        self._queue(RECOUNT)  # count what is stored already
         self._thread.start()
 
     @classmethod
     def open(cls, root: Path | None = None) -> PersonalLayer:
         return cls(PersonalStore(store_path(root)))
 
-    def snapshot(self, negative: bool) -> Snapshot:
-        """The statistics to complete with; asks for a recount when another process (an
-        import, a forget) changed the prompts since the last look."""
+    def counts(self, negative: bool) -> NgramCounts | None:
+        """The counts to complete with (None before any prompt); asks for a recount when
+        another process (an import, a forget) changed the prompts since the last look."""
         now = time.monotonic()
         if now - self._checked > self.CHECK_INTERVAL_S:
             self._checked = now
             version = self.store.version(wait=False)
             if version is not None and version != self._version:
                 self._version = version
-                self._wanted.set()
-        return self._snapshots[negative]
+                self._queue(RECOUNT)
+        found = self._counts[negative]
+        return found if found.prompts > 0 else None
 
     def learn(self, prompts: Prompts) -> Learned:
-        """Store the prompts; their statistics follow on the background thread."""
-        learned = self.store.add(prompts)
-        if learned.learned or learned.pruned:
-            self._idle.clear()
-            self._wanted.set()
+        """Store the prompts; their counts follow on the background thread."""
+        with self._order:
+            learned, added, removed = self.store.add_changes(prompts)
+            if len(added) > RECOUNT_ABOVE:
+                self._queue(RECOUNT)
+            elif added or removed:
+                self._queue(Change(added, removed))
         return learned
 
     def forget(self, containing: str | None = None) -> int:
-        removed = self.store.forget(containing)
-        self._idle.clear()
-        self._wanted.set()
+        with self._order:
+            removed = self.store.forget(containing)
+            self._queue(RECOUNT)
         return removed
 
     def counted(self) -> tuple[int, int]:
-        """(positive, negative) prompts in the statistics now being served."""
-        return self._snapshots[False].prompts, self._snapshots[True].prompts
+        """(positive, negative) prompts in the counts now being served."""
+        return self._counts[False].prompts, self._counts[True].prompts
 
     def wait_counted(self, timeout: float) -> bool:
         """Block until everything learned so far is counted (tests, benchmarks)."""
         return self._idle.wait(timeout)
 
     def close(self) -> None:
-        self._closed = True
-        self._wanted.set()
+        self._work.put(None)
         self._thread.join(timeout=5)
         self.store.close()
 
+    def _queue(self, work: Change) -> None:
+        with self._busy_lock:
+            self._busy += 1
+            self._idle.clear()
+            self._sequence += 1
+            self._work.put((self._sequence, work))
+
     def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            if self._closed:
-                return
-            self._wanted.clear()
-            began = time.monotonic()
+        while (item := self._work.get()) is not None:
+            sequence, work = item
             try:
-                self._recount()
+                if work is RECOUNT:
+                    self._recount()
+                elif sequence > self._counted_through:
+                    self._apply(work)
             except Exception:  # a broken database must not take completion down with it
                 log.exception("counting the personal prompts failed")
-            self._last_build_s = time.monotonic() - began
-            if not self._wanted.is_set():
-                self._idle.set()
-            time.sleep(min(REBUILD_SPACING * self._last_build_s, 30.0))
+            with self._busy_lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+    def _apply(self, change: Change) -> None:
+        """Count the added prompts and uncount the removed ones, one at a time: completion
+        waits at most for one prompt's update."""
+        for negative in (False, True):
+            counts = self._counts[negative]
+            for prompt in change.removed.negative if negative else change.removed.positive:
+                counts.remove(prompt)
+            for prompt in change.added.negative if negative else change.added.positive:
+                counts.add(prompt)
+            if counts.pending() > MERGE_AFTER:
+                counts.merge()
+        self.generation += 1
 
     def _recount(self) -> None:
-        snapshots = {}
+        with self._order:
+            stored = {negative: self.store.prompt_lines(negative) for negative in (False, True)}
+            with self._busy_lock:
+                self._counted_through = self._sequence
         for negative in (False, True):
-            prompts = self.store.prompts(negative)
-            snapshots[negative] = Snapshot(count(prompts), len(prompts))
-        self._snapshots = snapshots
+            self._counts[negative] = count(lines(stored.pop(negative)))
         self.generation += 1
+        trim_heap()
+
+
+@dataclass(frozen=True)
+class Change:
+    """Prompts to count (newly stored) and to uncount (pruned); ``RECOUNT``: everything."""
+
+    added: Prompts = Prompts()
+    removed: Prompts = Prompts()
+
+
+RECOUNT = Change()
+RECOUNT_ABOVE = 2000  # prompts learned at once: counting everything again is faster
+
+
+def lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, one string at a time."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
+
+
+def trim_heap() -> None:
+    """Give the heap that a recount freed back to the system (glibc keeps it otherwise: a
+    100k-prompt recount left 200 MB resident for 25 MB of counts)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def size_summary(store: PersonalStore) -> dict[str, float]:

@@ -7,14 +7,17 @@ from pathlib import Path
 from benchmarks import personal, report
 
 
-def test_samples_are_fixed_prefixes_of_the_unlearned_tail() -> None:
+def test_the_test_sample_is_in_the_unlearned_tail_and_tuning_never_touches_it() -> None:
     lines = [f"prompt {i}" for i in range(6676)]
     sample = personal.test_sample(lines)
     assert len(sample) == personal.TEST_PROMPTS == len(set(sample))
     assert set(sample) <= set(lines[-personal.TEST_POOL :])
     assert personal.test_sample(lines, 10) == sample[:10]
     tuning = personal.tuning_sample(lines, 20)
-    assert not set(tuning) & set(sample) and set(tuning) <= set(lines[-personal.TEST_POOL :])
+    assert len(tuning) == 20
+    first, last = personal.TUNE_POOL
+    assert set(tuning) <= set(lines[first:last])  # after what tuning learns, before the test
+    assert last <= len(lines) - personal.TEST_POOL and max(personal.TUNE_LEARNED) <= first
 
 
 def test_a_private_store_shares_everything_but_the_personal_prompts(

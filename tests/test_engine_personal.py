@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from model_store.ngram import counting
-from model_store.personal import PersonalLayer, PersonalStore, Prompts, count
+from model_store.personal import PersonalLayer, PersonalStore, Prompts
+from model_store.personal_counts import count
 from server.engine import CompletionEngine
 from server.engine.personal_words import PERSONAL_HALF_COUNT, personal_share
 from server.engine.types import EngineSettings
@@ -95,7 +96,6 @@ def test_the_blocklist_applies_to_personal_words(engine: CompletionEngine) -> No
 
 def test_the_personal_share_grows_with_how_often_the_context_was_written() -> None:
     stats = count(["a b c", "a b d", "x b e"])
-    assert stats is not None
     shares = [personal_share(stats, words, 0.6) for words in (["q"], ["x", "b"], ["a", "b"])]
     assert shares == sorted(shares) and shares[0] == 0 and shares[-1] < 0.6
     assert shares[1] == pytest.approx(0.6 * 1 / (1 + PERSONAL_HALF_COUNT))
@@ -109,9 +109,9 @@ def test_a_prompt_in_another_style_is_left_to_the_corpus(
 ) -> None:
     """How well the user's statistics predicted the words so far decides their share."""
     blender = engine._blender
-    stats = layer.snapshot(negative=False).stats
-    assert blender is not None and blender._personal is not None and stats is not None
-    odds, mine = blender._personal.style_odds, stats.model
+    mine = layer.counts(negative=False)
+    assert blender is not None and blender._personal is not None and mine is not None
+    odds = blender._personal.style_odds
     theirs = odds(mine, ["(masterpiece:1.2),", "1girl,", "silver"])
     corpus_like = odds(mine, ["a", "cat", "on", "a", "mat,", "oil"])
     assert theirs > 0 > corpus_like

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,8 +19,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from model_store import personal
 from model_store.cli import main
-from model_store.ngram import counting
 from model_store.personal import PersonalLayer, PersonalStore, Prompts, split_lines, store_path
+from model_store.personal_counts import NgramCounts, count
 from model_store.prompt_files import comfy_prompts, read_prompts
 from tests.conftest import subprocess_env
 
@@ -127,25 +129,77 @@ def test_too_long_prompts_are_refused(store: PersonalStore) -> None:
 
 # ------------------------------------------------------------------------------ statistics
 def test_the_first_prompt_already_teaches_its_next_words() -> None:
-    found = personal.count(["(masterpiece:1.2), 1girl, silver hair"])
-    assert found is not None
-    stats = found.model
+    stats = count(["(masterpiece:1.2), 1girl, silver hair"])
     ranked = stats.ranked(stats.history(["(masterpiece:1.2),", "1girl,"]), "")
     assert stats.vocab[ranked[0][0]] == "silver"
-    history = np.array([stats.history(["(masterpiece:1.2),", "1girl,"])], dtype=np.int64)
-    assert stats.probability(history, np.array([ranked[0][0]]))[0] > 0.3
+    assert ranked[0][1] > 0.3
 
 
-@pytest.mark.parametrize("min_count", [1, 2])
-def test_capped_statistics_still_sum_to_one(min_count: int) -> None:
-    prompts = ["a b c d e f", "a b c d x", "b c d e y", "a b c d e"]
-    counts = counting.count(prompts, min_count=min_count, max_discount=0.3)
-    assert max(level.discount for level in counts.orders) <= 0.3
-    stats = counting.estimate(counts)
-    everything = np.arange(stats.width, dtype=np.int64)
-    everything = np.append(everything[everything != stats.bos], -1)  # -1: the one <unk> type
-    history = np.array([stats.history(["a", "b", "c", "d"])] * len(everything), dtype=np.int64)
-    assert stats.probability(history, everything).sum() == pytest.approx(1.0, abs=1e-6)
+def modern_like(seed: int, prompts: int) -> list[str]:
+    """Prompts over a small vocabulary, so that n-grams recur and types come and go."""
+    rng = random.Random(seed)
+    words = ["masterpiece,", "1girl,", "silver", "hair,", "(smile:1.2),", "sky", "a", "b"]
+    return [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(prompts)]
+
+
+def test_counts_learned_one_by_one_equal_a_count_from_scratch() -> None:
+    prompts = modern_like(1, 400)
+    learned = NgramCounts()
+    for i, prompt in enumerate(prompts):
+        learned.add(prompt)
+        if i % 97 == 0:  # some types merged into the arrays, others still pending
+            learned.merge()
+    assert learned.pending() > 0
+    scratch = count(prompts)
+    assert learned.as_dict() == scratch.as_dict()
+    learned.merge()
+    assert learned.as_dict() == scratch.as_dict()
+    history = learned.history(["masterpiece,", "1girl,", "silver"])
+    everything = np.append(np.arange(1, len(learned.vocab)), -1)  # -1: the unknown word
+    rows = np.array([history] * len(everything))
+    assert learned.probability(rows, everything) == pytest.approx(
+        scratch.probability(rows, everything)
+    )
+    assert learned.probability(rows, everything).sum() == pytest.approx(1.0, abs=1e-3)
+    assert learned.ranked(history, "") == scratch.ranked(history, "")
+
+
+def test_uncounting_prompts_equals_never_having_counted_them() -> None:
+    prompts = modern_like(2, 300)
+    counts = count(prompts)
+    for prompt in prompts[:120]:
+        counts.remove(prompt)
+    assert counts.as_dict() == count(prompts[120:]).as_dict()
+    counts.merge()  # n-grams counted down to 0 leave the arrays
+    assert counts.as_dict() == count(prompts[120:]).as_dict()
+
+
+def test_the_layer_keeps_counts_of_what_is_stored_past_the_bound(tmp_path: Path) -> None:
+    layer = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3", max_prompts=50))
+    try:
+        prompts = modern_like(3, 120)
+        for prompt in prompts:  # one learn each, as the REPL's Enter
+            layer.learn(Prompts((prompt,)))
+        assert layer.wait_counted(60)
+        stored = layer.store.prompts(negative=False)
+        assert len(stored) == 50
+        mine = layer.counts(negative=False)
+        assert mine is not None and mine.as_dict() == count(stored).as_dict()
+    finally:
+        layer.close()
+
+
+def test_negative_prompts_are_counted_apart(tmp_path: Path) -> None:
+    layer = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3"))
+    try:
+        layer.learn(split_lines("1girl, silver hair\nNegative prompt: lowres, blurry"))
+        assert layer.wait_counted(30)
+        positive, negative = layer.counts(negative=False), layer.counts(negative=True)
+        assert positive is not None and negative is not None
+        assert positive.id_of("lowres,") == -1 and negative.id_of("1girl,") == -1
+        assert negative.id_of("lowres,") >= 0
+    finally:
+        layer.close()
 
 
 def test_layer_counts_in_the_background_and_sees_other_processes(tmp_path: Path) -> None:
@@ -155,18 +209,22 @@ def test_layer_counts_in_the_background_and_sees_other_processes(tmp_path: Path)
         layer.learn(split_lines("a cat on a mat\nNegative prompt: blurry"))
         assert layer.wait_counted(30)
         assert layer.counted() == (1, 1)
-        assert layer.snapshot(negative=True).stats is not None
+        assert layer.counts(negative=True) is not None
         other = PersonalStore(tmp_path / "p.sqlite3")  # as `prompt-models learn` would
         other.add(Prompts(("a dog",)))
         other.close()
-        layer.snapshot(negative=False)  # notices the change
-        layer._idle.clear()
+        layer.counts(negative=False)  # notices the change
         assert layer.wait_counted(30)
         assert layer.counted() == (2, 1)
+        layer.forget("CAT")
+        assert layer.wait_counted(30)
+        assert layer.counted() == (1, 1)
+        forgotten = layer.counts(negative=False)
+        assert forgotten is not None and forgotten.as_dict() == count(["a dog"]).as_dict()
         layer.forget()
         assert layer.wait_counted(30)
         assert layer.counted() == (0, 0)
-        assert layer.snapshot(negative=False).stats is None
+        assert layer.counts(negative=False) is None
     finally:
         layer.close()
 
@@ -277,3 +335,48 @@ def test_a_kill_during_learn_leaves_the_previous_prompts_intact(
     store = PersonalStore(store_path(store_home))
     assert store.prompts(negative=False) == ["the prompt from before"]
     store.close()
+
+
+def test_a_store_made_before_the_prompt_key_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE prompts (text TEXT NOT NULL, negative INTEGER NOT NULL,"
+        " uses INTEGER NOT NULL, last_used REAL NOT NULL, UNIQUE (text, negative))"
+    )
+    old.executemany("INSERT INTO prompts VALUES (?, ?, 1, 0)", [("a cat", 0), ("blurry", 1)])
+    old.commit()
+    old.close()
+    store = PersonalStore(path)
+    assert store.add(Prompts(("a cat", "a dog"))).learned == 1
+    assert store.prompts(negative=False) == ["a cat", "a dog"]
+    assert store.prompts(negative=True) == ["blurry"]
+    store.close()
+
+
+def test_a_count_past_16_bits_widens_its_order() -> None:
+    counts = count(["hi there"] * 2)
+    assert counts.adjusted[5].dtype == np.uint16
+    for _ in range(3):
+        counts.add("hi there")
+    counts.adjusted[5] = counts.adjusted[5].copy()
+    at = counts.adjusted[5].argmax()
+    counts.adjusted[5][at] = np.iinfo(np.uint16).max
+    counts.add("hi there")
+    assert counts.adjusted[5].dtype == np.uint32
+    assert counts.adjusted[5][at] == np.iinfo(np.uint16).max + 1
+
+
+def test_a_batch_past_the_bound_counts_only_what_stays(tmp_path: Path) -> None:
+    layer = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3", max_prompts=3))
+    try:
+        layer.learn(Prompts(("a b", "c d")))
+        learned = layer.learn(Prompts(("e f", "g h", "i j")))
+        assert learned.pruned == 2
+        layer.learn(Prompts(("k l", "m n", "o p", "q r")))  # some pruned in their own batch
+        assert layer.wait_counted(30)
+        stored = layer.store.prompts(negative=False)
+        mine = layer.counts(negative=False)
+        assert mine is not None and mine.as_dict() == count(stored).as_dict()
+    finally:
+        layer.close()

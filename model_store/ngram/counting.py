@@ -42,10 +42,8 @@ CHUNK = 2_000_000  # successors scored at once while estimating and pruning
 TINY = 1e-30
 
 
-def _discount(counts: np.ndarray, cap: float = 1.0) -> float:
-    return discount_of(
-        int(np.count_nonzero(counts == 1)), int(np.count_nonzero(counts == 2)), cap
-    )
+def _discount(counts: np.ndarray) -> float:
+    return discount_of(int(np.count_nonzero(counts == 1)), int(np.count_nonzero(counts == 2)))
 
 
 def discount_of(n1: int, n2: int, cap: float = 1.0) -> float:
@@ -81,16 +79,9 @@ def build(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_C
     return estimate(count(prompts, order, min_count))
 
 
-def count(
-    prompts: Iterable[str],
-    order: int = MAX_ORDER,
-    min_count: int = MIN_COUNT,
-    max_discount: float = 1.0,
-) -> Counts:
+def count(prompts: Iterable[str], order: int = MAX_ORDER, min_count: int = MIN_COUNT) -> Counts:
     """Count the n-grams of ``prompts`` up to ``order``; above the trigram, those seen fewer
-    than ``min_count`` times are pruned. Every discount is at most ``max_discount``: over a
-    handful of prompts most n-grams are seen once, D = n1 / (n1 + 2 n2) reaches 1 and would
-    discount every count away (the personal layer caps it)."""
+    than ``min_count`` times are pruned."""
     if order < 3 or min_count < 1:
         raise ValueError(
             f"order must be at least 3 and min_count at least 1, got {order}, {min_count}"
@@ -103,9 +94,9 @@ def count(
     del targets
     tri_keys, tri_counts = np.unique(keys, return_counts=True)
     del keys
-    unigram, floor, levels = from_trigrams(tri_keys, tri_counts, width, max_discount)
+    unigram, floor, levels = from_trigrams(tri_keys, tri_counts, width)
     for n in range(4, order + 1):
-        levels.append(_higher_order(ids, n, levels, width, min_count, max_discount))
+        levels.append(_higher_order(ids, n, levels, width, min_count))
     return Counts(vocab, unigram, floor, tuple(levels))
 
 
@@ -139,7 +130,7 @@ def with_markers(ids: np.ndarray, width: int) -> np.ndarray:
 
 
 def from_trigrams(
-    tri_keys: np.ndarray, tri_counts: np.ndarray, width: int, max_discount: float = 1.0
+    tri_keys: np.ndarray, tri_counts: np.ndarray, width: int
 ) -> tuple[np.ndarray, float, list[Counted]]:
     """The unigram, its floor and orders 2 and 3, all derived from the sorted trigram keys
     ``(a * width + b) * width + c`` and their counts."""
@@ -162,7 +153,7 @@ def from_trigrams(
     del bi_keys, bi_context
 
     continuation = np.bincount(bi_words, minlength=width).astype(np.float64)
-    d1, d2, d3 = (_discount(c, max_discount) for c in (continuation, bi_counts, tri_counts))
+    d1, d2, d3 = (_discount(c) for c in (continuation, bi_counts, tri_counts))
     total1 = continuation.sum()
     floor = d1 * np.count_nonzero(continuation) / total1 / width
     unigram = np.maximum(continuation - d1, 0) / total1 + floor
@@ -180,7 +171,6 @@ def _higher_order(
     lower: Sequence[Counted],
     width: int,
     min_count: int,
-    max_discount: float,
 ) -> Counted:
     """Count the n-grams of ``order`` in the padded id stream and prune the rare ones."""
     rows = window_starts(ids, order, width)
@@ -196,7 +186,7 @@ def _higher_order(
     first[1:] = (contexts[1:] != contexts[:-1]) | (targets[1:] != targets[:-1])
     at = np.flatnonzero(first)
     counts = np.diff(np.append(at, len(contexts)))
-    return pruned(contexts[at], targets[at], counts, _discount(counts, max_discount), min_count)
+    return pruned(contexts[at], targets[at], counts, _discount(counts), min_count)
 
 
 def window_starts(ids: np.ndarray, order: int, width: int) -> np.ndarray:

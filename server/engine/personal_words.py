@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from model_store.ngram.model import WordNgram
-from model_store.personal import PersonalLayer, PersonalStats
+from model_store.personal import PersonalLayer
+from model_store.personal_counts import NgramCounts
 
 PERSONAL_CANDIDATES = 6  # the personal statistics' best words added to the corpus's
 # The personal share is half its maximum where the user has written the words before the
@@ -34,7 +35,7 @@ STYLE_EVIDENCE_CAP = 4.0  # nats one word may move the odds that a prompt is in 
 REMEMBERED_STYLES = 256  # lines whose style odds are kept
 
 
-def personal_share(personal: PersonalStats, words: Sequence[str], maximum: float) -> float:
+def personal_share(personal: NgramCounts, words: Sequence[str], maximum: float) -> float:
     """The user's statistics' share of the next word's probability after ``words``: it grows
     with how often they wrote the last two words (the last one, when the pair is new)."""
     if maximum <= 0:
@@ -57,7 +58,7 @@ class Candidates:
 class Mixing:
     """The user's statistics' part in one ranking, after ``words``."""
 
-    personal: WordNgram
+    personal: NgramCounts
     share: float
     words: list[str]
 
@@ -110,11 +111,9 @@ class PersonalWords:
     def __init__(self, layer: PersonalLayer, corpus: WordNgram) -> None:
         self._layer = layer
         self._corpus = corpus
-        # Log-odds that the line so far is in the user's style, by (statistics, words); each
-        # entry holds its statistics, so that their id is not reused while it is kept.
-        self._styles: OrderedDict[tuple[int, tuple[str, ...]], tuple[WordNgram, float]] = (
-            OrderedDict()
-        )
+        # Log-odds that the line so far is in the user's style, by (generation, negative,
+        # words): the counts change with every learned prompt.
+        self._styles: OrderedDict[tuple[int, bool, tuple[str, ...]], float] = OrderedDict()
 
     @property
     def generation(self) -> int:
@@ -126,31 +125,33 @@ class PersonalWords:
         they have nothing to say there or ``maximum`` (the personal weight) is 0."""
         if maximum <= 0:
             return None
-        mine = self._layer.snapshot(negative).stats
+        mine = self._layer.counts(negative)
         if mine is None:
             return None
-        share = personal_share(mine, words, maximum) * _sigmoid(self.style_odds(mine.model, words))
-        return Mixing(mine.model, share, words) if share > 0 else None
+        odds = self.style_odds(mine, words, negative)
+        share = personal_share(mine, words, maximum) * _sigmoid(odds)
+        return Mixing(mine, share, words) if share > 0 else None
 
-    def style_odds(self, mine: WordNgram, words: list[str]) -> float:
+    def style_odds(self, mine: NgramCounts, words: list[str], negative: bool = False) -> float:
         """Log-odds that the words typed so far are in the user's style: the sum over the
         words of log P_personal - log P_corpus (each capped), remembered per line so that
         each keystroke scores at most the word just finished."""
-        key = (id(mine), tuple(words))
+        line = tuple(words)
+        key = (self._layer.generation, negative, line)
         known = self._styles.get(key)
         if known is not None:
-            return known[1]
+            return known
         done = len(words)
-        while done > 0 and (id(mine), key[1][:done]) not in self._styles:
+        while done > 0 and (*key[:2], line[:done]) not in self._styles:
             done -= 1
-        odds = self._styles[(id(mine), key[1][:done])][1] if done else 0.0
+        odds = self._styles[(*key[:2], line[:done])] if done else 0.0
         if done < len(words):
             steps = range(done, len(words))
             ratio = np.log(_word_probabilities(mine, words, steps)) - np.log(
                 _word_probabilities(self._corpus, words, steps)
             )
             odds += float(np.clip(ratio, -STYLE_EVIDENCE_CAP, STYLE_EVIDENCE_CAP).sum())
-        self._styles[key] = (mine, odds)
+        self._styles[key] = odds
         while len(self._styles) > REMEMBERED_STYLES:
             self._styles.popitem(last=False)
         return odds
@@ -160,7 +161,9 @@ def _sigmoid(odds: float) -> float:
     return 1.0 / (1.0 + math.exp(-odds))
 
 
-def _word_probabilities(stats: WordNgram, words: list[str], steps: range) -> np.ndarray:
+def _word_probabilities(
+    stats: WordNgram | NgramCounts, words: list[str], steps: range
+) -> np.ndarray:
     """P(words[i] | the words before it) for each i in ``steps``."""
     histories = np.asarray([stats.history(words[:i]) for i in steps], dtype=np.int64)
     targets = np.asarray([stats.id_of(words[i]) for i in steps], dtype=np.int64)
