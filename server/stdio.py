@@ -17,6 +17,7 @@ with a parse error, and a length over ``MAX_CONTENT_LENGTH`` is refused, never b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,6 @@ from pygls.exceptions import (
     JsonRpcInvalidRequest,
     JsonRpcParseError,
 )
-from pygls.io_ import StdoutWriter
 from pygls.protocol import JsonRPCProtocol
 from pygls.server import JsonRPCServer
 
@@ -263,12 +263,52 @@ async def _chunks_of(stdin: BinaryIO) -> ReadChunk:
     return lambda: loop.run_in_executor(None, read, READ_CHUNK)
 
 
+class ClientWriter:
+    """stdout for pygls that ends the session once the client has stopped reading.
+
+    A client that closes its end of the pipe (an editor that crashed, a script that let go)
+    turns every later message into a BrokenPipeError: pygls would log each one with its
+    traceback, and the server would run on, talking to nobody, until stdin closed too.
+    The first failed write is logged once and ``on_lost`` is called; later writes are dropped.
+    """
+
+    def __init__(self, stdout: BinaryIO, on_lost: Callable[[], None]) -> None:
+        self._stdout = stdout
+        self._on_lost = on_lost
+        self._lock = threading.Lock()  # the model's threads write too
+        self.lost = False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stdout.close()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self.lost:
+                return
+            try:
+                self._stdout.write(data)
+                self._stdout.flush()
+            except (OSError, ValueError) as exc:  # ValueError: stdout already closed
+                self.lost = True
+                log.error("the client stopped reading (%s); shutting down", exc)
+        if self.lost:
+            self._on_lost()
+
+
 def serve(server: JsonRPCServer, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """Serve one client until it exits or the input ends; the process's exit code."""
+    """Serve one client until it exits, the input ends or it stops reading; the exit code."""
     log.info("Starting stdio server")
-    server.protocol.set_writer(StdoutWriter(stdout))
 
     async def session(stop: threading.Event) -> None:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+
+        def end_session() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(task.cancel)
+
+        server.protocol.set_writer(ClientWriter(stdout, end_session))
         frames = FrameReader(await _chunks_of(stdin))
         await serve_frames(frames, server.protocol, stop)
 

@@ -119,6 +119,53 @@ def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
     assert "stdin read in a thread" in log and "event loop" not in log
 
 
+def test_a_client_that_stops_reading_ends_the_server_without_tracebacks(tmp_path: Path) -> None:
+    """An editor that crashed closes the server's stdout first: the server notices at its next
+    message and exits, logging that once, though stdin is still open."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(tmp_path),
+    )
+    assert server.stdin is not None and server.stdout is not None and server.stderr is not None
+    server.stdin.write(frame(SESSION[0]))
+    server.stdin.flush()
+    server.stdout.read(len(b"Content-Length:"))  # initialize is being answered
+    server.stdout.close()
+    opened = {"uri": "file:///p.txt", "languageId": "plaintext", "version": 1, "text": "a cat"}
+    server.stdin.write(frame(SESSION[1]))
+    server.stdin.write(
+        frame(
+            {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": opened}}
+        )
+    )
+    server.stdin.write(
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "textDocument/completion",
+                "params": {
+                    "textDocument": {"uri": opened["uri"]},
+                    "position": {"line": 0, "character": 5},
+                },
+            }
+        )
+    )
+    server.stdin.flush()
+    try:
+        code = server.wait(timeout=PROCESS_WAIT_S)
+    finally:
+        server.kill()
+        server.stdin.close()
+    log = server.stderr.read().decode()
+    assert code == 0
+    assert log.count("the client stopped reading") == 1, log
+    assert "Traceback" not in log, log
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
