@@ -333,13 +333,17 @@ PROMPTS_TO_TRAIN = 1000
 STEPS_TO_RESUME = ["--max-steps", "41"]
 
 
-# prompt-models, pausing for PAUSE_S seconds after each checkpoint it saves. On a small
-# corpus a run outpaces any test that watches it: the pause is where the test kills it (as a
-# crash after a checkpoint would) or where a second process arrives while it holds the lock.
+# prompt-models, pausing for PAUSE_S seconds after each checkpoint it saves, with tiny's
+# preset cut to MAX_STEPS. On a small corpus a run outpaces any test that watches it: the
+# pause is where the test kills it (as a crash after a checkpoint would) or where a second
+# process arrives while it holds the lock.
 PAUSING_CLI = """
-import sys, time
+import dataclasses, sys, time
 from transformers.trainer_callback import CallbackHandler
 from model_store.cli import main
+from model_store.presets import PRESETS
+
+PRESETS["tiny"] = dataclasses.replace(PRESETS["tiny"], max_steps=MAX_STEPS)
 
 saved = CallbackHandler.on_save
 
@@ -355,9 +359,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _pausing_cli(tmp_path: Path, pause_s: float) -> list[str]:
+def _pausing_cli(tmp_path: Path, pause_s: float, max_steps: int = 120) -> list[str]:
     script = tmp_path / "pausing_cli.py"
-    script.write_text(PAUSING_CLI.replace("PAUSE_S", repr(pause_s)), encoding="utf-8")
+    source = PAUSING_CLI.replace("PAUSE_S", repr(pause_s)).replace("MAX_STEPS", str(max_steps))
+    script.write_text(source, encoding="utf-8")
     return [sys.executable, str(script)]
 
 
@@ -404,7 +409,8 @@ def test_tiny_training_resumes_after_sigkill(tmp_path: Path) -> None:
 def test_two_processes_share_one_training_run(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.txt", PROMPTS_TO_TRAIN)
     env = subprocess_env(PROMPT_AUTOCOMPLETE_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    command = [*_pausing_cli(tmp_path, 3), "pull", "tiny", "--data", str(prompts)]
+    # One checkpoint (step 40) is all the second process needs to find the run in progress.
+    command = [*_pausing_cli(tmp_path, 3, max_steps=41), "pull", "tiny", "--data", str(prompts)]
     runs = [
         subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
