@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from server.engine.tags import PACKS
-from server.engine.types import EngineSettings
+from server.engine.types import TAG_PACKS, EngineSettings
 
 SECTION = "promptAutocomplete"
 MAX_ITEMS_LIMIT = 100
@@ -128,9 +127,9 @@ def _blocklist(value: Any) -> tuple[str, ...]:
 def _tag_packs(value: Any) -> tuple[str, ...]:
     """Names of shipped tag packs; [] turns tags off."""
     names = _strings(value)
-    unknown = [name for name in names if name not in PACKS]
+    unknown = [name for name in names if name not in TAG_PACKS]
     if unknown:
-        raise _Invalid(f"unknown tag packs {unknown}; packs: {list(PACKS)}")
+        raise _Invalid(f"unknown tag packs {unknown}; packs: {list(TAG_PACKS)}")
     return names
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
 import heapq
 import itertools
 import logging
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -106,9 +108,11 @@ def load_engine(
         # answered, and never before the statistics serve; and its libraries load without
         # holding the GIL, so the statistics go on answering meanwhile.
         torch_libraries.preload()
-        return engine_for(
+        engine = engine_for(
             checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
         )
+        release_freed_memory()
+        return engine
 
     early = None
     if word_stats is not None:
@@ -116,6 +120,19 @@ def load_engine(
 
         early = StatisticsEngine(word_stats, personal=personal)
     return Loading(full, early, statistics, notice)
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Building the engine frees tens of MB of temporaries (the checkpoint's fp32 weights once
+    packed, transposed copies) that glibc otherwise keeps: 25-40 MB of the server's resident
+    memory for as long as it runs. Elsewhere (not Linux, a C library without it) nothing.
+    """
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def warm_up() -> None:

@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 from transformers import AutoTokenizer
 
 from server.engine import CompletionEngine, EngineSettings, Suggestion
-from server.engine.tags import load_pack, normalize, render
+from server.engine.tags import TagPack, build_pack, load_pack, normalize, render
 from server.engine.user_models import read_trigger_words, scan
 from server.settings import build_settings
 from tests.test_engine_behaviour import ScriptedRunner
@@ -131,6 +131,38 @@ def test_safe_mode_keeps_adult_tags_out(tokenizer) -> None:
     unsafe = engine_for(tokenizer, safe_mode=False)
     found = menu(unsafe, "nipple")
     assert any(item.new_text.startswith("nipples") and "tag" in item.detail for item in found)
+
+
+# name, category, posts, aliases: as tagcomplete's danbooru.csv has them.
+SMALL_TAGS_CSV = """long_hair,0,900,"longhair,long_hairs"
+long_sleeves,0,500,
+blue_eyes,0,700,"blue_eye"
+loli_(style),0,800,
+hu_tao_(genshin_impact),4,300,"hutao"
+lonely,0,500,"long_hairs"
+nude,0,950,
+"""
+
+
+def test_a_built_pack_is_found_by_name_and_alias(tmp_path: Path) -> None:
+    source = tmp_path / "tags.csv"
+    source.write_text(SMALL_TAGS_CSV, encoding="utf-8")
+    assert build_pack(source, tmp_path / "small.npz") == 7
+    pack = TagPack.load(tmp_path / "small.npz")
+
+    def found(typed: str, safe: bool = False) -> list[tuple[str, str | None]]:
+        return [(match.tag.name, match.alias) for match in pack.lookup(typed, safe)]
+
+    # Most posts first; equal posts in key order; a name that matched beats its alias.
+    assert found("lon") == [("long_hair", None), ("lonely", None), ("long_sleeves", None)]
+    assert found("long hairs") == [("long_hair", "long hairs"), ("lonely", "long hairs")]
+    assert found("LongHair") == [("long_hair", "longhair")]
+    assert found("hu_tao \\(gen") == [("hu_tao_(genshin_impact)", None)]
+    assert pack.lookup("hutao", False)[0].tag.category_name == "character"
+    assert found("n") == [("nude", None)] and found("n", safe=True) == []
+    assert found("zebra") == [] and found("   ") == []
+    assert pack.has("Blue_Eye") and not pack.has("blue")
+    assert len(pack) == 7
 
 
 def test_tag_packs_can_be_turned_off(tokenizer) -> None:

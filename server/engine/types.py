@@ -46,6 +46,10 @@ class Suggestion:
     detail: str = ""  # what it is, when more than its kind ("general tag · 6,008,644 posts")
 
 
+# The tag packs shipped in server/engine/data/tags (tags.py reads them).
+TAG_PACKS = ("danbooru",)
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What a user may configure; the server validates raw settings into this."""
@@ -70,7 +74,7 @@ class EngineSettings:
     # The client shows ghost text beside the menu: the menu leaves out the ghost's next word
     # and offers alternatives to it (blended word items only; the ghost is one keystroke away).
     menu_skips_ghost: bool = False
-    tag_packs: tuple[str, ...] = ("danbooru",)  # tag packs offered as words (tags.PACKS)
+    tag_packs: tuple[str, ...] = TAG_PACKS  # tag packs offered as words
     tag_underscores: bool = False  # insert tags as "long_hair" rather than "long hair"
     lora_dirs: tuple[str, ...] = ()  # folders of LoRA files, offered after "<lora:"
     embedding_dirs: tuple[str, ...] = ()  # folders of textual-inversion embeddings
