@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STATUS_METHOD = "promptAutocomplete/status"
-TRIGGER_CHARACTERS = [" ", ",", "(", ">"]  # ">": a <mask> was just typed
+# ">": a <mask> was just typed; "<" and ":": a LoRA tag starts, its name or weight follows.
+TRIGGER_CHARACTERS = [" ", ",", "(", ">", "<", ":"]
 CONFIGURATION_TIMEOUT_S = 10.0
 # The model's build (torch: seconds of CPU, holding the GIL in long stretches) waits this
 # long for the corpus statistics to answer a first keystroke, which it would otherwise delay.

@@ -116,3 +116,57 @@ def test_a_prompt_in_another_style_is_left_to_the_corpus(
     corpus_like = odds(mine, ["a", "cat", "on", "a", "mat,", "oil"])
     assert theirs > 0 > corpus_like
     assert odds(mine, []) == 0  # no evidence yet: even odds
+
+
+# -- the LoRAs the user wrote ----------------------------------------------------------------
+
+LORA_PROMPTS = (
+    "1girl, smile <lora:add_detail:0.6>",
+    "1girl, city <lora:add_detail:0.6> <lora:cityscape_v2:1>",
+    "1boy, beach <lora:add_detail:0.4>,",
+    "1boy, <lora:secretword_style:0.8>",
+)
+
+
+def items(engine: CompletionEngine, text: str) -> list[str]:
+    return [text[: s.start] + s.new_text for s in engine.complete(text, len(text), limit=8)]
+
+
+def test_the_loras_the_user_wrote_are_offered_most_used_first(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    mine = PersonalLayer(PersonalStore(tmp_path / "p.sqlite3"))
+    built = CompletionEngine.from_checkpoint(
+        default_model_dir,
+        settings=EngineSettings(time_budget_ms=60_000, blocklist=("secretword_style",)),
+        threads=1,
+        word_stats=counting.build(CORPUS),
+        personal=mine,
+    )
+    try:
+        # Nothing learned yet: "<" still offers the tag's opening.
+        assert items(built, "a cat, <") == ["a cat, <lora:"]
+        mine.learn(Prompts(LORA_PROMPTS))
+        assert mine.wait_counted(60)
+        # Most used first, each with the weight the user gives it most; the blocklist holds.
+        assert items(built, "a cat, <lo") == [
+            "a cat, <lora:",
+            "a cat, <lora:add_detail:0.6>",
+            "a cat, <lora:cityscape_v2:1>",
+        ]
+        assert items(built, "a cat, <lora:CIT") == ["a cat, <lora:cityscape_v2:1>"]
+        assert items(built, "<lora:add_detail:")[:2] == [
+            "<lora:add_detail:0.6>",
+            "<lora:add_detail:1>",
+        ]
+        # Before a closing ">" none is added.
+        found = built.complete("<lora:ad>", len("<lora:ad"))
+        assert [s.new_text for s in found] == ["add_detail"]
+        # Forgotten prompts take their LoRAs with them; the one left is blocklisted.
+        mine.forget("add_detail")
+        assert mine.wait_counted(60)
+        assert items(built, "<lora:") == []
+        built.update_settings(EngineSettings(time_budget_ms=60_000))
+        assert items(built, "<lora:") == ["<lora:secretword_style:0.8>"]
+    finally:
+        mine.close()

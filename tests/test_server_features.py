@@ -38,7 +38,7 @@ session = shared_session(initialization_options={"maxExpansionTokens": 16, **NO_
 async def test_capabilities_are_advertised(session: Session) -> None:
     capabilities = session.result.capabilities
     assert capabilities.completion_provider is not None
-    assert " " in capabilities.completion_provider.trigger_characters
+    assert {" ", "<", ":"} <= set(capabilities.completion_provider.trigger_characters)
     assert capabilities.inline_completion_provider is not None
     assert capabilities.execute_command_provider is not None
     assert EXPAND in capabilities.execute_command_provider.commands

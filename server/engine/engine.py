@@ -38,7 +38,7 @@ from server.engine.expansions import sample_expansions
 from server.engine.ghost import GhostMemory
 from server.engine.healing import Request, prepare
 from server.engine.lm_words import LMWordScorer
-from server.engine.personal_words import PersonalWords
+from server.engine.personal_words import PersonalWords, WrittenLoras
 from server.engine.phrases import PhraseDecoder, phrase_suggestions
 from server.engine.ranking import merge, option_suggestions, rank
 from server.engine.requests import (
@@ -112,7 +112,8 @@ class CompletionEngine:
         self._lock = threading.Lock()
         self._ghost = GhostMemory()
         self._phrases = PhraseDecoder(runner, self._vocab)
-        self.vocabulary = PromptVocabulary()  # tags, LoRAs, embeddings, wildcards
+        # Tags, LoRAs (those the user wrote too), embeddings, wildcards.
+        self.vocabulary = PromptVocabulary(WrittenLoras(personal) if personal is not None else None)
         self.update_settings(settings or EngineSettings())
 
     @classmethod
@@ -184,7 +185,7 @@ class CompletionEngine:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
             where = analyse(text, cursor)
-            special = self.vocabulary.special(text, cursor) if limit else None
+            special = self.vocabulary.special(text, cursor, self._allowed) if limit else None
             if special is not None:  # after <lora: or __: the user's files, not the model's
                 return special[:limit]
             if limit == 0 or where.mode == "none":

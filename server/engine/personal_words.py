@@ -12,12 +12,16 @@ user's statistics have been predicting the prompt being written, against the cor
 (``PersonalWords.style_odds``): a prompt in another style than the user's usual one (a
 2022-style prompt from someone who writes anime tags) is left to the corpus after a few words.
 Inside a ``Negative prompt:`` part the user's negative prompts' statistics are used.
+
+The LoRAs the user has written (``WrittenLoras``) are offered after ``<lora:`` and ``<``, most
+used first, with the weight they usually give each: nothing else finishes a LoRA's name.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +35,7 @@ PERSONAL_CANDIDATES = 6  # the personal statistics' best words added to the corp
 # The personal share is half its maximum where the user has written the words before the
 # cursor this many times (tuned with the maximum on modern-style prompts, docs/BENCHMARKS.md).
 PERSONAL_HALF_COUNT = 2
+_LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?>")
 STYLE_EVIDENCE_CAP = 4.0  # nats one word may move the odds that a prompt is in the user's style
 REMEMBERED_STYLES = 256  # lines whose style odds are kept
 
@@ -168,3 +173,51 @@ def _word_probabilities(
     histories = np.asarray([stats.history(words[:i]) for i in steps], dtype=np.int64)
     targets = np.asarray([stats.id_of(words[i]) for i in steps], dtype=np.int64)
     return stats.probability(histories, targets)
+
+
+@dataclass(frozen=True)
+class WrittenLora:
+    """A LoRA in the user's prompts: its name, the weight they give it most (None when they
+    write none) and in how many places they wrote it."""
+
+    name: str
+    weight: str | None
+    uses: int
+
+
+def written_loras(counts: NgramCounts) -> list[WrittenLora]:
+    """The LoRAs of ``<lora:name:weight>`` words in the user's prompts, most used first."""
+    with counts.lock:  # the learning thread appends to the vocabulary
+        ids = counts.vocab.with_prefix("<lora:").tolist()
+        found = [(counts.vocab[i], int(counts.unigram_raw[i])) for i in ids]
+    uses: Counter[str] = Counter()
+    weights: dict[str, Counter[str]] = {}
+    for word, count in found:
+        if count <= 0:  # forgotten
+            continue
+        for match in _LORA_TAG.finditer(word):
+            name, weight = match.groups()
+            uses[name] += count
+            if weight:
+                weights.setdefault(name, Counter())[weight] += count
+    return [
+        WrittenLora(name, weights[name].most_common(1)[0][0] if name in weights else None, used)
+        for name, used in sorted(uses.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+class WrittenLoras:
+    """``written_loras`` of the user's positive prompts, found again only once they change."""
+
+    def __init__(self, layer: PersonalLayer) -> None:
+        self._layer = layer
+        self._generation: int | None = None
+        self._found: list[WrittenLora] = []
+
+    def __call__(self) -> list[WrittenLora]:
+        generation = self._layer.generation
+        if generation != self._generation:
+            counts = self._layer.counts(negative=False)
+            self._found = written_loras(counts) if counts is not None else []
+            self._generation = generation
+        return self._found

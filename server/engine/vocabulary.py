@@ -1,10 +1,11 @@
 """Today's prompt vocabulary beside the model's words: tags, LoRAs, embeddings, wildcards.
 
 The engine asks twice per menu request: ``special`` first, for places the model has nothing
-to say (after ``<lora:``, after ``__``), then ``words`` to merge tags, a LoRA's trigger words
-and embedding names into its ranked word items. Tags rank by the line's context where the
-model's words predict them (a tag that finishes the word the context expects takes that
-word's score) and by their share of posts among the tags that match otherwise.
+to say (after ``<lora:`` or the ``<`` that starts one, after ``__``), then ``words`` to merge
+tags, a LoRA's trigger words and embedding names into its ranked word items. Tags rank by the
+line's context where the model's words predict them (a tag that finishes the word the context
+expects takes that word's score) and by their share of posts among the tags that match
+otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
+from server.engine.personal_words import WrittenLora
 from server.engine.syntax import CursorContext, normalize_phrase
 from server.engine.tags import Match, TagPack, load_pack, normalize, render
 from server.engine.types import EngineSettings, Suggestion
@@ -35,6 +37,8 @@ PREDICTED_BONUS = 0.01  # a predicted tag goes just above the word it finishes
 # loses this much per further word.
 PROSE_WORD_PENALTY = 2.0
 _LORA_NAME = re.compile(r"<lora:([^:>]*)$")
+# "<", "<l" ... "<lora" where a tag may start: a LoRA the user wrote or has is offered whole.
+_LORA_OPENING = re.compile(r"(?:^|(?<=[\s,(\[{]))<(?:l(?:o(?:r(?:a)?)?)?)?$")
 _LORA_WEIGHT = re.compile(r"<lora:([^:>]+):([\d.]*)$")
 _AFTER_LORA = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>[\s,]*$")
 _WILDCARD = re.compile(r"(?<![\w_])__([\w/.-]*)$")
@@ -46,8 +50,10 @@ Allowed = Callable[[str], bool]
 class PromptVocabulary:
     """Tag packs and the user's folders, configured from the engine's settings."""
 
-    def __init__(self) -> None:
+    def __init__(self, written_loras: Callable[[], list[WrittenLora]] | None = None) -> None:
+        """``written_loras``: the LoRAs in the user's prompts (the personal layer's), if any."""
         self.user_models = UserModels()
+        self._written_loras = written_loras
         self._packs: list[TagPack] = []
         self._settings = EngineSettings()
 
@@ -61,30 +67,56 @@ class PromptVocabulary:
 
     # -- places the model has nothing to say --------------------------------------------------
 
-    def special(self, text: str, cursor: int) -> list[Suggestion] | None:
-        """Items after ``<lora:`` (names, then weights) or ``__`` (wildcards); None elsewhere."""
+    def special(self, text: str, cursor: int, allowed: Allowed) -> list[Suggestion] | None:
+        """Items after ``<lora:`` (names, then weights), after the ``<`` that may start one
+        (whole LoRA tags) or ``__`` (wildcards); None elsewhere. ``allowed`` filters the
+        names that come from the user's prompts (the blocklist and safe mode)."""
         line_start = text.rfind("\n", 0, cursor) + 1
         before = text[line_start:cursor]
         closed = text.startswith(">", cursor)
+        end = "" if closed else ">"
         if (match := _LORA_WEIGHT.search(before)) is not None:
             typed = match.group(2)
             start = cursor - len(typed)
-            end = ">" if not closed else ""
+            usual = {lora.name: lora.weight for lora in self._loras_written()}.get(match.group(1))
+            weights = dict.fromkeys([usual, *LORA_WEIGHTS] if usual else LORA_WEIGHTS)
             return [
                 Suggestion("tag", start, cursor, weight + end, -0.01 * rank)
-                for rank, weight in enumerate(LORA_WEIGHTS)
+                for rank, weight in enumerate(weights)
                 if weight.startswith(typed) and weight != typed
             ]
         if (match := _LORA_NAME.search(before)) is not None:
             typed = match.group(1)
-            suffix = "" if closed else f":{DEFAULT_LORA_WEIGHT}>"
-            names = self.user_models.found.loras.starting(typed, NAMES_SHOWN)
             return [
                 Suggestion(
-                    "tag", cursor - len(typed), cursor, name + suffix, -0.01 * rank, name, "LoRA"
+                    "tag",
+                    cursor - len(typed),
+                    cursor,
+                    name + ("" if closed else f":{weight}>"),
+                    -0.01 * rank,
+                    name,
+                    detail,
                 )
-                for rank, name in enumerate(names)
+                for rank, (name, weight, detail) in enumerate(self._lora_names(typed, allowed))
             ]
+        if (match := _LORA_OPENING.search(before)) is not None:
+            # The tag's opening first, then the LoRAs the user wrote or has, whole.
+            found = self._lora_names("", allowed)
+            start = line_start + match.start()
+            items = [Suggestion("tag", start, cursor, "<lora:", 0.0, "<lora:", "LoRA")]
+            items += [
+                Suggestion(
+                    "tag",
+                    start,
+                    cursor,
+                    f"<lora:{name}:{weight}{end}",
+                    -0.01 * rank,
+                    f"<lora:{name}:{weight}>",
+                    detail,
+                )
+                for rank, (name, weight, detail) in enumerate(found, start=1)
+            ]
+            return items
         if (match := _WILDCARD.search(before)) is not None and self._settings.wildcard_dirs:
             typed = match.group(1)
             names = self.user_models.found.wildcards.starting(typed, NAMES_SHOWN)
@@ -102,6 +134,28 @@ class PromptVocabulary:
                 for rank, name in enumerate(names)
             ]
         return None
+
+    def _loras_written(self) -> list[WrittenLora]:
+        return self._written_loras() if self._written_loras is not None else []
+
+    def _lora_names(self, typed: str, allowed: Allowed) -> list[tuple[str, str, str]]:
+        """(name, weight, detail) of the LoRAs that start with ``typed`` (any case): those the
+        user wrote, most used first with their usual weight, then the rest of their folders."""
+        key = typed.casefold()
+        found = [
+            (
+                lora.name,
+                lora.weight or DEFAULT_LORA_WEIGHT,
+                f"LoRA · {lora.uses} times in your prompts",
+            )
+            for lora in self._loras_written()
+            if lora.name.casefold().startswith(key) and allowed(lora.name)
+        ][:NAMES_SHOWN]
+        written = {name for name, _, _ in found}
+        for name in self.user_models.found.loras.starting(typed, NAMES_SHOWN):
+            if name not in written and len(found) < NAMES_SHOWN:
+                found.append((name, DEFAULT_LORA_WEIGHT, "LoRA"))
+        return found
 
     # -- words --------------------------------------------------------------------------------
 
