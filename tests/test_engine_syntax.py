@@ -58,6 +58,9 @@ class TestWeightsAndBrackets:
         assert where.mode == "options"
         assert where.option_start == 13
         assert where.options and all(option.startswith("1.") for option in where.options)
+        # The weight closes its parenthesis, unless one follows already.
+        assert where.options[0] == "1.1)"
+        assert analyse("(cat:1.)", len("(cat:1.")).options[0] == "1.1"
 
     def test_prompt_editing_step_offers_nothing(self) -> None:
         assert at_end("[cat:dog:0.").mode == "none"

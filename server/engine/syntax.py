@@ -137,8 +137,9 @@ def analyse(text: str, cursor: int) -> CursorContext:
         weight = re.search(r":\s*([\d.]*)$", group)
         if weight is not None and group.count(":") == 1 and brackets[-1] == "(":
             typed = weight.group(1)
+            closing = "" if text.startswith(")", cursor) else ")"  # "(cat:1.2)" is done then
             options = tuple(
-                value for value in WEIGHTS if value.startswith(typed) and value != typed
+                value + closing for value in WEIGHTS if value.startswith(typed) and value != typed
             )
             return CursorContext(
                 "options",
