@@ -14,7 +14,8 @@ user's statistics have been predicting the prompt being written, against the cor
 Inside a ``Negative prompt:`` part the user's negative prompts' statistics are used.
 
 The LoRAs the user has written (``WrittenLoras``) are offered after ``<lora:`` and ``<``, most
-used first, with the weight they usually give each: nothing else finishes a LoRA's name.
+used first, and the weights they gave each come first in the weight menu: nothing
+else finishes a LoRA's name.
 """
 
 from __future__ import annotations
@@ -177,11 +178,11 @@ def _word_probabilities(
 
 @dataclass(frozen=True)
 class WrittenLora:
-    """A LoRA in the user's prompts: its name, the weight they give it most (None when they
-    write none) and in how many places they wrote it."""
+    """A LoRA in the user's prompts: its name, the weights they gave it (most used first) and
+    in how many places they wrote it."""
 
     name: str
-    weight: str | None
+    weights: tuple[str, ...]
     uses: int
 
 
@@ -201,7 +202,7 @@ def written_loras(counts: NgramCounts) -> list[WrittenLora]:
             if weight:
                 weights.setdefault(name, Counter())[weight] += count
     return [
-        WrittenLora(name, weights[name].most_common(1)[0][0] if name in weights else None, used)
+        WrittenLora(name, tuple(w for w, _ in weights.get(name, Counter()).most_common()), used)
         for name, used in sorted(uses.items(), key=lambda item: (-item[1], item[0]))
     ]
 

@@ -69,7 +69,7 @@ class PromptVocabulary:
 
     def special(self, text: str, cursor: int, allowed: Allowed) -> list[Suggestion] | None:
         """Items after ``<lora:`` (names, then weights), after the ``<`` that may start one
-        (whole LoRA tags) or ``__`` (wildcards); None elsewhere. ``allowed`` filters the
+        (``<lora:`` and the names) or ``__`` (wildcards); None elsewhere. ``allowed`` filters the
         names that come from the user's prompts (the blocklist and safe mode)."""
         line_start = text.rfind("\n", 0, cursor) + 1
         before = text[line_start:cursor]
@@ -78,8 +78,8 @@ class PromptVocabulary:
         if (match := _LORA_WEIGHT.search(before)) is not None:
             typed = match.group(2)
             start = cursor - len(typed)
-            usual = {lora.name: lora.weight for lora in self._loras_written()}.get(match.group(1))
-            weights = dict.fromkeys([usual, *LORA_WEIGHTS] if usual else LORA_WEIGHTS)
+            mine = {lora.name: lora.weights for lora in self._loras_written()}.get(match.group(1))
+            weights = dict.fromkeys([*(mine or ()), *LORA_WEIGHTS])  # the user's first
             return [
                 Suggestion("tag", start, cursor, weight + end, -0.01 * rank)
                 for rank, weight in enumerate(weights)
@@ -87,34 +87,24 @@ class PromptVocabulary:
             ]
         if (match := _LORA_NAME.search(before)) is not None:
             typed = match.group(1)
+            start = cursor - len(typed)
             return [
-                Suggestion(
-                    "tag",
-                    cursor - len(typed),
-                    cursor,
-                    name + ("" if closed else f":{weight}>"),
-                    -0.01 * rank,
-                    name,
-                    detail,
+                Suggestion("tag", start, cursor, tail, -0.01 * rank, name, detail)
+                for rank, (name, tail, detail) in enumerate(
+                    self._lora_names(typed, closed, allowed)
                 )
-                for rank, (name, weight, detail) in enumerate(self._lora_names(typed, allowed))
             ]
         if (match := _LORA_OPENING.search(before)) is not None:
-            # The tag's opening first, then the LoRAs the user wrote or has, whole.
-            found = self._lora_names("", allowed)
+            # The tag's opening first, then the LoRAs the user wrote or has.
             start = line_start + match.start()
             items = [Suggestion("tag", start, cursor, "<lora:", 0.0, "<lora:", "LoRA")]
             items += [
                 Suggestion(
-                    "tag",
-                    start,
-                    cursor,
-                    f"<lora:{name}:{weight}{end}",
-                    -0.01 * rank,
-                    f"<lora:{name}:{weight}>",
-                    detail,
+                    "tag", start, cursor, f"<lora:{tail}", -0.01 * rank, f"<lora:{tail}", detail
                 )
-                for rank, (name, weight, detail) in enumerate(found, start=1)
+                for rank, (_, tail, detail) in enumerate(
+                    self._lora_names("", closed, allowed), start=1
+                )
             ]
             return items
         if (match := _WILDCARD.search(before)) is not None and self._settings.wildcard_dirs:
@@ -138,23 +128,23 @@ class PromptVocabulary:
     def _loras_written(self) -> list[WrittenLora]:
         return self._written_loras() if self._written_loras is not None else []
 
-    def _lora_names(self, typed: str, allowed: Allowed) -> list[tuple[str, str, str]]:
-        """(name, weight, detail) of the LoRAs that start with ``typed`` (any case): those the
-        user wrote, most used first with their usual weight, then the rest of their folders."""
+    def _lora_names(self, typed: str, closed: bool, allowed: Allowed) -> list[tuple[str, str, str]]:
+        """(name, what to insert from the name on, detail) of the LoRAs that start with
+        ``typed`` (any case): those the user wrote, most used first, then the rest of their
+        folders. A written one stops at the weight's ``:``, where the weight menu offers the
+        weights the user gave it first (they vary: one filled in was more often wrong than
+        right); a file's gets the default weight and the ``>`` (none before a ``>``)."""
         key = typed.casefold()
         found = [
-            (
-                lora.name,
-                lora.weight or DEFAULT_LORA_WEIGHT,
-                f"LoRA · {lora.uses} times in your prompts",
-            )
+            (lora.name, f"{lora.name}:", f"LoRA · {lora.uses} times in your prompts")
             for lora in self._loras_written()
             if lora.name.casefold().startswith(key) and allowed(lora.name)
         ][:NAMES_SHOWN]
         written = {name for name, _, _ in found}
+        tail = "" if closed else f":{DEFAULT_LORA_WEIGHT}>"
         for name in self.user_models.found.loras.starting(typed, NAMES_SHOWN):
             if name not in written and len(found) < NAMES_SHOWN:
-                found.append((name, DEFAULT_LORA_WEIGHT, "LoRA"))
+                found.append((name, name + tail, "LoRA"))
         return found
 
     # -- words --------------------------------------------------------------------------------
