@@ -6,6 +6,8 @@ from server.engine.filters import dedupe_key
 from server.engine.syntax import CursorContext
 from server.engine.types import Suggestion
 
+WORDS_BEFORE_PHRASES = 4
+
 
 def option_suggestions(where: CursorContext) -> list[Suggestion]:
     """Fixed choices (parameter names, aspect ratios, weights), most common first.
@@ -38,11 +40,15 @@ def rank(suggestions: list[Suggestion], keep_order: bool = False) -> list[Sugges
 
 
 def merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> list[Suggestion]:
-    """The menu: ranked words first (what is being typed), then ranked phrases.
+    """The menu: the best words first (what is being typed), then the best phrases, then the
+    other words.
 
-    A quarter of the menu is kept for phrases when there are any.
+    A quarter of the menu is kept for phrases when there are any, after the first
+    ``WORDS_BEFORE_PHRASES`` words: at the end of a menu of eight they came seventh and
+    eighth, below where people look (the KSR's simulated person looks at five).
     """
     reserved = min(len(phrases), max(1, limit // 4))
     chosen = words[: limit - reserved]
-    chosen += phrases[: limit - len(chosen)]
-    return rank(chosen, keep_order=True)
+    kept = phrases[: limit - len(chosen)]
+    menu = chosen[:WORDS_BEFORE_PHRASES] + kept + chosen[WORDS_BEFORE_PHRASES:]
+    return rank(menu, keep_order=True)
