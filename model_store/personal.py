@@ -450,8 +450,9 @@ def lines(text: str) -> Iterator[str]:
 
 
 def trim_heap() -> None:
-    """Give the heap that a recount freed back to the system (glibc keeps it otherwise: a
-    100k-prompt recount left 200 MB resident for 25 MB of counts)."""
+    """Give the heap that a big job freed back to the system (glibc keeps it otherwise: a
+    100k-prompt recount left 200 MB resident for 25 MB of counts; the server calls it after
+    building its engine too)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

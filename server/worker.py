@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import heapq
 import itertools
 import logging
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +77,7 @@ def load_engine(
     # Imported here, on the model thread: the store's dependencies (filelock, hashing) took
     # a tenth of a second that `initialize` would otherwise wait for.
     from model_store.checkpoint import CheckpointError
+    from model_store.personal import trim_heap
     from model_store.store import DEFAULT_STATS_DIR, ModelStore
 
     store = ModelStore()
@@ -111,7 +110,9 @@ def load_engine(
         engine = engine_for(
             checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
         )
-        release_freed_memory()
+        # The build freed tens of MB of temporaries (the checkpoint's fp32 weights once
+        # packed, transposed copies) that glibc would keep: 25-40 MB of resident memory.
+        trim_heap()
         return engine
 
     early = None
@@ -120,19 +121,6 @@ def load_engine(
 
         early = StatisticsEngine(word_stats, personal=personal)
     return Loading(full, early, statistics, notice)
-
-
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``).
-
-    Building the engine frees tens of MB of temporaries (the checkpoint's fp32 weights once
-    packed, transposed copies) that glibc otherwise keeps: 25-40 MB of the server's resident
-    memory for as long as it runs. Elsewhere (not Linux, a C library without it) nothing.
-    """
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def warm_up() -> None:

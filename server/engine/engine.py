@@ -186,7 +186,7 @@ class CompletionEngine:
             budget.check()
             where = analyse(text, cursor)
             special = self.vocabulary.special(text, cursor, self._allowed) if limit else None
-            if special is not None:  # after <lora: or __: the user's files, not the model's
+            if special is not None:  # <lora:, __: the user's LoRAs and files, not the model's
                 return special[:limit]
             if limit == 0 or where.mode == "none":
                 return []

@@ -37,7 +37,7 @@ PREDICTED_BONUS = 0.01  # a predicted tag goes just above the word it finishes
 # loses this much per further word.
 PROSE_WORD_PENALTY = 2.0
 _LORA_NAME = re.compile(r"<lora:([^:>]*)$")
-# "<", "<l" ... "<lora" where a tag may start: a LoRA the user wrote or has is offered whole.
+# "<", "<l" ... "<lora" where a tag may start: "<lora:" and the LoRAs the user wrote or has.
 _LORA_OPENING = re.compile(r"(?:^|(?<=[\s,(\[{]))<(?:l(?:o(?:r(?:a)?)?)?)?$")
 _LORA_WEIGHT = re.compile(r"<lora:([^:>]+):([\d.]*)$")
 _AFTER_LORA = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>[\s,]*$")
