@@ -789,8 +789,8 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
             + "): "
             + ", ".join(f"{name} {value}" for name, value in floors.items())
             + ". The server answers `initialize` after the first two; it completes from the "
-            "corpus statistics (numpy) while torch still loads, so the first completion can "
-            "come sooner than `import torch` alone takes.",
+            "corpus statistics (numpy) while the model loads, and the model runs on numpy "
+            "too, so the first completion can come sooner than `import torch` alone takes.",
             "",
         ]
     if server.get("bytecode"):
@@ -802,7 +802,7 @@ def _server_section(results: dict[str, Any], assets: Path, rel: Path) -> list[st
             + ", ".join(f"{kind} {value}" for kind, value in resident.items())
             + ". The file-backed part is mostly the memory-mapped word statistics: clean "
             "page-cache pages the kernel can drop and read back at will; the anonymous part "
-            "is what the server alone holds (torch's runtime is about 140 MB of it).",
+            "is what the server alone holds (no torch: the model runs on numpy).",
             "",
         ]
     parts += [

@@ -9,9 +9,10 @@ ghost text) jump the queue ahead of expansions, and only a few expansions may wa
 of expansions cannot make typing wait (it waited 30 s behind 100).
 
 Loading comes in two steps. The corpus statistics (numpy arrays, mapped in milliseconds) serve
-words and ghost text at once; the language model, which needs torch (seconds to import),
-loads meanwhile on a second thread and replaces them when it is ready. Nothing else touches
-torch until then, so the model thread alone still drives it.
+words and ghost text at once; the language model loads meanwhile on a second thread and
+replaces them when it is ready. The default model runs on numpy; a model that needs torch
+(seconds to import) is built on that thread too, and nothing else touches torch until then,
+so the model thread alone still drives it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from server import torch_libraries
-from server.engine.kinds import engine_for
+from server.engine.kinds import engine_for, needs_torch
 from server.engine.types import Cancelled, EngineSettings
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ ProgressCallback = Callable[[str, "float | None"], None]
 class Loading:
     """What a loader found: the full engine to build, and what serves while it is built."""
 
-    full: Callable[[], Engine]  # the engine for the model (imports torch: seconds)
+    full: Callable[[], Engine]  # the engine for the model (tenths of a second; torch: seconds)
     early: Engine | None = None  # serves meanwhile (the corpus statistics)
     statistics: str = "none"  # which statistics the engines use: "full", "pack" or "none"
     notice: str | None = None  # something the user should know (damaged statistics)
@@ -103,10 +104,11 @@ def load_engine(
 
     def full() -> Engine:
         progress(f"loading model {checkpoint.name}", None)
-        # torch and transformers take seconds to import: never before `initialize` is
-        # answered, and never before the statistics serve; and its libraries load without
-        # holding the GIL, so the statistics go on answering meanwhile.
-        torch_libraries.preload()
+        # A model that needs torch: it takes seconds to import, never before `initialize` is
+        # answered nor before the statistics serve, and its libraries load without holding
+        # the GIL, so the statistics go on answering meanwhile.
+        if needs_torch(checkpoint.kind, checkpoint.path):
+            torch_libraries.preload()
         engine = engine_for(
             checkpoint.kind, checkpoint.path, threads, word_stats=word_stats, personal=personal
         )

@@ -246,7 +246,8 @@ def test_generic_runner_gives_the_same_suggestions(default_model_dir: Path) -> N
     model = AutoModelForCausalLM.from_pretrained(default_model_dir, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir, local_files_only=True)
     backend, eos = tokenizer.backend_tokenizer, tokenizer.eos_token_id
-    fast = GPT2Runner(model.config.to_dict(), model.eval().state_dict(), half_weights=False)
+    weights = {name: value.numpy() for name, value in model.eval().state_dict().items()}
+    fast = GPT2Runner(model.config.to_dict(), weights)
     exact = CompletionEngine(fast, backend, eos, SETTINGS)
     generic = CompletionEngine(HFRunner(model), backend, eos, SETTINGS)
     for text in ["woman portra", "woman portrait, ", "(masterpi"]:

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 from transformers import AutoTokenizer
 
 from server.engine import CompletionEngine, EngineSettings, decoding
+from server.engine.numeric import log_softmax
 from server.engine.runner import Context, Rows, Runner
 from server.engine.syntax import cut_unbalanced, open_brackets
 
@@ -43,8 +44,8 @@ class ScriptedRunner(Runner):
         self.vocab_size = vocab_size
         self.max_positions = max_positions
 
-    def _logits(self, sequence: list[int]) -> torch.Tensor:
-        logits = torch.zeros(self.vocab_size)
+    def _logits(self, sequence: list[int]) -> np.ndarray:
+        logits = np.zeros(self.vocab_size, dtype=np.float32)
         matched = False
         for rank, script in enumerate(self.scripts):
             if script[: len(sequence)] == sequence and len(script) > len(sequence):
@@ -57,20 +58,20 @@ class ScriptedRunner(Runner):
 
     def prime(self, ids: Sequence[int]) -> Context:
         self.reused_tokens = 0
-        logprobs = torch.log_softmax(self._logits(list(ids)), dim=-1)
+        logprobs = log_softmax(self._logits(list(ids)))
         self._last = Context(tuple(ids), logprobs, None)
         return self._last
 
     def fork(self, context: Context, rows: int, capacity: int) -> Rows:
         return _ScriptRows([list(context.ids) for _ in range(rows)])
 
-    def step(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, rows: Rows, tokens: np.ndarray) -> np.ndarray:
         assert isinstance(rows, _ScriptRows)
         for sequence, token in zip(rows.sequences, tokens.tolist(), strict=True):
             sequence.append(token)
-        return torch.stack([self._logits(sequence) for sequence in rows.sequences])
+        return np.stack([self._logits(sequence) for sequence in rows.sequences])
 
-    def select(self, rows: Rows, indices: torch.Tensor) -> None:
+    def select(self, rows: Rows, indices: np.ndarray) -> None:
         assert isinstance(rows, _ScriptRows)
         rows.sequences = [list(rows.sequences[i]) for i in indices.tolist()]
 

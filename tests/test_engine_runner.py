@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from server.engine.engine import load_runner
 from server.engine.hf_runner import HFRunner
-from server.engine.runner import GPT2Runner, Runner, fp16_kernels_available
+from server.engine.numeric import log_softmax
+from server.engine.runner import GPT2Runner, Runner
 from server.engine.vocab import Vocabulary
 
 
@@ -31,87 +33,70 @@ def ids(tokenizer) -> list[int]:
     return [tokenizer.eos_token_id, *tokenizer.encode(text, add_special_tokens=False)]
 
 
-def reference_logprobs(model, ids: list[int]) -> torch.Tensor:
+def reference_logprobs(model, ids: list[int]) -> np.ndarray:
     with torch.inference_mode():
-        return torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], dim=-1)
+        return torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], dim=-1).numpy()
 
 
-def fast_runner(model, half_weights: bool) -> GPT2Runner:
-    """The fast path over a GPT-2 already in memory (the same weights as transformers')."""
-    return GPT2Runner(model.config.to_dict(), model.eval().state_dict(), half_weights)
+def assert_close(actual: np.ndarray, expected: np.ndarray, atol: float) -> None:
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+
+
+def fast_runner(model) -> GPT2Runner:
+    """The numpy path over a GPT-2 already in memory (the same weights as transformers')."""
+    weights = {name: value.numpy() for name, value in model.eval().state_dict().items()}
+    return GPT2Runner(model.config.to_dict(), weights)
 
 
 def runners(model) -> list[tuple[Runner, float]]:
     """Each runner with the tolerance it is held to against transformers' plain forward."""
-    found: list[tuple[Runner, float]] = [
-        (fast_runner(model, half_weights=False), 1e-4),
-        (HFRunner(model), 1e-4),
-    ]
-    if fp16_kernels_available():
-        found.append((fast_runner(model, half_weights=True), 2e-2))
-    return found
+    return [(fast_runner(model), 1e-4), (HFRunner(model), 1e-4)]
 
 
 def test_prime_matches_transformers(model, ids: list[int]) -> None:
     expected = reference_logprobs(model, ids)
     for runner, tolerance in runners(model):
-        with torch.inference_mode():
-            actual = runner.prime(ids).logprobs
-        torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
+        assert_close(runner.prime(ids).logprobs, expected, tolerance)
 
 
 def test_steps_match_transformers(model, ids: list[int]) -> None:
     """Batched steps, reordering and repeating rows behave like separate full forwards."""
     continuations = [[5, 6, 7], [8, 9, 10], [11, 12, 13]]
     for runner, tolerance in runners(model):
-        with torch.inference_mode():
-            rows = runner.fork(runner.prime(ids), 3, capacity=8)
-            runner.step(rows, torch.tensor([c[0] for c in continuations]))
-            runner.select(rows, torch.tensor([2, 0, 0]))  # reorder and repeat
-            picked = [continuations[2], continuations[0], continuations[0]]
-            logits = runner.step(rows, torch.tensor([c[1] for c in picked]))
+        rows = runner.fork(runner.prime(ids), 3, capacity=8)
+        runner.step(rows, np.array([c[0] for c in continuations]))
+        runner.select(rows, np.array([2, 0, 0]))  # reorder and repeat
+        picked = [continuations[2], continuations[0], continuations[0]]
+        logits = runner.step(rows, np.array([c[1] for c in picked]))
         for row, continuation in enumerate(picked):
             expected = reference_logprobs(model, ids + continuation[:2])
-            actual = torch.log_softmax(logits[row], dim=-1)
-            torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
+            assert_close(log_softmax(logits[row]), expected, tolerance)
 
 
 def test_prefix_reuse_equals_a_cold_start(model, ids: list[int]) -> None:
     for runner, tolerance in runners(model):
-        with torch.inference_mode():
-            runner.prime(ids[:6])
-            runner.prime([*ids[:4], 20, 21])  # the user edited the end
-            assert runner.reused_tokens == 4
-            warm = runner.prime([*ids[:4], 20, 21, 22]).logprobs
-            assert runner.reused_tokens == 6
-            shorter = runner.prime(ids[:3]).logprobs  # the user deleted text
-        torch.testing.assert_close(
-            warm, reference_logprobs(model, [*ids[:4], 20, 21, 22]), atol=tolerance, rtol=0
-        )
-        torch.testing.assert_close(
-            shorter, reference_logprobs(model, ids[:3]), atol=tolerance, rtol=0
-        )
+        runner.prime(ids[:6])
+        runner.prime([*ids[:4], 20, 21])  # the user edited the end
+        assert runner.reused_tokens == 4
+        warm = runner.prime([*ids[:4], 20, 21, 22]).logprobs
+        assert runner.reused_tokens == 6
+        shorter = runner.prime(ids[:3]).logprobs  # the user deleted text
+        assert_close(warm, reference_logprobs(model, [*ids[:4], 20, 21, 22]), tolerance)
+        assert_close(shorter, reference_logprobs(model, ids[:3]), tolerance)
 
 
 def test_decoding_does_not_touch_the_stored_context(model, ids: list[int]) -> None:
     for runner, _ in runners(model):
-        with torch.inference_mode():
-            before = runner.prime(ids).logprobs.clone()
-            rows = runner.fork(runner.prime(ids), 2, capacity=4)
-            for token in (30, 31, 32):
-                runner.step(rows, torch.tensor([token, token + 1]))
-            runner.select(rows, torch.tensor([1]))
-            again = runner.prime(ids).logprobs
-            extended = runner.prime([*ids, 40]).logprobs
-        torch.testing.assert_close(again, before, atol=0, rtol=0)
-        fresh = (
-            type(runner)(model)
-            if isinstance(runner, HFRunner)
-            else fast_runner(model, half_weights=runner.half_weights)
-        )
-        with torch.inference_mode():
-            expected = fresh.prime([*ids, 40]).logprobs
-            torch.testing.assert_close(extended, expected, atol=1e-5, rtol=0)
+        before = runner.prime(ids).logprobs.copy()
+        rows = runner.fork(runner.prime(ids), 2, capacity=4)
+        for token in (30, 31, 32):
+            runner.step(rows, np.array([token, token + 1]))
+        runner.select(rows, np.array([1]))
+        again = runner.prime(ids).logprobs
+        extended = runner.prime([*ids, 40]).logprobs
+        assert_close(again, before, 0)
+        fresh = type(runner)(model) if isinstance(runner, HFRunner) else fast_runner(model)
+        assert_close(extended, fresh.prime([*ids, 40]).logprobs, 1e-5)
 
 
 def test_context_length_is_checked(model) -> None:
@@ -123,12 +108,10 @@ def test_context_length_is_checked(model) -> None:
 
 
 def test_gpt2_checkpoints_load_without_transformers(model, ids: list[int], default_model_dir: Path):
-    """The serving path reads the safetensors itself; its answers are transformers' (fp16)."""
+    """The serving path reads the safetensors itself; its answers are transformers'."""
     runner = load_runner(default_model_dir)
     assert isinstance(runner, GPT2Runner)
-    with torch.inference_mode():
-        actual = runner.prime(ids).logprobs
-    torch.testing.assert_close(actual, reference_logprobs(model, ids), atol=2e-2, rtol=0)
+    assert_close(runner.prime(ids).logprobs, reference_logprobs(model, ids), 1e-4)
 
 
 def test_other_checkpoints_run_through_transformers(tmp_path: Path, model) -> None:
@@ -141,7 +124,7 @@ def test_other_checkpoints_run_through_transformers(tmp_path: Path, model) -> No
 
 
 def test_an_untied_checkpoint_without_its_output_layer_is_refused(model) -> None:
-    weights = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    weights = {k: v.numpy() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     config = model.config.to_dict() | {"tie_word_embeddings": False}
     with pytest.raises(ValueError, match=r"lm_head\.weight"):
         GPT2Runner(config, weights)
@@ -152,16 +135,13 @@ def test_a_token_tree_scores_each_node_after_its_own_path(model, ids: list[int])
     tokens, parents = [5, 6, 7, 8], [-1, 0, 0, 2]
     paths = [[5], [5, 6], [5, 7], [5, 7, 8]]
     for runner, tolerance in runners(model):
-        with torch.inference_mode():
-            logits = runner.logits_tree(runner.prime(ids), tokens, parents)
-            unchanged = runner.prime(ids).logprobs
+        logits = runner.logits_tree(runner.prime(ids), tokens, parents)
+        unchanged = runner.prime(ids).logprobs
         assert runner.context_ids == ids and runner.reused_tokens == len(ids)
-        expected = reference_logprobs(model, ids)
-        torch.testing.assert_close(unchanged, expected, atol=tolerance, rtol=0)
+        assert_close(unchanged, reference_logprobs(model, ids), tolerance)
         for node, path in enumerate(paths):
             expected = reference_logprobs(model, ids + path)
-            actual = torch.log_softmax(logits[node], dim=-1)
-            torch.testing.assert_close(actual, expected, atol=tolerance, rtol=0)
+            assert_close(log_softmax(logits[node]), expected, tolerance)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +182,7 @@ class TestVocabulary:
     def test_banned_tokens_may_still_retype_the_users_text(self, vocab: Vocabulary) -> None:
         typed = b" cat"
         ids = vocab.consistent(typed)
-        banned = torch.ones(vocab.size, dtype=torch.bool)
+        banned = np.ones(vocab.size, dtype=bool)
         kept = vocab.allowed(ids, typed, banned).tolist()
         assert kept and all(len(vocab.token_bytes[t] or b"") <= len(typed) for t in kept)
 
@@ -217,18 +197,15 @@ def test_a_primed_context_is_continued_even_after_another_is_primed(
         *tokenizer.encode("a castle on a hill", add_special_tokens=False),
     ]
     for runner, tolerance in runners(model):
-        with torch.inference_mode():
-            first = runner.prime(ids)
-            runner.prime(other)
-            if isinstance(runner, HFRunner):  # one cache, edited in place: refused, not wrong
-                with pytest.raises(RuntimeError, match="prime it again"):
-                    runner.fork(first, 1, capacity=2)
-                continue
-            rows = runner.fork(first, 1, capacity=2)
-            logits = runner.step(rows, torch.tensor([5]))
-            tree = runner.logits_tree(first, [5], [-1])
+        first = runner.prime(ids)
+        runner.prime(other)
+        if isinstance(runner, HFRunner):  # one cache, edited in place: refused, not wrong
+            with pytest.raises(RuntimeError, match="prime it again"):
+                runner.fork(first, 1, capacity=2)
+            continue
+        rows = runner.fork(first, 1, capacity=2)
+        logits = runner.step(rows, np.array([5]))
+        tree = runner.logits_tree(first, [5], [-1])
         expected = reference_logprobs(model, [*ids, 5])
-        torch.testing.assert_close(
-            torch.log_softmax(logits[0], -1), expected, atol=tolerance, rtol=0
-        )
-        torch.testing.assert_close(torch.log_softmax(tree[0], -1), expected, atol=tolerance, rtol=0)
+        assert_close(log_softmax(logits[0]), expected, tolerance)
+        assert_close(log_softmax(tree[0]), expected, tolerance)

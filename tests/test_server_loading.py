@@ -158,8 +158,8 @@ async def _model_is(session: Session, ref: str) -> bool:
 async def test_the_statistics_pack_serves_before_the_model_and_the_blend_after(
     open_session,
 ) -> None:
-    """A fresh install (empty store, no corpus): the pack in the package answers while torch
-    loads, then the model takes over; status and $/progress say so."""
+    """A fresh install (empty store, no corpus): the pack in the package answers while the
+    model loads, then the model takes over; status and $/progress say so."""
     session = await open_session()
     text = "portrait of a woman, highly det"
     uri = session.documents.open(text)
@@ -182,13 +182,13 @@ async def test_the_statistics_pack_serves_before_the_model_and_the_blend_after(
 HELD_MODEL_SERVER = [sys.executable, "-m", "tests.held_model_server"]
 
 
-async def test_initialize_and_the_statistics_answer_before_torch_and_the_model_builds_after(
+async def test_initialize_and_the_statistics_answer_first_and_the_model_serves_without_torch(
     tmp_path: Path,
 ) -> None:
     """With the model's build held back (``tests/held_model_server.py``): ``initialize`` is
-    answered and the pack serves with torch not imported; the build starts only once the
-    statistics have answered, CLIP's diagnostics come without the model, and the model then
-    takes over."""
+    answered and the pack serves; the build starts only once the statistics have answered,
+    CLIP's diagnostics come without the model, and the model then takes over. torch is
+    never imported: the default model runs on numpy."""
     session = await start_session(
         "visual_studio_code",
         tmp_path / "home",
@@ -215,7 +215,10 @@ async def test_initialize_and_the_statistics_answer_before_torch_and_the_model_b
         assert (await status(client))["state"] == "statistics"
         await client.protocol.send_request_async("test/releaseModel", None)
         await wait_until_ready(client)
-        assert (await probe(client))["torch"] is True
+        assert (await status(client))["state"] == "ready"
+        items = (await complete(client, uri, 0, len(text))).items
+        assert any(item.label.startswith("detailed") for item in items)
+        assert (await probe(client))["torch"] is False
     finally:
         await end_session(session)
 

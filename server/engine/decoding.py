@@ -13,16 +13,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from prompt_words import is_word_char, is_word_part
-from server.engine.runner import Context, Runner
+from server.engine import numeric
+from server.engine.numeric import NEG_INF, log_softmax, logsumexp, softmax
+from server.engine.runner import Array, Context, Runner
 from server.engine.types import Budget
 from server.engine.vocab import Vocabulary
 from server.engine.words import per_word
-
-Tensor = torch.Tensor
-NEG_INF = float("-inf")
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Word:
     logprob: float  # log P(tokens)
     total: float  # log P(tokens) + log P(a new word or the end follows)
     score: float  # ``total`` per word (the word may be "sci-fi")
-    next_logprobs: Tensor  # the distribution after the word, to branch phrases from
+    next_logprobs: Array  # the distribution after the word, to branch phrases from
 
 
 def _valid_word(data: bytes) -> bool:
@@ -62,7 +61,7 @@ def word_search(
     *,
     width: int,
     extra_steps: int,
-    banned: Tensor,
+    banned: Array,
     budget: Budget,
 ) -> list[Word]:
     """Complete the typed word: a beam search constrained to ``tail``, ending at word ends.
@@ -75,21 +74,21 @@ def word_search(
     are found that no remaining beam can beat on total log-probability.
     """
     beams = [_Beam([], b"", 0.0, 0)]
-    logprobs = context.logprobs.unsqueeze(0)
+    logprobs = context.logprobs[None]
     rows = None
     finished: dict[bytes, Word] = {}
     totals: list[float] = []  # log P(word and its end) of finished words, for stopping
-    piece_bias = torch.zeros(vocab.size).masked_fill_(~vocab.word_piece_mask | banned, NEG_INF)
-    end_bias = torch.zeros(vocab.size).masked_fill_(~vocab.boundary_mask, NEG_INF)
+    piece_bias = _bias(~vocab.word_piece_mask | banned)
+    end_bias = _bias(~vocab.boundary_mask)
     steps = 0
     while True:
         candidates: list[tuple[float, int, int]] = []
         covered = [index for index, beam in enumerate(beams) if len(beam.data) >= len(tail)]
         if covered:
-            rows_covered = logprobs[torch.tensor(covered)]
-            endings = torch.logsumexp(rows_covered + end_bias, dim=-1).tolist()
-            top = torch.topk(rows_covered + piece_bias, min(width, vocab.size), dim=-1)
-            top_values, top_ids = top.values.tolist(), top.indices.tolist()
+            rows_covered = logprobs[covered]
+            endings = logsumexp(rows_covered + end_bias).tolist()
+            best_values, best_ids = numeric.top_k(rows_covered + piece_bias, width)
+            top_values, top_ids = best_values.tolist(), best_ids.tolist()
             for position, index in enumerate(covered):
                 beam = beams[index]
                 word = beam.data[word_offset:]
@@ -129,9 +128,8 @@ def word_search(
             break
         if rows is None:
             rows = runner.fork(context, 1, capacity=len(tail) + extra_steps + 1)
-        runner.select(rows, torch.tensor([parent for _, parent, _ in chosen]))
-        logits = runner.step(rows, torch.tensor([token for _, _, token in chosen]))
-        logprobs = torch.log_softmax(logits, dim=-1)
+        runner.select(rows, np.array([parent for _, parent, _ in chosen]))
+        logprobs = log_softmax(runner.step(rows, np.array([token for _, _, token in chosen])))
         beams = [
             _Beam(
                 [*beams[parent].tokens, token],
@@ -149,12 +147,17 @@ def _bytes(vocab: Vocabulary, token: int) -> bytes:
     return vocab.token_bytes[token] or b""
 
 
+def _bias(excluded: Array) -> Array:
+    """0 where a token may be chosen, -inf where ``excluded`` (a boolean mask) says not."""
+    return np.where(excluded, np.float32(NEG_INF), np.float32(0.0))
+
+
 @dataclass
 class Row:
     """One decoding row: the tokens it must start with, then what the policy chose."""
 
     forced: deque[int]
-    next_allowed: Tensor | None = None  # what the first chosen (not forced) token may be
+    next_allowed: Array | None = None  # what the first chosen (not forced) token may be
     group: int = 0  # rows from the same finished word share a group (its rank)
     tokens: list[int] = field(default_factory=list)
     new_tokens: int = 0  # tokens the policy chose (not forced)
@@ -165,15 +168,15 @@ class Row:
     end: int | None = None  # where the result ends in the generated text, when ``ended``
 
 
-Policy = Callable[[Tensor, list[Row], list[Tensor | None]], list[int]]
+Policy = Callable[[Array, list[Row], list[Array | None]], list[int]]
 
 
-def greedy_policy(banned: Tensor) -> Policy:
+def greedy_policy(banned: Array) -> Policy:
     """The most likely allowed token per row."""
-    bias = torch.zeros(banned.shape[0]).masked_fill_(banned, NEG_INF)
+    bias = _bias(banned)
 
-    def choose(logprobs: Tensor, rows: list[Row], allowed: list[Tensor | None]) -> list[int]:
-        best = (logprobs + bias).argmax(dim=-1).tolist()
+    def choose(logprobs: Array, rows: list[Row], allowed: list[Array | None]) -> list[int]:
+        best = (logprobs + bias).argmax(axis=-1).tolist()
         for index, ids in enumerate(allowed):
             if ids is not None:
                 best[index] = int(ids[logprobs[index, ids].argmax()])
@@ -184,13 +187,13 @@ def greedy_policy(banned: Tensor) -> Policy:
 
 def sampling_policy(
     vocab: Vocabulary,
-    banned: Tensor,
+    banned: Array,
     context: Sequence[int],
     *,
     temperature: float,
     top_k: int,
     repetition_penalty: float,
-    generator: torch.Generator,
+    generator: np.random.Generator,
     min_new_tokens: int = 0,
     early_end_penalty: float = 4.0,
 ) -> Policy:
@@ -202,29 +205,32 @@ def sampling_policy(
     half wants to stop goes on, one that is sure it is done is not forced to ramble. All
     rows are sampled in one call, so the result depends only on the seed, not on timing.
     """
-    bias = torch.zeros(vocab.size).masked_fill_(banned, NEG_INF)
+    bias = _bias(banned)
     penalised = vocab.content_mask
-    seen_in_context = torch.zeros(vocab.size, dtype=torch.bool)
-    seen_in_context[torch.tensor(list(context), dtype=torch.long)] = True
-    seen: dict[int, Tensor] = {}
+    seen_in_context = np.zeros(vocab.size, dtype=bool)
+    seen_in_context[np.array(list(context), dtype=np.int64)] = True
+    seen: dict[int, Array] = {}
 
-    def choose(logprobs: Tensor, rows: list[Row], allowed: list[Tensor | None]) -> list[int]:
-        masks = [seen.setdefault(id(row), seen_in_context.clone()) for row in rows]
-        repeat = torch.stack(masks) & penalised
-        scores = torch.where(repeat, logprobs * repetition_penalty, logprobs)
-        young = torch.tensor([row.new_tokens < min_new_tokens for row in rows])
+    def choose(logprobs: Array, rows: list[Row], allowed: list[Array | None]) -> list[int]:
+        masks = [seen.setdefault(id(row), seen_in_context.copy()) for row in rows]
+        repeat = np.stack(masks) & penalised
+        scores = np.where(repeat, logprobs * np.float32(repetition_penalty), logprobs)
+        young = np.array([row.new_tokens < min_new_tokens for row in rows])
         scores[young, vocab.eos_id] -= early_end_penalty
-        scores = scores / temperature + bias
+        scores = scores / np.float32(temperature) + bias
         for index, ids in enumerate(allowed):
             if ids is not None:
-                restricted = torch.full_like(scores[index], NEG_INF)
+                restricted = np.full_like(scores[index], NEG_INF)
                 restricted[ids] = scores[index, ids]
                 scores[index] = restricted
-        stuck = torch.isinf(scores).all(dim=-1)
+        stuck = np.isinf(scores).all(axis=-1)
         scores[stuck, vocab.eos_id] = 0.0  # nothing allowed: the row ends (decode_rows drops it)
-        top = torch.topk(scores, min(top_k, vocab.size), dim=-1)
-        picks = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
-        tokens = top.indices.gather(1, picks).squeeze(1).tolist()
+        values, indices = numeric.top_k(scores, top_k)
+        # One draw per row by inverse CDF, all rows at once.
+        cumulative = np.cumsum(softmax(values.astype(np.float64)), axis=-1)
+        draws = generator.random((len(rows), 1))
+        picks = np.minimum((cumulative < draws).sum(axis=-1), values.shape[-1] - 1)
+        tokens = indices[np.arange(len(rows)), picks].tolist()
         for mask, token in zip(masks, tokens, strict=True):
             mask[token] = True
         return tokens
@@ -242,7 +248,7 @@ def decode_rows(
     policy: Policy,
     end_rule: Callable[[str], int | None],
     max_new_tokens: int,
-    banned: Tensor,
+    banned: Array,
     budget: Budget,
 ) -> list[Row]:
     """Decode all rows in one batch until each ends, runs out of tokens or time runs out.
@@ -254,12 +260,12 @@ def decode_rows(
         return rows
     longest_forced = max(len(row.forced) for row in rows)
     batch = runner.fork(context, 1, capacity=longest_forced + max_new_tokens + 1)
-    runner.select(batch, torch.zeros(len(rows), dtype=torch.long))
+    runner.select(batch, np.zeros(len(rows), dtype=np.int64))
     active = list(rows)
-    logprobs = context.logprobs.unsqueeze(0).expand(len(rows), -1)
+    logprobs = np.broadcast_to(context.logprobs, (len(rows), context.logprobs.shape[-1]))
     tail_chars = len(tail.decode("utf-8"))
     while True:
-        allowed: list[Tensor | None] = []
+        allowed: list[Array | None] = []
         for row in active:
             remaining = tail[len(row.data) :]
             if row.forced:
@@ -272,7 +278,7 @@ def decode_rows(
         chosen = policy(logprobs, active, allowed)
         for index, row in enumerate(active):
             ids = allowed[index]
-            if ids is not None and ids.numel() == 0:
+            if ids is not None and ids.size == 0:
                 row.done = True  # nothing agrees with the typed text: drop this row
                 continue
             if row.forced:
@@ -298,10 +304,10 @@ def decode_rows(
         if not keep or not budget.left():
             break
         if len(keep) < len(active):
-            runner.select(batch, torch.tensor(keep))
-        step_tokens = torch.tensor([active[index].tokens[-1] for index in keep])
+            runner.select(batch, np.array(keep))
+        step_tokens = np.array([active[index].tokens[-1] for index in keep])
         active = [active[index] for index in keep]
-        logprobs = torch.log_softmax(runner.step(batch, step_tokens), dim=-1)
+        logprobs = log_softmax(runner.step(batch, step_tokens))
     return rows
 
 

@@ -26,7 +26,6 @@ import json
 import threading
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer
 
 from model_store.ngram.model import WordNgram
@@ -93,7 +92,7 @@ class CompletionEngine:
         alone (docs/BENCHMARKS.md). Phrases in the menu and expansions stay the LM's.
         ``personal``: the user's own statistics, blended into those words (with ``word_stats``).
 
-        ``threads``: torch's process-wide thread count (``requests.set_threads``).
+        ``threads``: the process-wide BLAS thread count (``requests.set_threads``).
         """
         set_threads(threads)
         self._runner = runner
@@ -181,7 +180,7 @@ class CompletionEngine:
         """
         cursor = check_cursor(text, cursor)
         limit = check_limit(limit, self._settings.max_items)
-        with self._lock, torch.inference_mode():
+        with self._lock:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
             where = analyse(text, cursor)
@@ -220,7 +219,7 @@ class CompletionEngine:
         tags or parameters. Cursor handling as in ``complete``.
         """
         cursor = check_cursor(text, cursor)
-        with self._lock, torch.inference_mode():
+        with self._lock:
             budget = Budget(self._settings.time_budget_ms, stop)
             budget.check()
             where = analyse(text, cursor)
@@ -267,7 +266,7 @@ class CompletionEngine:
         the result is repeatable unless the time budget cut decoding short.
         """
         check_expand(text, n)
-        with self._lock, torch.inference_mode():
+        with self._lock:
             budget = Budget(max(self._settings.time_budget_ms, EXPANSION_MIN_BUDGET_MS), stop)
             budget.check()
             where = analyse(text, len(text))

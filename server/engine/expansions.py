@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-import torch
+import numpy as np
 
 from server.engine import decoding
 from server.engine.decoding import Row, Word
@@ -29,7 +29,7 @@ def sample_expansions(
     n: int,
     budget: Budget,
     settings: EngineSettings,
-    banned: torch.Tensor,
+    banned: np.ndarray,
     terms: TermFilter,
 ) -> list[tuple[str, float]]:
     """Up to n cleaned continuations with scores, best first; resampled when filters bite.
@@ -37,14 +37,14 @@ def sample_expansions(
     In a word, every expansion starts by finishing it as the likeliest word does, then
     a new word: sampling the rest of a typed word yields misspellings ("hilling").
     """
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = np.random.default_rng(settings.seed)
     forced: list[int] = []
-    after_word: torch.Tensor | None = None
+    after_word: np.ndarray | None = None
     if request.where.in_word and words:
         forced = words[0].tokens
         starts_word = vocab.boundary_mask & ~banned
         starts_word[vocab.eos_id] = False
-        after_word = starts_word.nonzero().flatten()
+        after_word = np.flatnonzero(starts_word)
     found: dict[str, tuple[str, float]] = {}
     for _ in range(3):
         want = n - len(found)

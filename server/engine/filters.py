@@ -12,13 +12,13 @@ import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from server.engine.safety import PATTERNS, SAFE_MODE_TERMS
 from server.engine.syntax import SEPARATOR as _SEPARATOR
 from server.engine.syntax import cut_unbalanced, normalize_phrase, split_phrases
 
-if TYPE_CHECKING:  # the statistics serve, through the term filter, before torch loads
-    import torch
-
+if TYPE_CHECKING:  # the statistics serve, through the term filter, before the model loads
     from server.engine.vocab import Vocabulary
 
 _WORD = re.compile(r"\w+")
@@ -160,11 +160,9 @@ class TermFilter:
                     break
         return min(found, key=lambda match: match.start()) if found else None
 
-    def banned_tokens(self, vocab: Vocabulary) -> torch.Tensor:
+    def banned_tokens(self, vocab: Vocabulary) -> np.ndarray:
         """Boolean mask of tokens that are a blocked word on their own."""
-        import torch
-
-        mask = torch.zeros(vocab.size, dtype=torch.bool)
+        mask = np.zeros(vocab.size, dtype=bool)
         for term, ids in vocab.word_terms().items():
             if term in self.words or (
                 len(term) >= 2 and any(pattern.fullmatch(term) for pattern in self.patterns)

@@ -1,7 +1,8 @@
 """Any transformers causal LM as a ``Runner``, through its own forward and a ``DynamicCache``.
 
-Slower than ``GPT2Runner`` and the only code on the serving path that needs transformers'
-modelling code, so it is imported only for checkpoints that are not plain GPT-2.
+Slower than ``GPT2Runner`` and the only code on the serving path that needs torch and
+transformers' modelling code, so it is imported only for checkpoints that are not plain
+GPT-2. It speaks numpy to the engine, as every runner does.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from server.engine.runner import Context, Rows, Runner, check_context
-
-Tensor = torch.Tensor
+from server.engine.runner import Array, Context, Rows, Runner, check_context
 
 
 @dataclass
@@ -53,23 +53,30 @@ class HFRunner(Runner):
             self._cache = DynamicCache(config=self.model.config)
         elif self._cache.get_seq_length() > keep:
             self._cache.crop(keep - self._cache.get_seq_length())  # negative: tokens to remove
-        output = self.model(input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True)
-        logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+        with torch.inference_mode():
+            output = self.model(
+                input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True
+            )
+        logprobs = torch.log_softmax(output.logits[0, -1].float(), dim=-1).numpy()
         self._last = Context(tuple(ids), logprobs, self._cache)
         return self._last
 
     def fork(self, context: Context, rows: int, capacity: int) -> Rows:
         if context is not self._last:
             raise RuntimeError("this runner forks only the context it primed last: prime it again")
-        cache = copy.deepcopy(self._cache)
-        cache.batch_repeat_interleave(rows)
+        with torch.inference_mode():
+            cache = copy.deepcopy(self._cache)
+            cache.batch_repeat_interleave(rows)
         return _CacheRows(cache)
 
-    def step(self, rows: Rows, tokens: Tensor) -> Tensor:
+    def step(self, rows: Rows, tokens: Array) -> Array:
         assert isinstance(rows, _CacheRows)
-        output = self.model(input_ids=tokens.view(-1, 1), cache=rows.cache, use_cache=True)
-        return output.logits[:, -1].float()
+        input_ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64).reshape(-1, 1))
+        with torch.inference_mode():
+            output = self.model(input_ids=input_ids, cache=rows.cache, use_cache=True)
+        return output.logits[:, -1].float().numpy()
 
-    def select(self, rows: Rows, indices: Tensor) -> None:
+    def select(self, rows: Rows, indices: Array) -> None:
         assert isinstance(rows, _CacheRows)
-        rows.cache.batch_select_indices(indices)
+        with torch.inference_mode():
+            rows.cache.batch_select_indices(torch.from_numpy(np.asarray(indices, dtype=np.int64)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,17 @@ def _masked(
 
 
 LOADERS: dict[str, Loader] = {"causal-lm": _causal, "word-lstm": _word_lstm, "masked-lm": _masked}
+
+
+def needs_torch(kind: str, path: Path) -> bool:
+    """Whether serving a checkpoint imports torch: the study's models and causal LMs other
+    than plain GPT-2 do; the default model runs on numpy (``runner.GPT2Runner``)."""
+    if kind != "causal-lm":
+        return True
+    from server.engine.runner import GPT2Runner
+
+    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    return not GPT2Runner.supports(config)
 
 
 def engine_for(

@@ -12,7 +12,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
 from server.engine.blend import remembered
 from server.engine.runner import Runner
@@ -36,9 +35,7 @@ class LMWordScorer:
         # A whitespace word ends where a token starting with whitespace (or the prompt) ends.
         ends = [bool(data) and data[:1].isspace() for data in vocab.token_bytes]
         ends[vocab.eos_id] = True
-        self._word_end_ids = torch.tensor(
-            [i for i, end in enumerate(ends) if end], dtype=torch.long
-        )
+        self._word_ends = np.array(ends, dtype=np.float32)
         # P_LM(word | line) by (line, separator): it does not change while the word is typed.
         self._scored: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
         # A candidate word's tokens (" portrait,"): the same words come back at every keystroke.
@@ -71,7 +68,6 @@ class LMWordScorer:
         )
         return np.exp(np.array(logprobs, dtype=np.float64))
 
-    @torch.inference_mode()
     def _score(
         self, line: str, separator: str, texts: Sequence[str], budget: Budget
     ) -> list[float]:
@@ -91,16 +87,16 @@ class LMWordScorer:
             primed,
             [prefix[-1] for prefix in prefixes],
             [nodes[prefix[:-1]] if len(prefix) > 1 else -1 for prefix in prefixes],
-        ).float()
+        )
         # Only a few entries of each node's distribution are needed: its normaliser, its
         # word-end mass and the next token of each word through it. One exponential of the
         # logits serves all three (a log-softmax and a log-sum-exp took twice as long).
-        top = logits.max(dim=1, keepdim=True).values
-        weights = (logits - top).exp_()
-        total = weights.sum(dim=1)
-        normaliser = top.squeeze(1) + total.log()
-        ends = weights.index_select(1, self._word_end_ids).sum(dim=1) / total
-        word_end = ends.clamp_min(torch.finfo(torch.float32).tiny).log().tolist()
+        top = logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits - top)
+        total = weights.sum(axis=1)
+        normaliser = top[:, 0] + np.log(total)
+        ends = (weights @ self._word_ends) / total
+        word_end = np.log(np.maximum(ends, np.finfo(np.float32).tiny)).tolist()
         paths = [
             [nodes[tuple(tokens[:end])] for end in range(1, len(tokens) + 1)] for tokens in pieces
         ]
@@ -109,11 +105,9 @@ class LMWordScorer:
             for path, tokens in zip(paths, pieces, strict=True)
             for node, token in zip(path[:-1], tokens[1:], strict=True)
         ]
-        rows = torch.tensor([node for node, _ in steps], dtype=torch.long)
-        taken = (
-            logits[rows, torch.tensor([token for _, token in steps], dtype=torch.long)]
-            - normaliser[rows]
-        ).tolist()
+        rows = np.array([node for node, _ in steps], dtype=np.int64)
+        tokens_taken = np.array([token for _, token in steps], dtype=np.int64)
+        taken = (logits[rows, tokens_taken] - normaliser[rows]).tolist()
         starts = primed.logprobs[[tokens[0] if tokens else vocab.eos_id for tokens in pieces]]
         starts = starts.tolist()
         scores = []

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from prompt_words import is_word_part
 from server.engine import decoding
 from server.engine.decoding import Row, Word
 from server.engine.filters import TermFilter, has_content, known_phrases, loop_start, repeats_known
 from server.engine.healing import Request
+from server.engine.numeric import NEG_INF, top_k
 from server.engine.runner import Runner
 from server.engine.syntax import cut_unbalanced, phrase_end
 from server.engine.text import (
@@ -58,38 +59,38 @@ class PhraseDecoder:
         self._cache.clear()
 
     def rows(
-        self, request: Request, words: list[Word], count: int, banned: torch.Tensor
+        self, request: Request, words: list[Word], count: int, banned: np.ndarray
     ) -> list[Row]:
         """Rows that differ in their first free token, so the phrases offered differ.
 
         In a word, rows start with one of the best finished words and then a token that
         starts the next word; otherwise with the likeliest tokens agreeing with the tail.
         """
-        starts: list[tuple[torch.Tensor, float, list[int]]]  # (scores, prior, forced tokens)
+        starts: list[tuple[np.ndarray, float, list[int]]]  # (scores, prior, forced tokens)
         if request.where.in_word:
             # Ending the prompt right after the word is a fine branch: the ghost is the word.
             starts_word = self._vocab.boundary_mask & ~banned
             starts = [
                 (
-                    word.next_logprobs.masked_fill(~starts_word, decoding.NEG_INF),
+                    np.where(starts_word, word.next_logprobs, np.float32(NEG_INF)),
                     word.logprob,
                     word.tokens,
                 )
                 for word in words[:WORD_BRANCHES]
             ]
         else:
-            never = banned.clone()
+            never = banned.copy()
             never[self._vocab.eos_id] = True  # a phrase that ends before it starts is none
             tail = request.tail_bytes
             if tail:
-                never = torch.ones_like(never)
+                never = np.ones_like(never)
                 never[self._vocab.allowed(self._vocab.consistent(tail), tail, banned)] = False
-            starts = [(request.context.logprobs.masked_fill(never, decoding.NEG_INF), 0.0, [])]
+            starts = [(np.where(never, np.float32(NEG_INF), request.context.logprobs), 0.0, [])]
         branches: list[tuple[float, int, list[int]]] = []
         for group, (scores, prior, forced) in enumerate(starts):
-            top = torch.topk(scores, count)
-            for value, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                if value > decoding.NEG_INF:
+            values, tokens = top_k(scores, count)
+            for value, token in zip(values.tolist(), tokens.tolist(), strict=True):
+                if value > NEG_INF:
                     branches.append((prior + value, group, [*forced, token]))
         branches.sort(key=lambda branch: branch[0], reverse=True)
         return [Row(forced=deque(tokens), group=group) for _, group, tokens in branches[:count]]
@@ -100,7 +101,7 @@ class PhraseDecoder:
         rows: list[Row],
         max_tokens: int,
         budget: Budget,
-        banned: torch.Tensor,
+        banned: np.ndarray,
     ) -> list[Row]:
         """Greedy continuations of the rows, remembered by the tokens they start from.
 

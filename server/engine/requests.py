@@ -75,8 +75,9 @@ def check_settings(settings: EngineSettings, max_expansion_tokens: int) -> TermF
     return TermFilter(settings.blocklist, settings.safe_mode)
 
 
-def set_threads(threads: int | None) -> None:
-    """Set torch's (process-wide) thread count; one unless told otherwise.
+def set_threads(threads: int | None) -> int:
+    """Set the (process-wide) thread count of numpy's BLAS; one unless told otherwise.
+    Returns it, for engines that run torch to set it there too.
 
     Each step of these small models is a chain of tiny matrix products that a second thread
     cannot speed up, and when another process holds the other core (an image generator, a
@@ -84,6 +85,8 @@ def set_threads(threads: int | None) -> None:
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    import torch  # here: the statistics engine shares these checks and serves before torch
+    from threadpoolctl import threadpool_limits  # here: it inspects the loaded libraries
 
-    torch.set_num_threads(threads or DEFAULT_THREADS)
+    count = threads or DEFAULT_THREADS
+    threadpool_limits(count, user_api="blas")
+    return count

@@ -2,10 +2,11 @@
 
 The hot path of every keystroke is a handful of one-token forward passes on a 5M-parameter
 model, where Python overhead, not arithmetic, dominates. ``GPT2Runner`` therefore runs GPT-2
-checkpoints with its own short forward pass (preallocated KV buffers, no masks or output
-objects for single-token steps), read straight from the checkpoint's safetensors: the server
-never imports transformers' modelling code, which alone takes seconds to import. Any other
-causal LM runs through transformers (``hf_runner.HFRunner``), which is also the reference the
+checkpoints with its own short forward pass in numpy (preallocated KV buffers, no masks for
+single-token steps), read straight from the checkpoint's safetensors. The server never
+imports torch for it: torch's runtime alone held 180 MB of resident memory and took 0.8-2 s
+to import, for a model whose every product numpy's BLAS does as fast. Any other causal LM
+runs through torch and transformers (``hf_runner.HFRunner``), which is also the reference the
 fast path is tested against.
 
 Both keep the last context (token ids plus KV states) so the next request for the same prompt
@@ -18,20 +19,20 @@ change what a later ``fork`` continues.
 
 from __future__ import annotations
 
-import functools
 import json
-import warnings
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file
+import numpy as np
+from safetensors.numpy import load_file
 
-Tensor = torch.Tensor
+from server.engine.numeric import log_softmax
+
+Array = np.ndarray
 
 
 def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
@@ -59,7 +60,7 @@ class Context:
     """A primed context, as ``prime`` returns it: what ``fork`` and ``logits_tree`` continue."""
 
     ids: tuple[int, ...]
-    logprobs: Tensor  # of the next token, shape (V,)
+    logprobs: Array  # of the next token, shape (V,)
     state: Any  # the runner's cache after ``ids`` (GPT-2: each layer's keys and values)
 
 
@@ -98,16 +99,14 @@ class Runner(ABC):
         """``rows`` copies of ``context``, with room for ``capacity`` more tokens."""
 
     @abstractmethod
-    def step(self, rows: Rows, tokens: Tensor) -> Tensor:
+    def step(self, rows: Rows, tokens: Array) -> Array:
         """Feed one token per row; return the next-token logits, shape (rows, V)."""
 
     @abstractmethod
-    def select(self, rows: Rows, indices: Tensor) -> None:
+    def select(self, rows: Rows, indices: Array) -> None:
         """Keep (and reorder or repeat) the rows at ``indices``."""
 
-    def logits_tree(
-        self, context: Context, tokens: Sequence[int], parents: Sequence[int]
-    ) -> Tensor:
+    def logits_tree(self, context: Context, tokens: Sequence[int], parents: Sequence[int]) -> Array:
         """Next-token logits after each node of a token tree that continues ``context``.
 
         Node ``i`` is token ``tokens[i]`` following node ``parents[i]`` (-1: the end of the
@@ -119,64 +118,35 @@ class Runner(ABC):
         for token, parent in zip(tokens, parents, strict=True):
             paths.append([*(paths[parent] if parent >= 0 else []), int(token)])
         if not paths:
-            return torch.empty(0, self.vocab_size)
+            return np.empty((0, self.vocab_size), dtype=np.float32)
         depth = max(len(path) for path in paths)
-        padded = torch.tensor([path + [path[-1]] * (depth - len(path)) for path in paths])
+        padded = np.array([path + [path[-1]] * (depth - len(path)) for path in paths])
         rows = self.fork(context, len(paths), depth)
         logits = [self.step(rows, padded[:, index]) for index in range(depth)]
-        last = torch.tensor([len(path) - 1 for path in paths])
-        return torch.stack(logits, dim=1)[torch.arange(len(paths)), last]
+        last = np.array([len(path) - 1 for path in paths])
+        return np.stack(logits, axis=1)[np.arange(len(paths)), last]
 
 
+@dataclass
 class _Linear:
-    """``x @ weight + bias``, with the weight prepacked as fp16 for fbgemm when allowed.
+    """``x @ weight + bias``; the weight in (in, out) layout, as GPT-2's Conv1D stores it."""
 
-    Measured on the target CPUs (AMD EPYC, MKL): MKL's fp32 GEMM repacks the weight on every
-    call, so a (4, 256) x (256, 8192) product takes ~3 ms; fbgemm's prepacked fp16-weight
-    kernel takes ~0.25 ms, and 2-3x less for the layers' smaller products. Activations and
-    accumulation stay fp32; logits move by about 1e-3.
-    """
+    weight: Array
+    bias: Array | None = None
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, half: bool) -> None:
-        if half and not fp16_kernels_available():
-            raise RuntimeError("this torch build has no fbgemm fp16 kernels; use half=False")
-        self.bias = bias if bias is not None else torch.zeros(weight.shape[1])
-        # Only one copy is kept: the fp32 weights of the packed layers were 21 MB of RSS.
-        self.packed = torch.fbgemm_pack_gemm_matrix_fp16(weight.t().contiguous()) if half else None
-        self.weight = None if half else weight  # (in, out), the layout of GPT-2's Conv1D
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.packed is not None:
-            return torch.fbgemm_linear_fp16_weight_fp32_activation(x, self.packed, self.bias)
-        assert self.weight is not None
-        return torch.addmm(self.bias, x, self.weight)
-
-
-@functools.lru_cache(maxsize=1)
-def fp16_kernels_available() -> bool:
-    """True when this torch build has fbgemm's fp16-weight linear.
-
-    The kernels are deprecated but shipped with the pinned torch; they are used deliberately,
-    so their one-time deprecation warnings are silenced here, where they would first fire.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            packed = torch.fbgemm_pack_gemm_matrix_fp16(torch.ones(2, 2))
-            torch.fbgemm_linear_fp16_weight_fp32_activation(
-                torch.ones(1, 2), packed, torch.zeros(2)
-            )
-        except (AttributeError, RuntimeError):
-            return False
-    return True
+    def __call__(self, x: Array) -> Array:
+        product = x @ self.weight
+        if self.bias is not None:
+            product += self.bias
+        return product
 
 
 @dataclass
 class _Block:
-    ln1: tuple[Tensor, Tensor]
+    ln1: tuple[Array, Array]
     attention: _Linear
     attention_out: _Linear
-    ln2: tuple[Tensor, Tensor]
+    ln2: tuple[Array, Array]
     mlp_in: _Linear
     mlp_out: _Linear
     scale: float
@@ -184,23 +154,48 @@ class _Block:
 
 @dataclass
 class _BufferRows(Rows):
-    keys: list[Tensor]  # per layer (rows, heads, capacity, head_dim)
-    values: list[Tensor]
+    keys: list[Array]  # per layer (rows, heads, capacity, head_dim)
+    values: list[Array]
     length: int
 
 
+def _gelu_tanh(x: Array) -> Array:
+    """GPT-2's gelu, in place on a new array: ``x**3`` alone took 40 times as long."""
+    y = x * x
+    y *= x
+    y *= 0.044715
+    y += x
+    y *= math.sqrt(2.0 / math.pi)
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
+
+
 # GPT-2's activation names -> the function; other activations go through transformers.
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "relu": lambda x: np.maximum(x, 0),
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
 }
 
 
+def _attention(q: Array, k: Array, v: Array, scale: float, visible: Array | None = None) -> Array:
+    """Scaled dot-product attention of ``q`` (B, H, T, D) over ``k``, ``v`` (B, H, S, D);
+    ``visible`` (T, S): which keys each query may see (all when None)."""
+    scores = np.matmul(q, k.swapaxes(-1, -2)) * np.float32(scale)
+    if visible is not None:
+        scores = np.where(visible, scores, np.float32(-np.inf))
+    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, v)
+
+
 class GPT2Runner(Runner):
-    """GPT-2 with a hand-written forward pass that matches transformers' to float precision."""
+    """GPT-2 with a hand-written numpy forward pass that matches transformers' to float
+    precision."""
 
     @staticmethod
     def supports(config: Mapping[str, Any]) -> bool:
@@ -213,37 +208,26 @@ class GPT2Runner(Runner):
         )
 
     @classmethod
-    def from_directory(cls, path: Path, half_weights: bool | None = None) -> GPT2Runner:
+    def from_directory(cls, path: Path) -> GPT2Runner:
         """Read ``config.json`` and ``model.safetensors`` of a GPT-2 checkpoint directory."""
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         if not cls.supports(config):
             raise ValueError(f"{path}: not a plain GPT-2 language model")
-        weights = load_file(path / "model.safetensors")
-        return cls(config, weights, half_weights)
+        return cls(config, load_file(path / "model.safetensors"))
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        weights: Mapping[str, Tensor],
-        half_weights: bool | None = None,
-    ) -> None:
-        """``config``: GPT-2's config.json; ``weights``: GPT2LMHeadModel's state dict (the
-        output layer may be missing, as tied checkpoints store it once).
+    def __init__(self, config: Mapping[str, Any], weights: Mapping[str, Array]) -> None:
+        """``config``: GPT-2's config.json; ``weights``: GPT2LMHeadModel's state dict as
+        arrays (the output layer may be missing, as tied checkpoints store it once)."""
 
-        ``half_weights``: fp16 weight kernels (default: when available); False is exact.
-        """
-        half = fp16_kernels_available() if half_weights is None else half_weights
-        self.half_weights = half
-
-        def weight(name: str) -> Tensor:
+        def weight(name: str) -> Array:
             if name not in weights:
                 raise ValueError(f"the checkpoint has no weight {name!r}")
-            return weights[name].detach().float()
+            return np.ascontiguousarray(weights[name], dtype=np.float32)
 
         def linear(name: str) -> _Linear:
-            return _Linear(weight(f"{name}.weight"), weight(f"{name}.bias"), half)
+            return _Linear(weight(f"{name}.weight"), weight(f"{name}.bias"))
 
-        def norm(name: str) -> tuple[Tensor, Tensor]:
+        def norm(name: str) -> tuple[Array, Array]:
             return weight(f"{name}.weight"), weight(f"{name}.bias")
 
         self.max_positions = int(config["n_positions"])
@@ -278,28 +262,43 @@ class GPT2Runner(Runner):
             if tied and "lm_head.weight" not in weights
             else "lm_head.weight"
         )
-        self.output = _Linear(weight(head).t().contiguous(), None, half)
+        # (V, width), as stored: a tied model keeps one copy.
+        self._output_weight = (
+            self.token_embedding if head == "transformer.wte.weight" else weight(head)
+        )
         self.vocab_size = int(self.token_embedding.shape[0])
 
-    def _layer_norm(self, x: Tensor, weight_bias: tuple[Tensor, Tensor]) -> Tensor:
-        return F.layer_norm(x, (self.width,), weight_bias[0], weight_bias[1], self.eps)
+    def output(self, hidden: Array) -> Array:
+        """Logits (rows, V) for final hidden states (rows, width).
+
+        Computed as (V, width) x (width, rows): with the vocabulary as the rows, OpenBLAS
+        does not repack the 8 MB weight on every call, which made a 4-row step 1.8x slower.
+        """
+        return np.ascontiguousarray((self._output_weight @ hidden.T).T)
+
+    def _layer_norm(self, x: Array, weight_bias: tuple[Array, Array]) -> Array:
+        mean = x.mean(axis=-1, keepdims=True)
+        centred = x - mean
+        variance = np.square(centred).mean(axis=-1, keepdims=True)
+        return centred / np.sqrt(variance + np.float32(self.eps)) * weight_bias[0] + weight_bias[1]
 
     def _forward(
         self,
-        tokens: Tensor,
-        positions: Tensor,
-        attend: Callable[[int, Tensor, Tensor, Tensor], Tensor],
-    ) -> Tensor:
+        tokens: Array,
+        positions: Array,
+        attend: Callable[[int, Array, Array, Array], Array],
+    ) -> Array:
         """Hidden states after the final norm for ``tokens`` (B, T) at ``positions`` (T,)."""
         batch, count = tokens.shape
         x = self.token_embedding[tokens] + self.position_embedding[positions]
         for index, block in enumerate(self.blocks):
-            qkv = block.attention(self._layer_norm(x, block.ln1).view(-1, self.width))
-            q, k, v = qkv.view(batch, count, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            attended = attend(index, q, k, v).transpose(1, 2).reshape(-1, self.width)
-            x = x + block.attention_out(attended).view_as(x)
-            h = self.activation(block.mlp_in(self._layer_norm(x, block.ln2).view(-1, self.width)))
-            x = x + block.mlp_out(h).view_as(x)
+            qkv = block.attention(self._layer_norm(x, block.ln1).reshape(-1, self.width))
+            qkv = qkv.reshape(batch, count, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+            attended = attend(index, qkv[0], qkv[1], qkv[2])
+            attended = attended.transpose(0, 2, 1, 3).reshape(-1, self.width)
+            x = x + block.attention_out(attended).reshape(x.shape)
+            h = block.mlp_in(self._layer_norm(x, block.ln2).reshape(-1, self.width))
+            x = x + block.mlp_out(self.activation(h)).reshape(x.shape)
         return self._layer_norm(x, self.final_norm)
 
     def prime(self, ids: Sequence[int]) -> Context:
@@ -309,29 +308,25 @@ class GPT2Runner(Runner):
             return self._last
         keep = keep or 0
         past_keys, past_values = self._last.state if keep and self._last is not None else ([], [])
-        past_keys = [k[:, :, :keep] for k in past_keys]
-        past_values = [v[:, :, :keep] for v in past_values]
-        keys: list[Tensor] = []
-        values: list[Tensor] = []
+        keys: list[Array] = []
+        values: list[Array] = []
 
-        def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        def attend(index: int, q: Array, k: Array, v: Array) -> Array:
             if keep:
-                k = torch.cat([past_keys[index], k], dim=2)
-                v = torch.cat([past_values[index], v], dim=2)
-            keys.append(k)
-            values.append(v)
+                k = np.concatenate([past_keys[index][:, :, :keep], k], axis=2)
+                v = np.concatenate([past_values[index][:, :, :keep], v], axis=2)
+            keys.append(np.ascontiguousarray(k))
+            values.append(np.ascontiguousarray(v))
             count, total = q.shape[2], k.shape[2]
-            causal = None
+            visible = None
             if count > 1:  # new tokens see the cached ones and those before them
-                causal = torch.ones(count, total, dtype=torch.bool).tril(total - count)
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=causal, scale=self.blocks[index].scale
-            )
+                visible = np.tri(count, total, total - count, dtype=bool)
+            return _attention(q, k, v, self.blocks[index].scale, visible)
 
-        positions = torch.arange(keep, len(ids))
-        hidden = self._forward(torch.tensor([ids[keep:]]), positions, attend)[0, -1]
-        # New tensors, never written in place: an earlier Context keeps its own keys and values.
-        logprobs = torch.log_softmax(self.output(hidden.unsqueeze(0))[0], dim=-1)
+        positions = np.arange(keep, len(ids))
+        hidden = self._forward(np.array([ids[keep:]]), positions, attend)[0, -1]
+        # New arrays, never written in place: an earlier Context keeps its own keys and values.
+        logprobs = log_softmax(self.output(hidden[None])[0])
         self._last = Context(tuple(ids), logprobs, (keys, values))
         return self._last
 
@@ -343,64 +338,63 @@ class GPT2Runner(Runner):
         past_keys, past_values = context.state
         for k, v in zip(past_keys, past_values, strict=True):
             shape = (rows, self.heads, length + capacity, self.head_dim)
-            key_buffer, value_buffer = k.new_empty(shape), v.new_empty(shape)
+            key_buffer = np.empty(shape, dtype=np.float32)
+            value_buffer = np.empty(shape, dtype=np.float32)
             key_buffer[:, :, :length] = k
             value_buffer[:, :, :length] = v
             keys.append(key_buffer)
             values.append(value_buffer)
         return _BufferRows(keys, values, length)
 
-    def step(self, rows: Rows, tokens: Tensor) -> Tensor:
+    def step(self, rows: Rows, tokens: Array) -> Array:
         assert isinstance(rows, _BufferRows)
         position = rows.length
         if position >= rows.keys[0].shape[2]:
             raise RuntimeError("decoding ran past the room reserved for it in fork()")
 
-        def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        def attend(index: int, q: Array, k: Array, v: Array) -> Array:
             rows.keys[index][:, :, position : position + 1] = k
             rows.values[index][:, :, position : position + 1] = v
-            return F.scaled_dot_product_attention(
+            return _attention(
                 q,
                 rows.keys[index][:, :, : position + 1],
                 rows.values[index][:, :, : position + 1],
-                scale=self.blocks[index].scale,
+                self.blocks[index].scale,
             )
 
-        hidden = self._forward(tokens.view(-1, 1), torch.tensor([position]), attend)[:, -1]
+        tokens = np.asarray(tokens).reshape(-1, 1)
+        hidden = self._forward(tokens, np.array([position]), attend)[:, -1]
         rows.length += 1
         return self.output(hidden)
 
-    def logits_tree(
-        self, context: Context, tokens: Sequence[int], parents: Sequence[int]
-    ) -> Tensor:
+    def logits_tree(self, context: Context, tokens: Sequence[int], parents: Sequence[int]) -> Array:
         """One forward pass over all nodes, each attending to the context and its ancestors."""
         count, length = len(tokens), len(context.ids)
         past_keys, past_values = context.state
         if count == 0:
-            return torch.empty(0, self.vocab_size)
+            return np.empty((0, self.vocab_size), dtype=np.float32)
         depths: list[int] = []
-        visible = torch.zeros(count, length + count, dtype=torch.bool)
+        visible = np.zeros((count, length + count), dtype=bool)
         visible[:, :length] = True
         for node, parent in enumerate(parents):
             if parent >= 0:
                 visible[node] = visible[parent]
             visible[node, length + node] = True
             depths.append(depths[parent] + 1 if parent >= 0 else 0)
-        positions = torch.tensor(depths) + length
+        positions = np.array(depths) + length
         if int(positions.max()) >= self.max_positions:
             raise RuntimeError("the token tree runs past the model's positions")
 
-        def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            k = torch.cat([past_keys[index], k], dim=2)
-            v = torch.cat([past_values[index], v], dim=2)
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=visible, scale=self.blocks[index].scale
-            )
+        def attend(index: int, q: Array, k: Array, v: Array) -> Array:
+            k = np.concatenate([past_keys[index], k], axis=2)
+            v = np.concatenate([past_values[index], v], axis=2)
+            return _attention(q, k, v, self.blocks[index].scale, visible)
 
-        hidden = self._forward(torch.tensor([list(tokens)]), positions, attend)
-        return self.output(hidden.view(count, self.width))
+        hidden = self._forward(np.array([list(tokens)]), positions, attend)
+        return self.output(hidden.reshape(count, self.width))
 
-    def select(self, rows: Rows, indices: Tensor) -> None:
+    def select(self, rows: Rows, indices: Array) -> None:
         assert isinstance(rows, _BufferRows)
-        rows.keys = [k.index_select(0, indices) for k in rows.keys]
-        rows.values = [v.index_select(0, indices) for v in rows.values]
+        indices = np.asarray(indices)
+        rows.keys = [k[indices] for k in rows.keys]
+        rows.values = [v[indices] for v in rows.values]

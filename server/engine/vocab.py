@@ -14,7 +14,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
-import torch
+import numpy as np
 from tokenizers import Tokenizer
 
 from prompt_words import WORD_JOINERS, is_word_char, is_word_part
@@ -124,7 +124,7 @@ class Vocabulary:
         self._sorted_bytes = [data for data, _ in ordered]
         self._sorted_ids = [index for _, index in ordered]
 
-        # Filled as lists and converted once: element-wise tensor writes cost 0.15 s here.
+        # Filled as lists and converted once.
         word_piece = [False] * vocab_size
         content = [False] * vocab_size
         boundary = [False] * vocab_size
@@ -137,15 +137,15 @@ class Vocabulary:
             word_piece[index] = _is_word_piece(data)
             boundary[index] = _starts_new_word(data)
             content[index] = any(char.isalnum() for char in self.token_text[index] or "")
-        self.word_piece_mask = torch.tensor(word_piece)
-        self.boundary_mask = torch.tensor(boundary)
-        self.unusable_mask = torch.tensor(unusable)  # specials other than EOS: never generated
-        self.content_mask = torch.tensor(content)  # has a letter or digit (separators are not)
-        self.byte_lengths = torch.tensor([len(data or b"") for data in self.token_bytes])
-        self._consistent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self._word_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.word_piece_mask = np.array(word_piece, dtype=bool)
+        self.boundary_mask = np.array(boundary, dtype=bool)
+        self.unusable_mask = np.array(unusable, dtype=bool)  # specials but EOS: never generated
+        self.content_mask = np.array(content, dtype=bool)  # has a letter or digit
+        self.byte_lengths = np.array([len(data or b"") for data in self.token_bytes])
+        self._consistent_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._word_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
-    def consistent(self, remaining: bytes) -> torch.Tensor:
+    def consistent(self, remaining: bytes) -> np.ndarray:
         """Ids of tokens that agree with ``remaining``: a prefix of it, or starting with it."""
         cached = self._consistent_cache.get(remaining)
         if cached is not None:
@@ -162,13 +162,13 @@ class Vocabulary:
         ):
             ids.append(self._sorted_ids[position])
             position += 1
-        result = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        result = np.array(sorted(set(ids)), dtype=np.int64)
         self._consistent_cache[remaining] = result
         if len(self._consistent_cache) > 512:
             self._consistent_cache.popitem(last=False)
         return result
 
-    def allowed(self, ids: torch.Tensor, remaining: bytes, banned: torch.Tensor) -> torch.Tensor:
+    def allowed(self, ids: np.ndarray, remaining: bytes, banned: np.ndarray) -> np.ndarray:
         """``ids`` without banned tokens, except those that only re-type the user's text.
 
         A banned word the user typed must still be reproducible by token healing; what is
@@ -177,7 +177,7 @@ class Vocabulary:
         adds = self.byte_lengths[ids] > len(remaining)
         return ids[~(banned[ids] & adds)]
 
-    def word_consistent(self, remaining: bytes) -> torch.Tensor:
+    def word_consistent(self, remaining: bytes) -> np.ndarray:
         """Tokens that agree with ``remaining`` and, past its end, only continue the word."""
         cached = self._word_cache.get(remaining)
         if cached is not None:
@@ -188,7 +188,7 @@ class Vocabulary:
             for token in self.consistent(remaining).tolist()
             if _continues_word((self.token_bytes[token] or b"")[len(remaining) :])
         ]
-        result = torch.tensor(ids, dtype=torch.long)
+        result = np.array(ids, dtype=np.int64)
         self._word_cache[remaining] = result
         if len(self._word_cache) > 512:
             self._word_cache.popitem(last=False)
