@@ -57,7 +57,7 @@ def configure_logging(level: str, log_file: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_file)
-    # Imported after logging is set up: loading torch and the engine takes a moment, and
+    # Imported after logging is set up: loading the server and the engine takes a moment, and
     # `--version` / `--help` should not pay for it.
     from server.server import SERVER
 

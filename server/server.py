@@ -56,8 +56,9 @@ STATUS_METHOD = "promptAutocomplete/status"
 # ">": a <mask> was just typed; "<" and ":": a LoRA tag starts, its name or weight follows.
 TRIGGER_CHARACTERS = [" ", ",", "(", ">", "<", ":"]
 CONFIGURATION_TIMEOUT_S = 10.0
-# The model's build (torch: seconds of CPU, holding the GIL in long stretches) waits this
-# long for the corpus statistics to answer a first keystroke, which it would otherwise delay.
+# The model's build (tenths of a second of CPU; seconds, holding the GIL in long stretches,
+# for a model that needs torch) waits this long for the corpus statistics to answer a first
+# keystroke, which it would otherwise delay.
 FIRST_ANSWER_WAIT_S = 1.0
 # CLIP's tokenizer loads once the model thread serves; a download or training run that keeps
 # it from serving for longer than this does not hold the diagnostics back.

@@ -1,12 +1,13 @@
 """The one thread that touches the model, and the bookkeeping that lets requests stop it.
 
-Model calls take tens to hundreds of milliseconds and torch is not safe to drive from several
-threads at once, so every call runs on one dedicated single-thread executor, never on pygls'
-own pool (which also reads stdin). A request's ``threading.Event`` is set when the client
-cancels it or edits its document; the engine checks it between decoding steps and raises
-``Cancelled``, which frees the thread for the next request. Keystroke requests (completion,
-ghost text) jump the queue ahead of expansions, and only a few expansions may wait, so a burst
-of expansions cannot make typing wait (it waited 30 s behind 100).
+Model calls take tens to hundreds of milliseconds and a model's caches are not safe to drive
+from several threads at once, so every call runs on one dedicated single-thread executor,
+never on pygls' own pool (which also reads stdin). A request's ``threading.Event`` is set
+when the client cancels it or edits its document; the engine checks it between decoding
+steps and raises ``Cancelled``, which frees the thread for the next request. Keystroke
+requests (completion, ghost text) jump the queue ahead of expansions, and only a few
+expansions may wait, so a burst of expansions cannot make typing wait (it waited 30 s behind
+100).
 
 Loading comes in two steps. The corpus statistics (numpy arrays, mapped in milliseconds) serve
 words and ghost text at once; the language model loads meanwhile on a second thread and

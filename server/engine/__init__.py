@@ -1,6 +1,6 @@
 """Completion logic that knows no LSP: usable from the server, benchmarks and tests alike.
 
-``CompletionEngine`` is imported on first use: it pulls in torch and transformers (seconds),
+``CompletionEngine`` is imported on first use: it pulls in the model's code and tokenizers,
 and the server must answer ``initialize`` before the model thread needs them.
 """
 

@@ -70,8 +70,8 @@ class RankedWord:
 class WordBlender:
     """Ranks next words by the blended probability; strings in, strings out.
 
-    Without an LM (``lm`` None: the server serves the statistics while torch loads) the
-    corpus ranks alone. Needs numpy, never torch: the LM's part is ``lm_words``.
+    Without an LM (``lm`` None: the server serves the statistics while the model loads)
+    the corpus ranks alone. Needs numpy only: the LM's part is ``lm_words``.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Completion from the corpus statistics alone, while the language model loads.
 
-Importing torch takes seconds (4.4 s to the first completion on these machines); the
+Loading the model takes tenths of a second (seconds for a model that needs torch); the
 statistics are numpy arrays mapped in milliseconds. This engine answers word completions and
 ghost text from them (``blend.WordBlender`` without its LM) until the server switches to the
 full engine, with the user's personal statistics as the full engine blends them. Expansions
