@@ -20,6 +20,15 @@ def test_phrases_come_after_the_first_four_words_where_people_look() -> None:
     assert [item.new_text for item in merge(words, phrases, 5)][4] == "cat on a mat"
 
 
+def test_a_phrase_that_repeats_a_word_does_not_cost_the_menu_an_item() -> None:
+    words = items("word", "colors. ", "color ", "colors", "colours, ", "color, ", "colour ")
+    phrases = items("phrase", "colors", "color scheme", "colours")
+    five = [item.new_text for item in merge(words, phrases, 5)]
+    eight = [item.new_text for item in merge(words, phrases, 8)]
+    assert five == ["colors. ", "color ", "colors", "colours, ", "color scheme"]
+    assert five == eight[:5] and len(eight) == 8
+
+
 def test_without_enough_words_phrases_fill_the_menu() -> None:
     phrases = items("phrase", "a", "b", "c")
     assert [item.new_text for item in merge(items("word", "x "), phrases, 4)] == [

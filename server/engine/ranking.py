@@ -45,10 +45,14 @@ def merge(words: list[Suggestion], phrases: list[Suggestion], limit: int) -> lis
 
     A quarter of the menu is kept for phrases when there are any, after the first
     ``WORDS_BEFORE_PHRASES`` words: at the end of a menu of eight they came seventh and
-    eighth, below where people look (the KSR's simulated person looks at five).
+    eighth, below where people look (the KSR's simulated person looks at five). Phrases that
+    only repeat a word ("colors" after the word "colors") are left out first: one that took
+    the phrase's place and was then dropped as a duplicate left a menu of five one short, so
+    a client asking for five saw less than the first five of eight.
     """
+    words = rank(words, keep_order=True)
+    phrases = rank(words + phrases, keep_order=True)[len(words) :]  # what the words do not say
     reserved = min(len(phrases), max(1, limit // 4))
     chosen = words[: limit - reserved]
     kept = phrases[: limit - len(chosen)]
-    menu = chosen[:WORDS_BEFORE_PHRASES] + kept + chosen[WORDS_BEFORE_PHRASES:]
-    return rank(menu, keep_order=True)
+    return chosen[:WORDS_BEFORE_PHRASES] + kept + chosen[WORDS_BEFORE_PHRASES:]
