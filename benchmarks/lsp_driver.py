@@ -154,6 +154,19 @@ class LspDriver:
         ghost = await self.inline(text)
         return ghost, menu
 
+    async def wait_until_serving(self, timeout: float = 180.0) -> None:
+        """Until the server's status says its model serves (``ready``) or failed to load.
+
+        A state-by-state simulation memoises each state's answer, so the empty answers of the
+        first second would stand for every later prompt that starts the same way ("", "a"):
+        KSR is measured on what the server serves, its first second by the cold start.
+        """
+        deadline = time.perf_counter() + timeout
+        while (await self.client.status()).get("state") not in ("ready", "failed"):
+            if time.perf_counter() > deadline:
+                raise ServerUnavailable(f"the model was not ready within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
     async def first_completion_seconds(self, text: str, timeout: float = 120.0) -> float:
         """Seconds from spawn until a completion request at the end of ``text`` is non-empty."""
         deadline = time.perf_counter() + timeout

@@ -208,7 +208,11 @@ def _ksr_section(rows: dict[str, Any], assets: Path, rel: Path) -> list[str]:
         "option counts only if it yields a longer, case-sensitive prefix of the target; the "
         "person takes the option with the largest gain minus cost when positive, else types. "
         "KSR = 1 - keystrokes / characters over the sample. Ghost-only KSR ignores the menu. "
-        "Latency is per state (all requests the system needs for ghost and menu).",
+        "Latency is per state (all requests the system needs for ghost and menu). Rows "
+        "through `prompt-ls` start typing once the server's status says its model is ready: "
+        "each state's answer is kept for the rest of the run, so answers from the first "
+        "second would stand for every later prompt that starts the same way (the first "
+        "second is the cold start's, in the server section).",
         "",
     ]
     measured = {n: r for n, r in rows.items() if "ksr" in r}

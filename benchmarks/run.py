@@ -203,6 +203,7 @@ def _lsp_system(
     driver = LspDriver(server_command, log_path=_server_log(), environment=environment)
     try:
         runner.run(driver.start(), timeout=180)
+        runner.run(driver.wait_until_serving(), timeout=200)
     except ServerUnavailable as exc:
         runner.run(driver.stop(), timeout=30)
         return Benchmarked(name=name, model_backed=True, unavailable=str(exc))

@@ -48,6 +48,15 @@ def complete(ls, params):
     ])
 
 
+STATUS_CALLS = []
+
+
+@server.feature("promptAutocomplete/status")
+def status(ls, params):
+    STATUS_CALLS.append(1)  # the model is "ready" from the third question on
+    return {"state": "ready" if len(STATUS_CALLS) >= 3 else "loading", "asked": len(STATUS_CALLS)}
+
+
 server.start_io()
 """
 
@@ -88,6 +97,15 @@ def test_ksr_cold_start_and_memory_through_a_server(
     assert result.ksr == pytest.approx(0.5)
     assert len(driver.latencies["inline"]) == 8
     assert driver.peak_rss_bytes() > 0
+
+
+def test_the_simulation_waits_for_the_model_to_be_ready(
+    fake_server: tuple[LspDriver, LoopThread],
+) -> None:
+    driver, runner = fake_server
+    runner.run(driver.start(), timeout=60)
+    runner.run(driver.wait_until_serving(timeout=30), timeout=60)
+    assert runner.run(driver.client.status(), timeout=30)["asked"] == 4
 
 
 def test_latency_run_types_every_character(tmp_path: Path) -> None:
