@@ -6,10 +6,13 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
+from threadpoolctl import threadpool_info
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from server.engine import Cancelled, CompletionEngine, EngineSettings, Suggestion, types
 from server.engine.hf_runner import HFRunner
+from server.engine.requests import set_threads
 from server.engine.runner import GPT2Runner
 from server.engine.syntax import analyse
 
@@ -256,3 +259,18 @@ def test_generic_runner_gives_the_same_suggestions(default_model_dir: Path) -> N
             actual = getattr(generic, method)(text, len(text))
             assert expected or method == "inline", (method, text)
             assert [s.new_text for s in actual] == [s.new_text for s in expected]
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_the_thread_count_reaches_numpy_and_torch() -> None:
+    """BLAS runs the default model, torch the engines that import it: both follow the setting."""
+    try:
+        set_threads(2)
+        assert torch.get_num_threads() == 2 and _blas_threads() == {2}
+        set_threads(None)
+        assert torch.get_num_threads() == 1 and _blas_threads() == {1}
+    finally:
+        set_threads(None)

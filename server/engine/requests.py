@@ -6,6 +6,7 @@ the same contract, so the checks that define that contract live here once.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from server.engine.filters import TermFilter
@@ -75,9 +76,9 @@ def check_settings(settings: EngineSettings, max_expansion_tokens: int) -> TermF
     return TermFilter(settings.blocklist, settings.safe_mode)
 
 
-def set_threads(threads: int | None) -> int:
-    """Set the (process-wide) thread count of numpy's BLAS; one unless told otherwise.
-    Returns it, for engines that run torch to set it there too.
+def set_threads(threads: int | None) -> None:
+    """Set the process-wide thread count of numpy's BLAS, and torch's where an engine runs on
+    torch (it has imported torch by then); one unless told otherwise.
 
     Each step of these small models is a chain of tiny matrix products that a second thread
     cannot speed up, and when another process holds the other core (an image generator, a
@@ -89,4 +90,6 @@ def set_threads(threads: int | None) -> int:
 
     count = threads or DEFAULT_THREADS
     threadpool_limits(count, user_api="blas")
-    return count
+    torch = sys.modules.get("torch")  # never imported here: the default model runs on numpy
+    if torch is not None:
+        torch.set_num_threads(count)

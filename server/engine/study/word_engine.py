@@ -37,7 +37,7 @@ class WordEngine(ABC):
 
     def __init__(self, settings: EngineSettings | None = None, threads: int | None = None) -> None:
         """``threads``: torch's process-wide thread count (``requests.set_threads``)."""
-        torch.set_num_threads(set_threads(threads))
+        set_threads(threads)
         self._lock = threading.Lock()
         if settings is None:  # the defaults, with expansions no longer than this model writes
             limit = min(EngineSettings().max_expansion_tokens, self.max_expansion_tokens)
