@@ -22,7 +22,6 @@ last ghost text is followed as typed (``ghost.py``).
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -379,8 +378,7 @@ def load_runner(path: Path) -> Runner:
     It lives here rather than in runner.py because hf_runner.py builds on runner.py: the
     choice between them belongs to their user.
     """
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    if GPT2Runner.supports(config):
+    if GPT2Runner.serves(path):
         return GPT2Runner.from_directory(path)
     from server.engine.hf_runner import HFRunner
 

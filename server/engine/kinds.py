@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -77,8 +76,7 @@ def needs_torch(kind: str, path: Path) -> bool:
         return True
     from server.engine.runner import GPT2Runner
 
-    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    return not GPT2Runner.supports(config)
+    return not GPT2Runner.serves(Path(path))
 
 
 def engine_for(

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file
 
-from server.engine.numeric import log_softmax
+from server.engine.numeric import log_softmax, softmax
 
 Array = np.ndarray
 
@@ -188,9 +188,7 @@ def _attention(q: Array, k: Array, v: Array, scale: float, visible: Array | None
     scores = np.matmul(q, k.swapaxes(-1, -2)) * np.float32(scale)
     if visible is not None:
         scores = np.where(visible, scores, np.float32(-np.inf))
-    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    scores /= scores.sum(axis=-1, keepdims=True)
-    return np.matmul(scores, v)
+    return np.matmul(softmax(scores), v)
 
 
 class GPT2Runner(Runner):
@@ -206,6 +204,11 @@ class GPT2Runner(Runner):
             and not config.get("add_cross_attention", False)
             and config.get("activation_function", "gelu_new") in _ACTIVATIONS
         )
+
+    @classmethod
+    def serves(cls, path: Path) -> bool:
+        """True when the checkpoint directory holds a plain GPT-2 (this runner's, not torch's)."""
+        return cls.supports(json.loads((path / "config.json").read_text(encoding="utf-8")))
 
     @classmethod
     def from_directory(cls, path: Path) -> GPT2Runner:
