@@ -32,16 +32,18 @@ holds for one prompt and a merge only to swap its arrays in.
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from model_store.ngram.counting import discount_of
 
+log = logging.getLogger(__name__)
 ORDER = 5
-WIDTH = 1 << 24  # word ids stay below it (16M distinct words)
+WIDTH = 1 << 24  # word ids stay below it (16M distinct words; past them: ``fits``)
 BOS, EOS = 0, 1
 MAX_DISCOUNT = 0.8
 MERGE_AFTER = 20_000  # new n-gram types kept in dicts before they are inserted in the arrays
@@ -50,6 +52,18 @@ CANDIDATES_PER_ORDER = 24
 UNKNOWN = -1
 REMEMBERED_WORDS = 4096  # word ids kept at hand for queries
 LOW_BITS = 0xFFFFFFFF
+
+
+def fits(size: int, words: Sequence[str], known: Callable[[str], bool]) -> bool:
+    """Whether a prompt's new words get ids below ``WIDTH`` beside the ``size`` ids given.
+
+    A word id shares a key with its context's index, so one at ``WIDTH`` or past it would
+    corrupt the counts. A prompt that does not fit is stored but not counted; since ids are
+    never given back, one that did not fit never fits later, so uncounting it is skipped too.
+    """
+    if size + len(words) <= WIDTH:
+        return True
+    return size + len({word for word in words if not known(word)}) <= WIDTH
 
 
 def discount(n1: int, n2: int) -> float:
@@ -183,6 +197,7 @@ class NgramCounts:
         self._unigram_sum = 0
         self._unigram_types = 0
         self.prompts = 0
+        self._full_logged = False
         # Updates hold it per prompt, queries per call; a merge is computed without it.
         self.lock = threading.Lock()
         self._add_structure()
@@ -222,6 +237,11 @@ class NgramCounts:
     def _update(self, prompt: str, step: int) -> None:
         words = prompt.split()
         if not words:
+            return
+        if not fits(len(self.vocab), words, lambda word: self.id_of(word) != UNKNOWN):
+            if not self._full_logged:
+                log.warning("personal vocabulary full (%d words): new words go uncounted", WIDTH)
+                self._full_logged = True
             return
         ids = [BOS] * (self.order - 1) + [self._word_id(w) for w in words] + [EOS]
         self.prompts += step
@@ -557,7 +577,7 @@ def count(prompts: Iterable[str], order: int = ORDER) -> NgramCounts:
     padding = [BOS] * (order - 1)
     for prompt in prompts:
         words = prompt.split()
-        if words:
+        if words and fits(len(index) + 2, words, index.__contains__):
             flat.extend(padding)
             flat.extend([setdefault(w, len(index) + 2) for w in words])
             flat.append(EOS)

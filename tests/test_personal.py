@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from model_store import personal
+from model_store import personal, personal_counts
 from model_store.cli import main
 from model_store.personal import PersonalLayer, PersonalStore, Prompts, split_lines, store_path
 from model_store.personal_counts import NgramCounts, count
@@ -352,6 +352,24 @@ def test_a_store_made_before_the_prompt_key_is_converted(tmp_path: Path) -> None
     assert store.prompts(negative=False) == ["a cat", "a dog"]
     assert store.prompts(negative=True) == ["blurry"]
     store.close()
+
+
+def test_prompts_past_the_word_id_limit_are_stored_but_not_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(personal_counts, "WIDTH", 16)  # 14 words beside <s> and </s>
+    prompts = ["a b c", "d e f", "g h i", "j k l", "m n o", "a b p q", "a b c d", "r"]
+    counted = [p for p in prompts if p not in ("m n o", "r")]  # no room for their new words
+    learned = NgramCounts()
+    for prompt in prompts:
+        learned.add(prompt)
+    assert learned.as_dict() == count(prompts).as_dict() == count(counted).as_dict()
+    assert learned.prompts == len(counted)
+    assert len(learned.vocab) == 16
+    assert "personal vocabulary full" in caplog.text
+    for prompt in ("m n o", "a b c"):  # one never counted: nothing to uncount
+        learned.remove(prompt)
+    assert learned.as_dict() == count([p for p in counted if p != "a b c"]).as_dict()
 
 
 def test_a_count_past_16_bits_widens_its_order() -> None:
