@@ -286,23 +286,15 @@ async def run_batch(
 async def _expand_when_loaded(
     client: PromptServerClient, idea: str, count: int, timeout: float
 ) -> list[str]:
-    """Expand, asking again while the server is (or may still be) loading its model.
-
-    A loading server answers empty. Once it has reported loading progress and ended it, an
-    empty answer is final; a server that reports no progress is asked again until the timeout.
-    """
+    """Expand, asking again once the model serves if the server was loading it (again,
+    after a restart): a loading server answers empty, a serving one's empty answer is final."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         expansions = await client.expand(idea, count)
-        if expansions or loop.time() > deadline:
+        if expansions or loop.time() > deadline or client.model_settled:
             return expansions
-        if client.loading:
-            await client.wait_until_ready(max(0.0, deadline - loop.time()))
-        elif client.progress_seen:
-            return expansions
-        else:
-            await asyncio.sleep(0.25)
+        await client.wait_until_ready(max(0.0, deadline - loop.time()))
 
 
 def _ideas(lines: Iterable[str]) -> Iterable[str]:

@@ -42,6 +42,10 @@ TOKENS_COMMAND = "promptAutocomplete.tokens"
 LEARN_COMMAND = "promptAutocomplete.learn"
 STATUS_METHOD = "promptAutocomplete/status"
 CLIENT_NAME = "prompt-repl"
+# The server's model states (its status) past which nothing changes until a reload;
+# "unknown": a server without the status method, followed by its $/progress alone.
+SETTLED_STATES = ("ready", "failed", "unknown")
+MODEL_STATE_POLL_S = 0.1
 
 
 class LspError(Exception):
@@ -168,6 +172,7 @@ class PromptServerClient:
         self.state = ServerState.STOPPED
         self.notice = ""  # the latest thing worth telling the user (a crash, a server message)
         self.server_info = ""
+        self.model_state = ""  # the server's status "state", followed until it settles
         self.progress: dict[str | int, Progress] = {}
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.cancels_sent = 0  # $/cancelRequest notifications: stale work the server was spared
@@ -201,11 +206,22 @@ class PromptServerClient:
     def progress_seen(self) -> bool:
         return bool(self.progress)
 
+    @property
+    def model_settled(self) -> bool:
+        """The server's model has settled (served, or failed) and no load is in progress."""
+        return self.model_state in SETTLED_STATES and not self.loading
+
     def status_text(self) -> str:
         """One line for the toolbar: what the server is doing right now."""
         if self.state is ServerState.RUNNING and self.loading:
             active = [p for p in self.progress.values() if not p.done]
             return active[-1].describe()
+        if self.state is ServerState.RUNNING and self.model_state == "failed":
+            return "the model failed to load"
+        if self.state is ServerState.RUNNING and self.model_state == "statistics":
+            return "loading the model (the corpus statistics serve meanwhile)…"
+        if self.state is ServerState.RUNNING and self.model_state not in SETTLED_STATES:
+            return "loading the model…"
         if self.state is ServerState.RUNNING:
             return "ready"
         if self.state is ServerState.STARTING:
@@ -254,10 +270,11 @@ class PromptServerClient:
         await self._connect()
 
     async def wait_until_ready(self, timeout: float) -> None:
-        """Wait for initialization and for any loading progress the server reports to end."""
+        """Wait for initialization, then until the server's model serves (or failed) and any
+        loading progress it reports has ended."""
         deadline = time.monotonic() + timeout
         await asyncio.wait_for(self._ready.wait(), timeout)
-        while self.loading:
+        while not self.model_settled:
             if time.monotonic() > deadline:
                 raise TimeoutError("the server is still loading its model")
             await asyncio.sleep(0.05)
@@ -281,6 +298,7 @@ class PromptServerClient:
         generation = self._generation
         self._ready.clear()
         self.progress = {}
+        self.model_state = ""
         client = LanguageClient(CLIENT_NAME, __version__)
         self._register_handlers(client)
         self._stop_reading = threading.Event()
@@ -351,6 +369,25 @@ class PromptServerClient:
         self.state = ServerState.RUNNING
         self._ready.set()
         self._changed()
+        self._spawn(self._follow_model_state(self._generation), "prompt-ls-model-state")
+
+    async def _follow_model_state(self, generation: int) -> None:
+        """Ask the server's status until its model state settles. The load's $/progress
+        begins only after the configuration round trip: until then nothing else says that
+        the model is still loading."""
+        while generation == self._generation and self.state is ServerState.RUNNING:
+            try:
+                state = str((await self.status()).get("state", "unknown"))
+            except RequestFailed:
+                state = "unknown"
+            except LspError:
+                return  # the connection went: the next one follows its own server
+            if state != self.model_state:
+                self.model_state = state
+                self._changed()
+            if state in SETTLED_STATES:
+                return
+            await asyncio.sleep(MODEL_STATE_POLL_S)
 
     def _initialize_params(self) -> types.InitializeParams:
         capabilities = types.ClientCapabilities(
@@ -593,12 +630,14 @@ class PromptServerClient:
             if not pending.future.done():
                 pending.future.set_exception(error)
 
-    async def _request(self, method: str, params: Any) -> Any:
+    async def _request(self, method: str, params: Any, *, about_text: bool = True) -> Any:
+        """Send a request; one ``about_text`` goes stale when the text changes."""
         client = self._client
         if client is None or self.state is not ServerState.RUNNING:
             raise ServerUnavailable(self.status_text())
+        version = self._version if about_text else None
         return await self._send(
-            client, method, params, version=self._version, timeout=self._request_timeout_s
+            client, method, params, version=version, timeout=self._request_timeout_s
         )
 
     async def _send(
@@ -737,7 +776,7 @@ class PromptServerClient:
 
     async def status(self) -> dict[str, Any]:
         """The server's model state and counters (``promptAutocomplete/status``)."""
-        return _plain(await self._request(STATUS_METHOD, None))
+        return _plain(await self._request(STATUS_METHOD, None, about_text=False))
 
 
 def _plain(value: Any) -> Any:

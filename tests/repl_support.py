@@ -62,8 +62,9 @@ async def wait_for(condition: Callable[[], object], what: str, timeout: float = 
 
 
 async def wait_until_loaded(client: PromptServerClient) -> None:
-    """The server has reported its model load and finished it."""
-    await wait_for(lambda: client.progress_seen and not client.loading, "the model to load")
+    """The server has reported its model load, finished it, and its status says it serves."""
+    await wait_for(lambda: client.progress_seen, "the model load to be reported")
+    await client.wait_until_ready(WAIT_S)
 
 
 class ReplDriver:

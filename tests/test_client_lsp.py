@@ -37,6 +37,20 @@ async def test_loading_progress_was_reported_and_then_ready(client: PromptServer
     assert client.server_info.startswith("prompt-ls")
 
 
+async def test_ready_means_the_model_serves_and_the_toolbar_says_loading_until_then(
+    tmp_path: Path,
+) -> None:
+    client = make_client(tmp_path)
+    await asyncio.wait_for(client.start(), WAIT_S)
+    try:
+        assert client.status_text().startswith("loading the model")  # before any $/progress
+        await client.wait_until_ready(WAIT_S)
+        assert (await client.status())["state"] == "ready"
+        assert client.status_text() == "ready"
+    finally:
+        await client.stop()
+
+
 async def test_inline_edits_end_at_the_cursor(client: PromptServerClient) -> None:
     automatic = await client.inline(IDEA, len(IDEA))
     invoked = await client.inline(IDEA, len(IDEA), invoked=True)
