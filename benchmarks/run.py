@@ -180,7 +180,7 @@ def _build(
     except Exception as exc:
         _log(f"cannot prepare {spec}:\n{traceback.format_exc()}")
         built = Benchmarked(name=spec, unavailable=f"failed to load: {exc!r}")
-    built.spec = spec
+    built.spec = built.spec or spec  # a builder may name its canonical spec
     return built
 
 

@@ -47,6 +47,7 @@ def _ngram(context: Context, argument: str | None) -> Benchmarked:
         perplexity=model.perplexity,
         expand=system.expand,
         expands=True,
+        spec="ngram" if order == 3 else f"ngram:{order}",  # "ngram:3" is the trigram's row too
     )
 
 

@@ -52,10 +52,12 @@ def test_run_writes_report_and_merges_later_runs(data_dir: Path, tmp_path: Path)
     assert results["expansion"]["rows"]["word trigram (KN)"]["ideas"] == 3
     assert "--sample 6" in results["ksr"]["none"]["command"]
 
-    run.main([*common, "--sections", "perplexity", "--perplexity-prompts", "50"])
+    trigram_spelled_out = [*common[:-1], "ngram:3"]
+    run.main([*trigram_spelled_out, "--sections", "perplexity", "--perplexity-prompts", "50"])
     results = json.loads((output.parent / "benchmarks" / "results.json").read_text())
     assert "none" in results["ksr"]  # kept from the first run
     assert results["perplexity"]["word trigram (KN)"]["prompts"] == 50
+    assert results["perplexity"]["word trigram (KN)"]["system"] == "ngram"  # what the report seeks
 
     text = output.read_text()
     for heading in (
