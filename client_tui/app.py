@@ -139,6 +139,8 @@ class Repl:
         starting = asyncio.ensure_future(self._start_server()) if owns_server else None
         try:
             while True:
+                self._tokens = ""  # a new line: the last one's count would stand (a reset
+                # buffer fires no text event)
                 try:
                     text = await self.session.prompt_async()
                 except KeyboardInterrupt:

@@ -278,3 +278,8 @@ async def test_the_toolbar_shows_the_lines_clip_tokens(repl: ReplDriver) -> None
     await wait_for(lambda: shown().strip() == "2/75", "2/75 in the toolbar")
     await repl.type(" BREAK dog")
     await wait_for(lambda: shown().strip() == "76/75", "76/75 once BREAK starts chunk 2")
+    await repl.press(ESCAPE)  # the menu, if open
+    await repl.press(ENTER)
+    await wait_for(lambda: repl.printed() == ["red cat BREAK dog"], "the prompt on stdout")
+    await wait_for(lambda: repl.buffer.text == "", "a new, empty line")
+    assert shown() == ""  # not the printed line's count
