@@ -416,6 +416,11 @@ class PromptServerClient:
         )
 
     def _register_handlers(self, client: LanguageClient) -> None:
+        @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            """Taken and dropped: the toolbar counts the line's CLIP tokens itself (``tokens``),
+            which is what the diagnostics say. Unhandled, pygls logs each one as a warning."""
+
         @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
         def on_progress_create(params: types.WorkDoneProgressCreateParams) -> None:
             self.progress[params.token] = Progress()

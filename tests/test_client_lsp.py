@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,6 +50,16 @@ async def test_ready_means_the_model_serves_and_the_toolbar_says_loading_until_t
         assert client.status_text() == "ready"
     finally:
         await client.stop()
+
+
+async def test_diagnostics_are_taken_quietly(
+    client: PromptServerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    text = "red cat, " * 40  # past the 75-token limit: the server publishes a diagnostic
+    await client.complete(text, len(text))
+    await asyncio.sleep(0.5)
+    assert [r for r in caplog.records if "publishDiagnostics" in r.getMessage()] == []
 
 
 async def test_inline_edits_end_at_the_cursor(client: PromptServerClient) -> None:
