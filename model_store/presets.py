@@ -102,7 +102,8 @@ BASELINE_PRESETS: dict[str, AnyPreset] = {
         max_train_prompts=2_000,
         valid_prompts=200,
     ),
-    # The study's benchmark at CPU scale: about 30 minutes on two busy cores (~500 windows/s).
+    # The study's benchmark at CPU scale: 4 minutes on two quiet cores (about 2,700 windows/s;
+    # 30 when they were busy).
     # 10k words cover ~96% of prompt tokens; width 128 because the LSTM reruns each window.
     "lstm": WordLSTMPreset(
         name="lstm",
