@@ -161,11 +161,10 @@ class LspDriver:
         first second would stand for every later prompt that starts the same way ("", "a"):
         KSR is measured on what the server serves, its first second by the cold start.
         """
-        deadline = time.perf_counter() + timeout
-        while (await self.client.status()).get("state") not in ("ready", "failed"):
-            if time.perf_counter() > deadline:
-                raise ServerUnavailable(f"the model was not ready within {timeout:.0f} s")
-            await asyncio.sleep(0.05)
+        try:
+            await self.client.wait_until_ready(timeout)
+        except TimeoutError as error:
+            raise ServerUnavailable(f"the model was not ready within {timeout:.0f} s") from error
 
     async def first_completion_seconds(self, text: str, timeout: float = 120.0) -> float:
         """Seconds from spawn until a completion request at the end of ``text`` is non-empty."""

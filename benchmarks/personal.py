@@ -79,7 +79,7 @@ class LearningServer:
 
     def start(self) -> None:
         self.runner.run(self.driver.start(), timeout=READY_S)
-        self.wait(lambda status: status["state"] in ("ready", "failed"), "the model to load")
+        self.runner.run(self.driver.wait_until_serving(READY_S), timeout=READY_S + 10)
 
     def status(self) -> dict[str, Any]:
         return self.runner.run(self.driver.client.status(), timeout=60)

@@ -67,6 +67,7 @@ class _Server:
 
     def __enter__(self) -> LspDriver:
         self.runner.run(self.driver.start(), timeout=180)
+        self.runner.run(self.driver.wait_until_serving(), timeout=300)
         self.runner.run(self.driver.first_completion_seconds(WARM_TEXT), timeout=300)
         self.driver.latencies = {"completion": [], "inline": []}
         return self.driver
