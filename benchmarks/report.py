@@ -889,6 +889,7 @@ def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
         [
             corpus,
             packs,
+            row.get("statistics", "not recorded"),
             row["prompts"],
             row["ksr"],
             row["ksr_ghost_only"],
@@ -903,15 +904,17 @@ def _vocabulary_section(rows: dict[str, Any] | None) -> list[str]:
     if ksr:
         parts += [
             "KSR typed through `prompt-ls` (default model with the corpus statistics the store "
-            'has, no personal layer) with the Danbooru tag pack on (`tagPacks: ["danbooru"]`) '
-            "and off (`[]`). `modern`: a seeded sample of `modern/modern_dev.txt` (2023 "
-            "SDXL/anime-style prompts, evaluation only); `dev`: the first prompts of the KSR "
-            "sample of 2022 dev prompts above.",
+            "has: `pack` as a fresh install ships it, `full` after `prompt-models stats`; no "
+            'personal layer) with the Danbooru tag pack on (`tagPacks: ["danbooru"]`) and off '
+            "(`[]`). `modern`: a seeded sample of `modern/modern_dev.txt` (2023 SDXL/anime-style "
+            "prompts, evaluation only); `dev`: the first prompts of the KSR sample of 2022 dev "
+            "prompts above.",
             "",
             _table(
                 [
                     "prompts",
                     "tags",
+                    "statistics",
                     "n",
                     "KSR ghost+menu",
                     "KSR ghost only",

@@ -85,6 +85,7 @@ def lsp_ksr(
 ) -> dict[str, Any]:
     """KSR (ghost + menu, and ghost only) of ``targets`` typed through one server."""
     with _Server(runner, command, options) as driver:
+        statistics = runner.run(driver.client.status(), timeout=60).get("statistics")
         memo = MemoSystem(LspSystem(driver, runner, "prompt-ls"))
         began = time.perf_counter()
         full = evaluate(memo, targets, use_menu=True)
@@ -92,6 +93,7 @@ def lsp_ksr(
         log(f"  KSR {full.ksr:.4f} in {time.perf_counter() - began:.0f} s")
         return {
             "prompts": len(targets),
+            "statistics": statistics,  # "pack" (a fresh install) or "full" (prompt-models stats)
             "ksr": round(full.ksr, 4),
             "ksr_ghost_only": round(ghost_only.ksr, 4),
             "menu_acceptances": full.acceptances["menu"],
